@@ -1,0 +1,630 @@
+//! Configuration: TOML text → a validated [`Config`].
+//!
+//! Two steps, as in ripgrep: a raw parse that mirrors the file (every field
+//! remembers where it was written), then a resolved form the rest of the
+//! program uses. Every error names the file, the line and the key. Unknown
+//! keys are errors: a typo in `after_ingest` must not silently keep files.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono_tz::Tz;
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::naming::{NamePattern, DEFAULT_PATTERN};
+
+/// How a station's folder is watched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WatchMode {
+    /// inotify events plus periodic rescans (local disks).
+    Events,
+    /// Rescans only, every `poll_secs` (network mounts deliver no events).
+    Poll,
+}
+
+/// What happens to a dock file once its original is stored and verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AfterIngest {
+    Keep,
+    /// Removed only after the stored copy was re-read and its hash matched,
+    /// and the index row is committed.
+    Delete,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable on a terminal, JSON lines otherwise.
+    Auto,
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this was read from (for messages and reloads).
+    pub source: PathBuf,
+    /// The archive and the SQLite index live below it.
+    pub state_dir: PathBuf,
+    pub stations: Vec<StationConfig>,
+    pub ingest: IngestConfig,
+    pub probe: ProbeConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct StationConfig {
+    pub id: String,
+    pub path: PathBuf,
+    pub pattern: Option<NamePattern>,
+    pub timezone: Tz,
+    /// How long size, mtime and ctime must stay unchanged.
+    pub settle: Duration,
+    pub watch: WatchMode,
+    pub after_ingest: AfterIngest,
+    /// Full rescans in `events` mode, so nothing depends on an event arriving.
+    pub rescan: Duration,
+    /// Rescan period in `poll` mode (and after a fall-back to polling).
+    pub poll: Duration,
+    /// Extra names (globs over the path relative to the station) never taken.
+    pub ignore: GlobSet,
+}
+
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// Files stored at once (I/O bound).
+    pub workers: usize,
+    /// Attempts to store one file before it is reported as failed.
+    pub max_attempts: u32,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// Free space the archive keeps after a copy; a file that would cut into
+    /// it is not copied (and is retried later).
+    pub min_free_bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProbeConfig {
+    /// Prober child processes.
+    pub workers: usize,
+    /// Time limit for describing one file.
+    pub timeout: Duration,
+    /// Address-space limit of a prober process.
+    pub memory_limit_bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+/// A configuration error: where it is and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if self.key.is_empty() {
+            write!(f, ": {}", self.message)
+        } else {
+            write!(f, ": `{}`: {}", self.key, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// All the errors found in one file (validation goes on after the first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Seconds, written as an integer or a float (`settle_secs = 0.5` in tests).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(untagged)]
+enum Secs {
+    Int(i64),
+    Float(f64),
+}
+
+impl Secs {
+    fn get(self) -> f64 {
+        match self {
+            Secs::Int(i) => i as f64,
+            Secs::Float(f) => f,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    state_dir: Spanned<String>,
+    #[serde(default)]
+    stations: Vec<Spanned<RawStation>>,
+    #[serde(default)]
+    ingest: RawIngest,
+    #[serde(default)]
+    probe: RawProbe,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStation {
+    id: Spanned<String>,
+    path: Spanned<String>,
+    pattern: Option<Spanned<String>>,
+    timezone: Option<Spanned<String>>,
+    settle_secs: Option<Spanned<Secs>>,
+    watch: Option<WatchMode>,
+    after_ingest: Option<AfterIngest>,
+    rescan_secs: Option<Spanned<Secs>>,
+    poll_secs: Option<Spanned<Secs>>,
+    #[serde(default)]
+    ignore: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawIngest {
+    workers: Option<Spanned<i64>>,
+    max_attempts: Option<Spanned<i64>>,
+    retry_base_secs: Option<Spanned<Secs>>,
+    retry_max_secs: Option<Spanned<Secs>>,
+    min_free_mb: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawProbe {
+    workers: Option<Spanned<i64>>,
+    timeout_secs: Option<Spanned<Secs>>,
+    memory_limit_mb: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    level: Option<Spanned<String>>,
+    format: Option<LogFormat>,
+}
+
+/// Collects errors with their positions while resolving.
+struct Ctx<'a> {
+    file: &'a Path,
+    text: &'a str,
+    errors: Vec<ConfigError>,
+}
+
+impl Ctx<'_> {
+    fn line_of(&self, span: Range<usize>) -> usize {
+        let end = span.start.min(self.text.len());
+        self.text[..end].bytes().filter(|b| *b == b'\n').count() + 1
+    }
+
+    fn err(&mut self, span: Option<Range<usize>>, key: impl Into<String>, msg: impl Into<String>) {
+        self.errors.push(ConfigError {
+            file: self.file.to_path_buf(),
+            line: span.map(|s| self.line_of(s)),
+            key: key.into(),
+            message: msg.into(),
+        });
+    }
+
+    fn secs(&mut self, v: &Option<Spanned<Secs>>, key: &str, default: f64, min: f64, max: f64) -> Duration {
+        let Some(v) = v else {
+            return Duration::from_secs_f64(default);
+        };
+        let s = v.get_ref().get();
+        if !(s.is_finite() && s >= min && s <= max) {
+            self.err(
+                Some(v.span()),
+                key,
+                format!("must be between {min} and {max} seconds, got {s}"),
+            );
+            return Duration::from_secs_f64(default);
+        }
+        Duration::from_secs_f64(s)
+    }
+
+    fn int(&mut self, v: &Option<Spanned<i64>>, key: &str, default: i64, min: i64, max: i64) -> i64 {
+        let Some(v) = v else { return default };
+        let i = *v.get_ref();
+        if i < min || i > max {
+            self.err(Some(v.span()), key, format!("must be between {min} and {max}, got {i}"));
+            return default;
+        }
+        i
+    }
+
+    fn path(&mut self, v: &Spanned<String>, key: &str) -> PathBuf {
+        let raw = v.get_ref();
+        if raw.is_empty() {
+            self.err(Some(v.span()), key, "must not be empty");
+        }
+        let p = PathBuf::from(raw);
+        let p = if p.is_absolute() {
+            p
+        } else {
+            // Relative paths are relative to the configuration file.
+            self.file.parent().unwrap_or(Path::new(".")).join(p)
+        };
+        normalize(&p)
+    }
+}
+
+/// Lexically normalise a path (no symlink resolution: a station folder may
+/// not exist yet when the configuration is checked).
+fn normalize(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+impl Config {
+    /// Read and validate a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                file: path.to_path_buf(),
+                line: None,
+                key: String::new(),
+                message: format!("cannot read: {e}"),
+            }])
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Validate configuration text; `file` is used for messages and to
+    /// resolve relative paths.
+    pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
+        let abs_file = if file.is_absolute() {
+            file.to_path_buf()
+        } else {
+            std::env::current_dir().unwrap_or_default().join(file)
+        };
+        let mut ctx = Ctx {
+            file: &abs_file,
+            text,
+            errors: Vec::new(),
+        };
+        let raw: RawConfig = match toml::from_str(text) {
+            Ok(r) => r,
+            Err(e) => {
+                let key = key_from_message(e.message());
+                ctx.err(e.span(), key, e.message().trim().to_string());
+                return Err(ConfigErrors(ctx.errors));
+            }
+        };
+        let cfg = resolve(&mut ctx, raw);
+        if ctx.errors.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigErrors(ctx.errors))
+        }
+    }
+
+    /// Where the SQLite index lives.
+    pub fn index_path(&self) -> PathBuf {
+        self.state_dir.join("index.sqlite3")
+    }
+
+    /// Where the content-addressed archive lives.
+    pub fn archive_dir(&self) -> PathBuf {
+        self.state_dir.join("archive")
+    }
+
+    pub fn station(&self, id: &str) -> Option<&StationConfig> {
+        self.stations.iter().find(|s| s.id == id)
+    }
+}
+
+/// serde names the offending field in its messages (``unknown field `x` ``,
+/// ``missing field `x` ``); toml gives the span.
+fn key_from_message(msg: &str) -> String {
+    msg.split('`').nth(1).unwrap_or("").to_string()
+}
+
+fn resolve(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
+    let state_dir = ctx.path(&raw.state_dir, "state_dir");
+    let mut stations = Vec::new();
+    let mut ids = HashSet::new();
+    for (i, st) in raw.stations.iter().enumerate() {
+        let st = st.get_ref();
+        let k = |name: &str| format!("stations[{i}].{name}");
+        let id = st.id.get_ref().clone();
+        if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+            ctx.err(
+                Some(st.id.span()),
+                k("id"),
+                format!("{id:?} must be 1-64 characters of A-Z a-z 0-9 . _ -"),
+            );
+        } else if !ids.insert(id.clone()) {
+            ctx.err(Some(st.id.span()), k("id"), format!("station {id:?} is defined twice"));
+        }
+        let path = ctx.path(&st.path, &k("path"));
+        let timezone = match &st.timezone {
+            None => chrono_tz::UTC,
+            Some(tz) => match tz.get_ref().parse::<Tz>() {
+                Ok(tz) => tz,
+                Err(_) => {
+                    ctx.err(
+                        Some(tz.span()),
+                        k("timezone"),
+                        format!(
+                            "{:?} is not an IANA time zone name (like \"Asia/Shanghai\")",
+                            tz.get_ref()
+                        ),
+                    );
+                    chrono_tz::UTC
+                }
+            },
+        };
+        let pattern_text = st
+            .pattern
+            .as_ref()
+            .map(|p| p.get_ref().as_str())
+            .unwrap_or(DEFAULT_PATTERN);
+        let pattern = if pattern_text.is_empty() {
+            None
+        } else {
+            match NamePattern::new(pattern_text, timezone) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    let span = st.pattern.as_ref().map(|p| p.span());
+                    ctx.err(span, k("pattern"), e.to_string());
+                    None
+                }
+            }
+        };
+        let mut ignore = GlobSetBuilder::new();
+        for g in &st.ignore {
+            match Glob::new(g.get_ref()) {
+                Ok(glob) => {
+                    ignore.add(glob);
+                }
+                Err(e) => ctx.err(Some(g.span()), k("ignore"), e.to_string()),
+            }
+        }
+        let settle = ctx.secs(&st.settle_secs, &k("settle_secs"), 5.0, 0.0, 86_400.0);
+        let rescan = ctx.secs(&st.rescan_secs, &k("rescan_secs"), 300.0, 0.05, 86_400.0);
+        let poll = ctx.secs(&st.poll_secs, &k("poll_secs"), 10.0, 0.05, 86_400.0);
+        stations.push(StationConfig {
+            id,
+            path,
+            pattern,
+            timezone,
+            settle,
+            watch: st.watch.unwrap_or(WatchMode::Events),
+            after_ingest: st.after_ingest.unwrap_or(AfterIngest::Keep),
+            rescan,
+            poll,
+            ignore: ignore.build().unwrap_or_else(|_| GlobSet::empty()),
+        });
+    }
+    // Folders must not overlap each other or the state directory: bodycamd
+    // would otherwise ingest its own archive, or one file twice.
+    for (i, a) in stations.iter().enumerate() {
+        let span = Some(raw.stations[i].get_ref().path.span());
+        if a.path.starts_with(&state_dir) || state_dir.starts_with(&a.path) {
+            ctx.err(
+                span.clone(),
+                format!("stations[{i}].path"),
+                format!(
+                    "{} overlaps state_dir {}; a station must not contain the archive",
+                    a.path.display(),
+                    state_dir.display()
+                ),
+            );
+        }
+        for b in &stations[..i] {
+            if a.path.starts_with(&b.path) || b.path.starts_with(&a.path) {
+                ctx.err(
+                    span.clone(),
+                    format!("stations[{i}].path"),
+                    format!(
+                        "{} overlaps station {:?} at {}",
+                        a.path.display(),
+                        b.id,
+                        b.path.display()
+                    ),
+                );
+            }
+        }
+    }
+
+    let ingest = IngestConfig {
+        workers: ctx.int(&raw.ingest.workers, "ingest.workers", 2, 1, 64) as usize,
+        max_attempts: ctx.int(&raw.ingest.max_attempts, "ingest.max_attempts", 5, 1, 1000) as u32,
+        retry_base: ctx.secs(
+            &raw.ingest.retry_base_secs,
+            "ingest.retry_base_secs",
+            2.0,
+            0.0,
+            86_400.0,
+        ),
+        retry_max: ctx.secs(
+            &raw.ingest.retry_max_secs,
+            "ingest.retry_max_secs",
+            600.0,
+            0.0,
+            86_400.0,
+        ),
+        min_free_bytes: ctx.int(&raw.ingest.min_free_mb, "ingest.min_free_mb", 256, 0, 1 << 40) as u64 * 1024 * 1024,
+    };
+    let probe = ProbeConfig {
+        workers: ctx.int(&raw.probe.workers, "probe.workers", 2, 1, 64) as usize,
+        timeout: ctx.secs(&raw.probe.timeout_secs, "probe.timeout_secs", 60.0, 0.1, 86_400.0),
+        memory_limit_bytes: ctx.int(&raw.probe.memory_limit_mb, "probe.memory_limit_mb", 2048, 64, 1 << 30) as u64
+            * 1024
+            * 1024,
+    };
+    let level = raw
+        .log
+        .level
+        .as_ref()
+        .map(|l| l.get_ref().clone())
+        .unwrap_or_else(|| "info".into());
+    if let Some(l) = &raw.log.level {
+        if tracing_subscriber::EnvFilter::try_new(l.get_ref()).is_err() {
+            ctx.err(
+                Some(l.span()),
+                "log.level",
+                format!("{:?} is not a log level or filter", l.get_ref()),
+            );
+        }
+    }
+    Config {
+        source: ctx.file.to_path_buf(),
+        state_dir,
+        stations,
+        ingest,
+        probe,
+        log: LogConfig {
+            level,
+            format: raw.log.format.unwrap_or(LogFormat::Auto),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigErrors> {
+        Config::parse(Path::new("/etc/bodycamd/bodycamd.toml"), text)
+    }
+
+    #[test]
+    fn the_issue_example_parses() {
+        let c = parse(
+            r#"
+state_dir = "/var/lib/bodycamd"
+[[stations]]
+id = "dock-01"
+path = "/srv/docks/dock-01"
+pattern = '^(?P<device>[^/]+)/[^/]*_(?P<officer>\d{6})_(?P<start>\d{14})_(?P<seq>\d{4})\.\w+$'
+timezone = "Asia/Shanghai"
+settle_secs = 5
+watch = "events"
+after_ingest = "keep"
+"#,
+        )
+        .unwrap();
+        let s = &c.stations[0];
+        assert_eq!(s.id, "dock-01");
+        assert_eq!(s.settle, Duration::from_secs(5));
+        assert_eq!(s.watch, WatchMode::Events);
+        assert_eq!(s.after_ingest, AfterIngest::Keep);
+        assert_eq!(s.timezone, chrono_tz::Asia::Shanghai);
+        assert_eq!(c.index_path(), Path::new("/var/lib/bodycamd/index.sqlite3"));
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let e = parse("state_dir = \"/x\"\n[[stations]]\nid = \"a\"\npath = \"/d\"\nafter_injest = \"delete\"\n")
+            .unwrap_err();
+        let e = &e.0[0];
+        assert_eq!(e.line, Some(5));
+        assert_eq!(e.key, "after_injest");
+        let shown = e.to_string();
+        assert!(
+            shown.starts_with("/etc/bodycamd/bodycamd.toml:5: `after_injest`"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn bad_enum_value_names_the_line() {
+        let e =
+            parse("state_dir = \"/x\"\n[[stations]]\nid = \"a\"\npath = \"/d\"\nwatch = \"fanotify\"\n").unwrap_err();
+        assert_eq!(e.0[0].line, Some(5));
+        assert!(e.0[0].message.contains("fanotify"), "{}", e.0[0].message);
+    }
+
+    #[test]
+    fn semantic_errors_are_all_reported_with_lines_and_keys() {
+        let e = parse(
+            "state_dir = \"/srv/docks\"\n\
+             [[stations]]\nid = \"a b\"\npath = \"/srv/docks/a\"\ntimezone = \"Mars/Olympus\"\n\
+             pattern = \"(?P<badge>x)\"\nsettle_secs = -1\n",
+        )
+        .unwrap_err();
+        let keys: Vec<_> = e.0.iter().map(|e| (e.key.as_str(), e.line)).collect();
+        assert!(keys.contains(&("stations[0].id", Some(3))), "{keys:?}");
+        assert!(keys.contains(&("stations[0].timezone", Some(5))), "{keys:?}");
+        assert!(keys.contains(&("stations[0].pattern", Some(6))), "{keys:?}");
+        assert!(keys.contains(&("stations[0].settle_secs", Some(7))), "{keys:?}");
+        assert!(keys.contains(&("stations[0].path", Some(4))), "{keys:?}");
+    }
+
+    #[test]
+    fn duplicate_and_nested_stations_are_rejected() {
+        let e = parse(
+            "state_dir = \"/var/lib/b\"\n[[stations]]\nid = \"a\"\npath = \"/d\"\n\
+             [[stations]]\nid = \"a\"\npath = \"/d/sub\"\n",
+        )
+        .unwrap_err();
+        let msgs = e.to_string();
+        assert!(msgs.contains("defined twice"), "{msgs}");
+        assert!(msgs.contains("overlaps station"), "{msgs}");
+    }
+
+    #[test]
+    fn missing_state_dir_and_syntax_errors() {
+        let e = parse("[ingest]\nworkers = 2\n").unwrap_err();
+        assert!(e.0[0].message.contains("state_dir"), "{}", e);
+        let e = parse("state_dir = \n").unwrap_err();
+        assert_eq!(e.0[0].line, Some(1));
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_file_and_fractions_work() {
+        let c = parse("state_dir = \"state\"\n[[stations]]\nid = \"a\"\npath = \"../docks/a\"\nsettle_secs = 0.25\n")
+            .unwrap();
+        assert_eq!(c.state_dir, Path::new("/etc/bodycamd/state"));
+        assert_eq!(c.stations[0].path, Path::new("/etc/docks/a"));
+        assert_eq!(c.stations[0].settle, Duration::from_millis(250));
+    }
+}

@@ -1,0 +1,339 @@
+//! What the ingest pipeline writes. Each function runs inside the writer's
+//! transaction (see [`super::Index::call`]).
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::domain::{FileSig, MediaKind, RecordingTime};
+use crate::naming::NameInfo;
+
+/// How a sighting's dock file is handled after ingest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    Keep,
+    DeletePending,
+    Deleted,
+}
+
+impl Disposition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Disposition::Keep => "keep",
+            Disposition::DeletePending => "delete_pending",
+            Disposition::Deleted => "deleted",
+        }
+    }
+}
+
+/// Pending-file states, as `status` shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PendingState {
+    Waiting,
+    Retrying,
+    Failed,
+    Rejected,
+}
+
+impl PendingState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PendingState::Waiting => "waiting",
+            PendingState::Retrying => "retrying",
+            PendingState::Failed => "failed",
+            PendingState::Rejected => "rejected",
+        }
+    }
+}
+
+/// One stored dock file, as the index records it.
+#[derive(Debug, Clone)]
+pub struct IngestRecord {
+    pub media_id: String,
+    pub size: u64,
+    pub station: String,
+    pub rel_path: Vec<u8>,
+    pub sig: FileSig,
+    pub first_seen_ms: i64,
+    pub ingested_at_ms: i64,
+    pub name: NameInfo,
+    pub disposition: Disposition,
+}
+
+/// What the describer learnt about an original.
+#[derive(Debug, Clone, Default)]
+pub struct Described {
+    pub kind: Option<MediaKind>,
+    pub container: Option<String>,
+    pub video_codec: Option<String>,
+    pub audio_codec: Option<String>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub frame_rate: Option<f64>,
+    pub duration_secs: Option<f64>,
+    pub creation_time_ms: Option<i64>,
+    pub recorded: Option<RecordingTime>,
+    pub probe_error: Option<String>,
+}
+
+pub fn upsert_station(c: &Connection, id: &str, path: &str, watch_mode: &str, now_ms: i64) -> rusqlite::Result<()> {
+    c.execute(
+        "INSERT INTO stations (id, path, watch_mode, updated_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (id) DO UPDATE SET path = excluded.path, watch_mode = excluded.watch_mode,
+             updated_at = excluded.updated_at",
+        params![id, path, watch_mode, now_ms],
+    )?;
+    Ok(())
+}
+
+/// Record a station's availability and how many files wait on it.
+pub fn set_station_state(
+    c: &Connection,
+    id: &str,
+    available: bool,
+    error: Option<&str>,
+    pending: usize,
+    scanned: bool,
+    now_ms: i64,
+) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE stations SET
+            available = ?2,
+            unavailable_since = CASE WHEN ?2 THEN NULL ELSE coalesce(unavailable_since, ?5) END,
+            last_error = ?3,
+            pending_files = ?4,
+            last_scan_at = CASE WHEN ?6 THEN ?5 ELSE last_scan_at END,
+            updated_at = ?5
+         WHERE id = ?1",
+        params![id, available, error, pending as i64, now_ms, scanned],
+    )?;
+    Ok(())
+}
+
+pub fn set_station_watch_mode(c: &Connection, id: &str, mode: &str) -> rusqlite::Result<()> {
+    c.execute("UPDATE stations SET watch_mode = ?2 WHERE id = ?1", params![id, mode])?;
+    Ok(())
+}
+
+/// Insert or update a file waiting on a station. `first_seen` is kept from
+/// the first time the file was recorded.
+#[allow(clippy::too_many_arguments)]
+pub fn upsert_pending(
+    c: &Connection,
+    station: &str,
+    rel_path: &[u8],
+    first_seen_ms: i64,
+    size: Option<u64>,
+    state: PendingState,
+    attempts: u32,
+    reason: Option<&str>,
+    now_ms: i64,
+) -> rusqlite::Result<()> {
+    c.execute(
+        "INSERT INTO pending (station, rel_path, first_seen, size, state, attempts, reason, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (station, rel_path) DO UPDATE SET
+            size = excluded.size, state = excluded.state, attempts = excluded.attempts,
+            reason = excluded.reason, updated_at = excluded.updated_at",
+        params![
+            station,
+            rel_path,
+            first_seen_ms,
+            size.map(|s| s as i64),
+            state.as_str(),
+            attempts,
+            reason,
+            now_ms
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn delete_pending(c: &Connection, station: &str, rel_path: &[u8]) -> rusqlite::Result<()> {
+    c.execute(
+        "DELETE FROM pending WHERE station = ?1 AND rel_path = ?2",
+        params![station, rel_path],
+    )?;
+    Ok(())
+}
+
+/// Forget pending rows of a station except those listed as still there.
+pub fn retain_pending(c: &Connection, station: &str, keep: &[Vec<u8>]) -> rusqlite::Result<usize> {
+    let mut stmt = c.prepare_cached("SELECT rel_path FROM pending WHERE station = ?1")?;
+    let rows: Vec<Vec<u8>> = stmt.query_map([station], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    let keep: std::collections::HashSet<&[u8]> = keep.iter().map(|k| k.as_slice()).collect();
+    let mut n = 0;
+    for rel in rows {
+        if !keep.contains(rel.as_slice()) {
+            delete_pending(c, station, &rel)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+fn touch_party(c: &Connection, table: &str, key: &str, value: &str, now_ms: i64) -> rusqlite::Result<()> {
+    c.execute(
+        &format!(
+            "INSERT INTO {table} ({key}, first_seen, last_seen) VALUES (?1, ?2, ?2)
+             ON CONFLICT ({key}) DO UPDATE SET last_seen = max(last_seen, excluded.last_seen)"
+        ),
+        params![value, now_ms],
+    )?;
+    Ok(())
+}
+
+/// Record a stored dock file: the original (if new), its sighting, its
+/// device and officer; the file stops being pending. Returns whether the
+/// original is new to the index.
+pub fn record_ingest(c: &Connection, r: &IngestRecord) -> rusqlite::Result<bool> {
+    if let Some(d) = &r.name.device {
+        touch_party(c, "devices", "serial", d, r.ingested_at_ms)?;
+    }
+    if let Some(o) = &r.name.officer {
+        touch_party(c, "officers", "number", o, r.ingested_at_ms)?;
+    }
+    let inserted = c.execute(
+        "INSERT INTO originals (id, size, station, device, officer, seq, case_ref, name_start, name_error,
+                                source_mtime, first_seen, ingested_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+         ON CONFLICT (id) DO NOTHING",
+        params![
+            r.media_id,
+            r.size as i64,
+            r.station,
+            r.name.device,
+            r.name.officer,
+            r.name.seq,
+            r.name.case,
+            r.name.start.map(|t| t.timestamp_millis()),
+            r.name.start_error,
+            r.sig.mtime_ns.div_euclid(1_000_000),
+            r.first_seen_ms,
+            r.ingested_at_ms,
+        ],
+    )? == 1;
+    if !inserted {
+        // Another sighting of known bytes: it may have been seen earlier, and
+        // may carry what the first one's name did not.
+        c.execute(
+            "UPDATE originals SET first_seen = min(first_seen, ?2),
+                device = coalesce(device, ?3), officer = coalesce(officer, ?4),
+                seq = coalesce(seq, ?5), case_ref = coalesce(case_ref, ?6),
+                name_start = coalesce(name_start, ?7)
+             WHERE id = ?1",
+            params![
+                r.media_id,
+                r.first_seen_ms,
+                r.name.device,
+                r.name.officer,
+                r.name.seq,
+                r.name.case,
+                r.name.start.map(|t| t.timestamp_millis()),
+            ],
+        )?;
+    }
+    c.execute(
+        "INSERT INTO sightings (media_id, station, rel_path, size, mtime_ns, ctime_ns, ino, dev,
+                                first_seen, ingested_at, disposition)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         ON CONFLICT (media_id, station, rel_path) DO UPDATE SET
+            size = excluded.size, mtime_ns = excluded.mtime_ns, ctime_ns = excluded.ctime_ns,
+            ino = excluded.ino, dev = excluded.dev, disposition = excluded.disposition,
+            disposed_at = NULL",
+        params![
+            r.media_id,
+            r.station,
+            r.rel_path,
+            r.size as i64,
+            r.sig.mtime_ns,
+            r.sig.ctime_ns,
+            r.sig.ino as i64,
+            r.sig.dev as i64,
+            r.first_seen_ms,
+            r.ingested_at_ms,
+            r.disposition.as_str(),
+        ],
+    )?;
+    delete_pending(c, &r.station, &r.rel_path)?;
+    Ok(inserted)
+}
+
+/// The dock file of a sighting was removed after verification.
+pub fn mark_deleted(
+    c: &Connection,
+    media_id: &str,
+    station: &str,
+    rel_path: &[u8],
+    now_ms: i64,
+) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE sightings SET disposition = 'deleted', disposed_at = ?4
+         WHERE media_id = ?1 AND station = ?2 AND rel_path = ?3",
+        params![media_id, station, rel_path, now_ms],
+    )?;
+    Ok(())
+}
+
+/// A deletion that could not be done safely (the dock file changed): keep it.
+pub fn mark_kept(c: &Connection, media_id: &str, station: &str, rel_path: &[u8]) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE sightings SET disposition = 'keep'
+         WHERE media_id = ?1 AND station = ?2 AND rel_path = ?3",
+        params![media_id, station, rel_path],
+    )?;
+    Ok(())
+}
+
+pub fn record_description(c: &Connection, id: &str, d: &Described, now_ms: i64) -> rusqlite::Result<()> {
+    let rec = d.recorded.as_ref();
+    c.execute(
+        "UPDATE originals SET kind = ?2, container = ?3, video_codec = ?4, audio_codec = ?5,
+            width = ?6, height = ?7, frame_rate = ?8, duration_secs = ?9, creation_time = ?10,
+            recorded_start = ?11, recorded_end = ?12, start_source = ?13, clock_trusted = ?14,
+            probe_error = ?15, described_at = ?16
+         WHERE id = ?1",
+        params![
+            id,
+            d.kind.unwrap_or(MediaKind::Other).as_str(),
+            d.container,
+            d.video_codec,
+            d.audio_codec,
+            d.width,
+            d.height,
+            d.frame_rate,
+            d.duration_secs,
+            d.creation_time_ms,
+            rec.map(|r| r.start.timestamp_millis()),
+            rec.map(|r| r.end.timestamp_millis()),
+            rec.map(|r| r.source.as_str()),
+            rec.map(|r| r.trusted),
+            d.probe_error,
+            now_ms,
+        ],
+    )?;
+    Ok(())
+}
+
+/// What the describer needs to know about an original besides its bytes.
+#[derive(Debug, Clone)]
+pub struct DescribeInputs {
+    pub station: String,
+    pub name_start_ms: Option<i64>,
+    pub source_mtime_ms: Option<i64>,
+    pub first_seen_ms: i64,
+}
+
+pub fn describe_inputs(c: &Connection, id: &str) -> rusqlite::Result<Option<DescribeInputs>> {
+    c.query_row(
+        "SELECT station, name_start, source_mtime, first_seen FROM originals WHERE id = ?1",
+        [id],
+        |r| {
+            Ok(DescribeInputs {
+                station: r.get(0)?,
+                name_start_ms: r.get(1)?,
+                source_mtime_ms: r.get(2)?,
+                first_seen_ms: r.get(3)?,
+            })
+        },
+    )
+    .optional()
+}

@@ -1,0 +1,276 @@
+//! The SQLite index: numbered embedded migrations, one writer, many readers.
+//!
+//! **Invariant:** all writes go through the one writer thread ([`Index::call`]),
+//! which batches concurrent requests into one transaction (one fsync for many
+//! files) and runs each request in its own savepoint, so one failing request
+//! never undoes another. A caller hears back only after the commit: "indexed"
+//! always means durable (`synchronous = FULL`).
+//!
+//! - [`ingest`]: what the pipeline writes (stations, pending files, sightings,
+//!   descriptions).
+//! - [`query`]: typed reads for the CLI (and later the API).
+
+pub mod ingest;
+pub mod query;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc as std_mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::oneshot;
+
+/// Migrations, applied in order; `PRAGMA user_version` counts those applied.
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+
+/// Requests per transaction at most.
+const MAX_BATCH: usize = 512;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("index: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("index commit failed: {0}")]
+    Commit(String),
+    #[error("the index writer has stopped")]
+    Closed,
+    #[error("no index at {0} yet (has the daemon run with this state_dir?)")]
+    Missing(PathBuf),
+    #[error("the index at {path} has schema version {found}; this bodycamd knows up to {known}")]
+    TooNew { path: PathBuf, found: usize, known: usize },
+    #[error("the index at {path} has schema version {found}, older than {known}; start the daemon once to migrate it")]
+    TooOld { path: PathBuf, found: usize, known: usize },
+}
+
+type Done = Box<dyn FnOnce(Result<(), String>) + Send>;
+type Op = Box<dyn FnOnce(&Connection) -> (bool, Done) + Send>;
+
+/// A handle on the index. Cloning shares the one writer.
+#[derive(Clone)]
+pub struct Index {
+    path: PathBuf,
+    tx: std_mpsc::Sender<Op>,
+    writer: std::sync::Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+/// Open a connection for reading an existing index (the CLI's commands).
+pub fn open_reader(path: &Path) -> Result<Connection, IndexError> {
+    if !path.exists() {
+        return Err(IndexError::Missing(path.to_path_buf()));
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    configure(&conn)?;
+    let found: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if found > MIGRATIONS.len() {
+        return Err(IndexError::TooNew {
+            path: path.into(),
+            found,
+            known: MIGRATIONS.len(),
+        });
+    }
+    if found < MIGRATIONS.len() {
+        return Err(IndexError::TooOld {
+            path: path.into(),
+            found,
+            known: MIGRATIONS.len(),
+        });
+    }
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), IndexError> {
+    let found: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if found > MIGRATIONS.len() {
+        return Err(IndexError::TooNew {
+            path: path.into(),
+            found,
+            known: MIGRATIONS.len(),
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i + 1)?;
+        tx.commit()?;
+        tracing::info!(version = i + 1, "index migrated");
+    }
+    Ok(())
+}
+
+impl Index {
+    /// Open (creating and migrating) the index and start its writer.
+    pub fn open(path: &Path) -> Result<Index, IndexError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| IndexError::Commit(format!("{}: {e}", dir.display())))?;
+        }
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // Evidence: a commit is on disk when it returns.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        configure(&conn)?;
+        migrate(&mut conn, path)?;
+        let (tx, rx) = std_mpsc::channel::<Op>();
+        let handle = std::thread::Builder::new()
+            .name("index-writer".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(|e| IndexError::Commit(e.to_string()))?;
+        Ok(Index {
+            path: path.to_path_buf(),
+            tx,
+            writer: std::sync::Arc::new(std::sync::Mutex::new(Some(handle))),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A new read connection (WAL: readers never wait for the writer).
+    pub fn reader(&self) -> Result<Connection, IndexError> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        configure(&conn)?;
+        conn.pragma_update(None, "query_only", "ON")?;
+        Ok(conn)
+    }
+
+    fn submit<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<oneshot::Receiver<Result<T, IndexError>>, IndexError> {
+        let (tx, rx) = oneshot::channel();
+        let op: Op = Box::new(move |conn| match f(conn) {
+            Ok(v) => (
+                true,
+                Box::new(move |commit: Result<(), String>| {
+                    let _ = tx.send(commit.map(|()| v).map_err(IndexError::Commit));
+                }),
+            ),
+            Err(e) => (
+                false,
+                Box::new(move |_| {
+                    let _ = tx.send(Err(IndexError::Sql(e)));
+                }),
+            ),
+        });
+        self.tx.send(op).map_err(|_| IndexError::Closed)?;
+        Ok(rx)
+    }
+
+    /// Run `f` in the writer's transaction; resolves after the commit.
+    pub async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, IndexError> {
+        self.submit(f)?.await.map_err(|_| IndexError::Closed)?
+    }
+
+    /// [`Index::call`] for code outside the async runtime.
+    pub fn call_blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, IndexError> {
+        self.submit(f)?.blocking_recv().map_err(|_| IndexError::Closed)?
+    }
+
+    /// Stop the writer after the requests already sent, and wait for it.
+    /// Other clones must be dropped first for the writer to stop.
+    pub fn close(self) {
+        let handle = self.writer.lock().unwrap().take();
+        drop(self.tx);
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+}
+
+fn writer_loop(conn: Connection, rx: std_mpsc::Receiver<Op>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let in_tx = conn.execute_batch("BEGIN IMMEDIATE").is_ok();
+        let mut dones = Vec::with_capacity(batch.len());
+        for op in batch {
+            let _ = conn.execute_batch("SAVEPOINT op");
+            let (ok, done) = op(&conn);
+            if !ok {
+                let _ = conn.execute_batch("ROLLBACK TO op");
+            }
+            let _ = conn.execute_batch("RELEASE op");
+            dones.push(done);
+        }
+        let commit = if in_tx {
+            conn.execute_batch("COMMIT").map_err(|e| {
+                let _ = conn.execute_batch("ROLLBACK");
+                e.to_string()
+            })
+        } else {
+            Ok(())
+        };
+        if let Err(e) = &commit {
+            tracing::error!(error = %e, "index commit failed");
+        }
+        for done in dones {
+            done(commit.clone());
+        }
+    }
+    // Fold the WAL back into the database on a clean stop.
+    let _ = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn failed_request_does_not_undo_its_neighbours() {
+        let d = tempfile::tempdir().unwrap();
+        let idx = Index::open(&d.path().join("i.sqlite3")).unwrap();
+        let a = idx.call(|c| c.execute("INSERT INTO devices VALUES ('A', 1, 1)", []));
+        let b = idx.call(|c| c.execute("INSERT INTO devices VALUES ('A', 2, 2)", []));
+        let c = idx.call(|c| c.execute("INSERT INTO devices VALUES ('C', 3, 3)", []));
+        let (a, b, c) = tokio::join!(a, b, c);
+        assert!(a.is_ok() && b.is_err() && c.is_ok());
+        let n: i64 = idx
+            .reader()
+            .unwrap()
+            .query_row("SELECT count(*) FROM devices", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 2);
+        idx.close();
+    }
+
+    #[test]
+    fn migrations_are_idempotent_and_readers_check_the_version() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("i.sqlite3");
+        assert!(matches!(open_reader(&p), Err(IndexError::Missing(_))));
+        Index::open(&p).unwrap().close();
+        Index::open(&p).unwrap().close();
+        let c = open_reader(&p).unwrap();
+        let v: usize = c.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(v, MIGRATIONS.len());
+        drop(c);
+        let c = Connection::open(&p).unwrap();
+        c.pragma_update(None, "user_version", 99).unwrap();
+        drop(c);
+        assert!(matches!(Index::open(&p), Err(IndexError::TooNew { .. })));
+    }
+}

@@ -1,0 +1,353 @@
+//! Typed reads of the index.
+
+use std::collections::HashMap;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+use rusqlite::{params, Connection, Row};
+
+use crate::domain::FileSig;
+
+/// An original with everything the index knows about it.
+#[derive(Debug, Clone)]
+pub struct MediaRow {
+    pub id: String,
+    pub size: u64,
+    pub kind: Option<String>,
+    pub station: String,
+    pub device: Option<String>,
+    pub officer: Option<String>,
+    pub seq: Option<i64>,
+    pub case_ref: Option<String>,
+    pub recorded_start: Option<i64>,
+    pub recorded_end: Option<i64>,
+    pub duration_secs: Option<f64>,
+    pub start_source: Option<String>,
+    pub clock_trusted: Option<bool>,
+    pub first_seen: i64,
+    pub ingested_at: i64,
+    pub described_at: Option<i64>,
+    pub probe_error: Option<String>,
+    pub container: Option<String>,
+    pub video_codec: Option<String>,
+    pub audio_codec: Option<String>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub frame_rate: Option<f64>,
+    /// Every place it was seen.
+    pub sightings: Vec<SightingRow>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SightingRow {
+    pub station: String,
+    /// Absolute dock path (station folder + relative path).
+    pub path: PathBuf,
+    pub first_seen: i64,
+    pub disposition: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct MediaFilter {
+    pub device: Option<String>,
+    pub officer: Option<String>,
+    pub station: Option<String>,
+    /// Recording start at or after (ms).
+    pub from: Option<i64>,
+    /// Recording start before (ms).
+    pub to: Option<i64>,
+    pub limit: Option<u32>,
+}
+
+const MEDIA_COLUMNS: &str = "o.id, o.size, o.kind, o.station, o.device, o.officer, o.seq, o.case_ref,
+    coalesce(o.recorded_start, o.name_start), o.recorded_end, o.duration_secs, o.start_source,
+    o.clock_trusted, o.first_seen, o.ingested_at, o.described_at, o.probe_error, o.container,
+    o.video_codec, o.audio_codec, o.width, o.height, o.frame_rate";
+
+fn media_row(r: &Row<'_>) -> rusqlite::Result<MediaRow> {
+    Ok(MediaRow {
+        id: r.get(0)?,
+        size: r.get::<_, i64>(1)? as u64,
+        kind: r.get(2)?,
+        station: r.get(3)?,
+        device: r.get(4)?,
+        officer: r.get(5)?,
+        seq: r.get(6)?,
+        case_ref: r.get(7)?,
+        recorded_start: r.get(8)?,
+        recorded_end: r.get(9)?,
+        duration_secs: r.get(10)?,
+        start_source: r.get(11)?,
+        clock_trusted: r.get(12)?,
+        first_seen: r.get(13)?,
+        ingested_at: r.get(14)?,
+        described_at: r.get(15)?,
+        probe_error: r.get(16)?,
+        container: r.get(17)?,
+        video_codec: r.get(18)?,
+        audio_codec: r.get(19)?,
+        width: r.get(20)?,
+        height: r.get(21)?,
+        frame_rate: r.get(22)?,
+        sightings: Vec::new(),
+    })
+}
+
+fn station_paths(c: &Connection) -> rusqlite::Result<HashMap<String, PathBuf>> {
+    let mut stmt = c.prepare_cached("SELECT id, path FROM stations")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get::<_, String>(0)?, PathBuf::from(r.get::<_, String>(1)?)))
+    })?;
+    rows.collect()
+}
+
+fn abs_path(stations: &HashMap<String, PathBuf>, station: &str, rel: &[u8]) -> PathBuf {
+    let rel = std::ffi::OsStr::from_bytes(rel);
+    match stations.get(station) {
+        Some(root) => root.join(rel),
+        None => PathBuf::from(rel),
+    }
+}
+
+fn attach_sightings(c: &Connection, rows: &mut [MediaRow]) -> rusqlite::Result<()> {
+    let stations = station_paths(c)?;
+    let mut stmt = c.prepare_cached(
+        "SELECT station, rel_path, first_seen, disposition FROM sightings WHERE media_id = ?1 ORDER BY id",
+    )?;
+    for row in rows.iter_mut() {
+        let sightings = stmt.query_map([&row.id], |r| {
+            let station: String = r.get(0)?;
+            let rel: Vec<u8> = r.get(1)?;
+            Ok(SightingRow {
+                path: abs_path(&stations, &station, &rel),
+                station,
+                first_seen: r.get(2)?,
+                disposition: r.get(3)?,
+            })
+        })?;
+        row.sightings = sightings.collect::<Result<_, _>>()?;
+    }
+    Ok(())
+}
+
+/// Originals matching `f`, by recording start (then id).
+pub fn media_list(c: &Connection, f: &MediaFilter) -> rusqlite::Result<Vec<MediaRow>> {
+    let sql = format!(
+        "SELECT {MEDIA_COLUMNS} FROM originals o
+         WHERE (?1 IS NULL OR o.device = ?1) AND (?2 IS NULL OR o.officer = ?2)
+           AND (?3 IS NULL OR o.station = ?3)
+           AND (?4 IS NULL OR coalesce(o.recorded_start, o.name_start) >= ?4)
+           AND (?5 IS NULL OR coalesce(o.recorded_start, o.name_start) < ?5)
+         ORDER BY coalesce(o.recorded_start, o.name_start), o.id
+         LIMIT ?6"
+    );
+    let mut stmt = c.prepare(&sql)?;
+    let limit = f.limit.map(i64::from).unwrap_or(-1);
+    let mut rows: Vec<MediaRow> = stmt
+        .query_map(params![f.device, f.officer, f.station, f.from, f.to, limit], media_row)?
+        .collect::<Result<_, _>>()?;
+    attach_sightings(c, &mut rows)?;
+    Ok(rows)
+}
+
+pub fn media_get(c: &Connection, id: &str) -> rusqlite::Result<Option<MediaRow>> {
+    let sql = format!("SELECT {MEDIA_COLUMNS} FROM originals o WHERE o.id = ?1");
+    let mut rows: Vec<MediaRow> = c.prepare(&sql)?.query_map([id], media_row)?.collect::<Result<_, _>>()?;
+    attach_sightings(c, &mut rows)?;
+    Ok(rows.pop())
+}
+
+#[derive(Debug, Clone)]
+pub struct StationRow {
+    pub id: String,
+    pub path: String,
+    pub available: bool,
+    pub unavailable_since: Option<i64>,
+    pub last_error: Option<String>,
+    pub last_scan_at: Option<i64>,
+    pub watch_mode: Option<String>,
+    /// Files seen and not stored yet (waiting, retrying or failed).
+    pub pending: u64,
+    pub failed: u64,
+}
+
+pub fn stations(c: &Connection) -> rusqlite::Result<Vec<StationRow>> {
+    let mut stmt = c.prepare(
+        "SELECT s.id, s.path, s.available, s.unavailable_since, s.last_error, s.last_scan_at, s.watch_mode,
+            (SELECT count(*) FROM pending p WHERE p.station = s.id AND p.state != 'rejected'),
+            (SELECT count(*) FROM pending p WHERE p.station = s.id AND p.state = 'failed')
+         FROM stations s ORDER BY s.id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(StationRow {
+            id: r.get(0)?,
+            path: r.get(1)?,
+            available: r.get(2)?,
+            unavailable_since: r.get(3)?,
+            last_error: r.get(4)?,
+            last_scan_at: r.get(5)?,
+            watch_mode: r.get(6)?,
+            pending: r.get::<_, i64>(7)? as u64,
+            failed: r.get::<_, i64>(8)? as u64,
+        })
+    })?;
+    rows.collect()
+}
+
+#[derive(Debug, Clone)]
+pub struct PendingRow {
+    pub station: String,
+    pub path: PathBuf,
+    pub first_seen: i64,
+    pub size: Option<u64>,
+    pub state: String,
+    pub attempts: u32,
+    pub reason: Option<String>,
+}
+
+/// Pending files in the given states (all states when empty).
+pub fn pending(c: &Connection, states: &[&str]) -> rusqlite::Result<Vec<PendingRow>> {
+    let stations = station_paths(c)?;
+    let mut stmt = c.prepare(
+        "SELECT station, rel_path, first_seen, size, state, attempts, reason FROM pending
+         ORDER BY station, first_seen, rel_path",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        let station: String = r.get(0)?;
+        let rel: Vec<u8> = r.get(1)?;
+        Ok(PendingRow {
+            path: abs_path(&stations, &station, &rel),
+            station,
+            first_seen: r.get(2)?,
+            size: r.get::<_, Option<i64>>(3)?.map(|s| s as u64),
+            state: r.get(4)?,
+            attempts: r.get(5)?,
+            reason: r.get(6)?,
+        })
+    })?;
+    let all: Vec<PendingRow> = rows.collect::<Result<_, _>>()?;
+    Ok(all
+        .into_iter()
+        .filter(|p| states.is_empty() || states.contains(&p.state.as_str()))
+        .collect())
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Counts {
+    pub originals: u64,
+    pub bytes: u64,
+    pub sightings: u64,
+    pub undescribed: u64,
+    pub unreadable: u64,
+    pub untrusted_clock: u64,
+    pub by_kind: Vec<(String, u64)>,
+}
+
+pub fn counts(c: &Connection) -> rusqlite::Result<Counts> {
+    let (originals, bytes, undescribed, unreadable, untrusted_clock) = c.query_row(
+        "SELECT count(*), coalesce(sum(size), 0),
+                count(*) FILTER (WHERE described_at IS NULL),
+                count(*) FILTER (WHERE probe_error IS NOT NULL),
+                count(*) FILTER (WHERE clock_trusted = 0)
+         FROM originals",
+        [],
+        |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        },
+    )?;
+    let sightings: i64 = c.query_row("SELECT count(*) FROM sightings", [], |r| r.get(0))?;
+    let mut stmt = c.prepare("SELECT coalesce(kind, 'undescribed'), count(*) FROM originals GROUP BY 1 ORDER BY 1")?;
+    let by_kind = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?
+        .collect::<Result<_, _>>()?;
+    Ok(Counts {
+        originals: originals as u64,
+        bytes: bytes as u64,
+        sightings: sightings as u64,
+        undescribed: undescribed as u64,
+        unreadable: unreadable as u64,
+        untrusted_clock: untrusted_clock as u64,
+        by_kind,
+    })
+}
+
+/// The dock files of a station whose current content is stored (and still
+/// on the dock), with the signature they had when stored.
+pub fn stored_sightings(c: &Connection, station: &str) -> rusqlite::Result<Vec<(Vec<u8>, FileSig)>> {
+    let mut stmt = c.prepare(
+        "SELECT rel_path, dev, ino, size, mtime_ns, ctime_ns FROM sightings
+         WHERE station = ?1 AND disposition != 'deleted' ORDER BY id",
+    )?;
+    let rows = stmt.query_map([station], |r| {
+        Ok((
+            r.get::<_, Vec<u8>>(0)?,
+            FileSig {
+                dev: r.get::<_, i64>(1)? as u64,
+                ino: r.get::<_, i64>(2)? as u64,
+                size: r.get::<_, i64>(3)? as u64,
+                mtime_ns: r.get(4)?,
+                ctime_ns: r.get(5)?,
+            },
+        ))
+    })?;
+    rows.collect()
+}
+
+/// When each pending file of a station was first seen (kept over restarts).
+pub fn pending_first_seen(c: &Connection, station: &str) -> rusqlite::Result<HashMap<Vec<u8>, i64>> {
+    let mut stmt = c.prepare("SELECT rel_path, first_seen FROM pending WHERE station = ?1")?;
+    let rows = stmt.query_map([station], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))?;
+    rows.collect()
+}
+
+/// A stored dock file whose removal was decided but not done (a crash came
+/// between the commit and the unlink).
+#[derive(Debug, Clone)]
+pub struct PendingDeletion {
+    pub media_id: String,
+    pub station: String,
+    pub rel_path: Vec<u8>,
+    pub sig: FileSig,
+}
+
+pub fn pending_deletions(c: &Connection) -> rusqlite::Result<Vec<PendingDeletion>> {
+    let mut stmt = c.prepare(
+        "SELECT media_id, station, rel_path, dev, ino, size, mtime_ns, ctime_ns FROM sightings
+         WHERE disposition = 'delete_pending' ORDER BY id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(PendingDeletion {
+            media_id: r.get(0)?,
+            station: r.get(1)?,
+            rel_path: r.get(2)?,
+            sig: FileSig {
+                dev: r.get::<_, i64>(3)? as u64,
+                ino: r.get::<_, i64>(4)? as u64,
+                size: r.get::<_, i64>(5)? as u64,
+                mtime_ns: r.get(6)?,
+                ctime_ns: r.get(7)?,
+            },
+        })
+    })?;
+    rows.collect()
+}
+
+/// Originals not described yet (a crash came between storing and describing).
+pub fn undescribed(c: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = c.prepare("SELECT id FROM originals WHERE described_at IS NULL ORDER BY ingested_at")?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    rows.collect()
+}
+
+/// Every original id (for the start-up orphan check).
+pub fn all_ids(c: &Connection) -> rusqlite::Result<std::collections::HashSet<String>> {
+    let mut stmt = c.prepare("SELECT id FROM originals")?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    rows.collect()
+}

@@ -1,0 +1,186 @@
+//! Reading audio/video containers with libav (ffmpeg-next).
+//!
+//! **Invariant:** this parses untrusted bytes in C; it is only ever called in
+//! a prober child process (see [`super::worker`]), never in the daemon.
+
+use std::path::Path;
+
+use ff::codec::packet::side_data::Type as SideDataType;
+use ff::media::Type as MediaType;
+use ffmpeg_next as ff;
+
+/// What libav says about a container.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AvInfo {
+    pub container: String,
+    pub duration_secs: Option<f64>,
+    /// `creation_time` from the container or its first stream, as written.
+    pub creation_time: Option<String>,
+    pub video: Option<VideoStream>,
+    pub audio: Option<AudioStream>,
+    /// Damage found while reading the media data (truncation, read errors).
+    pub problem: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VideoStream {
+    pub codec: String,
+    pub width: u32,
+    pub height: u32,
+    pub frame_rate: Option<f64>,
+    /// Display rotation in degrees (counter-clockwise), from the stream's
+    /// display matrix.
+    pub rotation: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AudioStream {
+    pub codec: String,
+    pub sample_rate: u32,
+    pub channels: u16,
+}
+
+/// Initialise libav once per process, quietly (hostile files make it talk).
+pub fn init() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = ff::init();
+        ff::util::log::set_level(ff::util::log::Level::Quiet);
+    });
+}
+
+fn rational(r: ff::Rational) -> Option<f64> {
+    (r.denominator() != 0 && r.numerator() > 0).then(|| f64::from(r))
+}
+
+fn rotation_of(stream: &ff::format::stream::Stream<'_>) -> Option<f64> {
+    for sd in stream.side_data() {
+        if sd.kind() == SideDataType::DisplayMatrix && sd.data().len() >= 36 {
+            // SAFETY: the display matrix is nine 32-bit integers; we checked
+            // the length, and av_display_rotation_get only reads them.
+            let r = unsafe { ff::ffi::av_display_rotation_get(sd.data().as_ptr() as *const i32) };
+            if r.is_finite() {
+                return Some(if r == 0.0 { 0.0 } else { -r });
+            }
+        }
+    }
+    None
+}
+
+/// Open and examine a media file: streams, duration, creation time, and a
+/// pass over all packets to find truncation and read errors.
+pub fn probe_av(path: &Path) -> Result<AvInfo, String> {
+    init();
+    let mut ictx = ff::format::input(&path).map_err(|e| format!("not a readable audio/video file: {e}"))?;
+    let mut info = AvInfo {
+        container: ictx.format().name().to_string(),
+        ..Default::default()
+    };
+    let d = ictx.duration();
+    if d > 0 && d != ff::ffi::AV_NOPTS_VALUE {
+        info.duration_secs = Some(d as f64 / f64::from(ff::ffi::AV_TIME_BASE));
+    }
+    info.creation_time = ictx.metadata().get("creation_time").map(str::to_string);
+    let mut time_bases = Vec::new();
+    for stream in ictx.streams() {
+        time_bases.push(stream.time_base());
+        if info.creation_time.is_none() {
+            info.creation_time = stream.metadata().get("creation_time").map(str::to_string);
+        }
+        let params = stream.parameters();
+        let codec = params.id().name().to_string();
+        match params.medium() {
+            MediaType::Video if info.video.is_none() => {
+                if stream
+                    .disposition()
+                    .contains(ff::format::stream::Disposition::ATTACHED_PIC)
+                {
+                    continue; // cover art in an audio file
+                }
+                // SAFETY: parameters() points at this stream's codecpar,
+                // which lives as long as `ictx`.
+                let (w, h) = unsafe {
+                    let p = params.as_ptr();
+                    ((*p).width, (*p).height)
+                };
+                info.video = Some(VideoStream {
+                    codec,
+                    width: w.max(0) as u32,
+                    height: h.max(0) as u32,
+                    frame_rate: rational(stream.avg_frame_rate()).or_else(|| rational(stream.rate())),
+                    rotation: rotation_of(&stream),
+                });
+            }
+            MediaType::Audio if info.audio.is_none() => {
+                let (rate, channels) = unsafe {
+                    let p = params.as_ptr();
+                    ((*p).sample_rate, (*p).ch_layout.nb_channels)
+                };
+                info.audio = Some(AudioStream {
+                    codec,
+                    sample_rate: rate.max(0) as u32,
+                    channels: channels.max(0) as u16,
+                });
+            }
+            _ => {}
+        }
+    }
+    if info.video.is_none() && info.audio.is_none() {
+        return Err(format!("{} container holds no audio or video stream", info.container));
+    }
+    info.problem = scan_packets(&mut ictx, &time_bases, info.duration_secs);
+    Ok(info)
+}
+
+/// Read every packet (no decoding). Returns a description of the damage, if
+/// any: a read error, or media data that ends well before the duration the
+/// header declares (a recording cut short, or a truncated copy).
+fn scan_packets(
+    ictx: &mut ff::format::context::Input,
+    time_bases: &[ff::Rational],
+    declared: Option<f64>,
+) -> Option<String> {
+    let mut end_secs: f64 = 0.0;
+    let mut packets: u64 = 0;
+    let mut errors = 0;
+    let mut first_error = None;
+    loop {
+        let mut pkt = ff::Packet::empty();
+        match pkt.read(ictx) {
+            Ok(()) => {
+                packets += 1;
+                errors = 0;
+                let tb = time_bases.get(pkt.stream()).copied().unwrap_or(ff::Rational(1, 1));
+                if let Some(ts) = pkt.pts().or(pkt.dts()) {
+                    let end = (ts + pkt.duration().max(0)) as f64 * f64::from(tb);
+                    if end.is_finite() && end > end_secs {
+                        end_secs = end;
+                    }
+                }
+            }
+            Err(ff::Error::Eof) => break,
+            Err(e) => {
+                first_error.get_or_insert_with(|| e.to_string());
+                errors += 1;
+                // libav may report the same error forever on some damage.
+                if errors >= 64 {
+                    break;
+                }
+            }
+        }
+    }
+    if let Some(e) = first_error {
+        return Some(format!("damaged media data after {packets} packets: {e}"));
+    }
+    if packets == 0 {
+        return Some("no media data (0 packets)".into());
+    }
+    if let Some(declared) = declared {
+        if declared - end_secs > (declared * 0.02).max(1.0) {
+            return Some(format!(
+                "truncated: media data ends at {end_secs:.1} s of a declared {declared:.1} s"
+            ));
+        }
+    }
+    None
+}

@@ -1,0 +1,398 @@
+//! The content-addressed archive: moves bytes, knows nothing of stations,
+//! media metadata or the index.
+//!
+//! Layout below the archive directory:
+//! - `objects/ab/<64 hex>`: an original (or later a rendition), named by the
+//!   BLAKE3 hash of its bytes, read-only (0444).
+//! - `tmp/`: copies in progress. Anything here at start-up is a copy that a
+//!   crash interrupted; its source is still on the dock, so it is removed.
+//! - `damaged/`: an object whose bytes no longer matched its name when the
+//!   same content arrived again (it is moved aside, never deleted).
+//!
+//! **Invariant:** an object path only ever holds complete, fsynced bytes whose
+//! BLAKE3 hash is its name. Bytes reach it by `rename` from `tmp/` after
+//! `fsync`, and the directory is fsynced after the rename. Nothing here ever
+//! opens an object for writing.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::domain::MediaId;
+
+/// Size of one read/hash/write step. Large enough that BLAKE3 hashes many
+/// chunks in parallel (SIMD) and syscalls are few; small enough to keep the
+/// memory of a copy constant whatever the file size.
+const BUF_SIZE: usize = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("archive full: {needed} bytes needed plus {reserve} kept free, {available} available")]
+    NoSpace { needed: u64, reserve: u64, available: u64 },
+    #[error("cannot read the dock file: {0}")]
+    Read(#[source] io::Error),
+    #[error("cannot write to the archive: {0}")]
+    Write(#[source] io::Error),
+    #[error("the dock file changed while it was being copied (expected {expected} bytes, read {read})")]
+    SizeChanged { expected: u64, read: u64 },
+}
+
+impl StoreError {
+    /// Whether the failure says something about the archive rather than the
+    /// file (retrying other files will not help either).
+    pub fn is_archive_side(&self) -> bool {
+        matches!(self, StoreError::NoSpace { .. } | StoreError::Write(_))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Archive {
+    root: PathBuf,
+    objects: PathBuf,
+    tmp: PathBuf,
+}
+
+/// A complete, fsynced copy in `tmp/`, not yet visible under its address.
+/// Dropping it removes the temporary file.
+#[derive(Debug)]
+pub struct Staged {
+    tmp_path: Option<PathBuf>,
+    pub id: MediaId,
+    pub size: u64,
+}
+
+/// The result of persisting a staged copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    pub id: MediaId,
+    pub size: u64,
+    /// False when the archive already held these bytes (a duplicate).
+    pub new: bool,
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if let Some(p) = self.tmp_path.take() {
+            let _ = fs::remove_file(p);
+        }
+    }
+}
+
+impl Archive {
+    /// Open (and create) the archive below `root`.
+    pub fn open(root: &Path) -> io::Result<Archive> {
+        let a = Archive {
+            root: root.to_path_buf(),
+            objects: root.join("objects"),
+            tmp: root.join("tmp"),
+        };
+        for d in [&a.root, &a.objects, &a.tmp] {
+            fs::create_dir_all(d)?;
+        }
+        Ok(a)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Remove copies that a crash left in `tmp/`. Returns what was removed.
+    pub fn recover(&self) -> io::Result<Vec<PathBuf>> {
+        let mut removed = Vec::new();
+        for entry in fs::read_dir(&self.tmp)? {
+            let p = entry?.path();
+            fs::remove_file(&p)?;
+            removed.push(p);
+        }
+        Ok(removed)
+    }
+
+    /// Where the object with this id lives (whether or not it exists).
+    pub fn object_path(&self, id: &MediaId) -> PathBuf {
+        let hex = id.to_hex();
+        self.objects.join(&hex[..2]).join(hex)
+    }
+
+    pub fn contains(&self, id: &MediaId) -> bool {
+        self.object_path(id).is_file()
+    }
+
+    /// Bytes available to this process on the archive's file system.
+    pub fn free_bytes(&self) -> io::Result<u64> {
+        let s = rustix::fs::statvfs(&self.root)?;
+        Ok(s.f_bavail.saturating_mul(s.f_frsize))
+    }
+
+    /// Copy `src` (which should hold `expected_size` bytes) into `tmp/`,
+    /// hashing it in the same pass, and fsync the copy.
+    ///
+    /// Checks first that the copy leaves `reserve` bytes free. Any failure
+    /// removes the temporary file; the source is only ever read.
+    pub fn stage(&self, src: &mut dyn Read, expected_size: u64, reserve: u64) -> Result<Staged, StoreError> {
+        let available = self.free_bytes().map_err(StoreError::Write)?;
+        if available < expected_size.saturating_add(reserve) {
+            return Err(StoreError::NoSpace {
+                needed: expected_size,
+                reserve,
+                available,
+            });
+        }
+        let (tmp_path, mut out) = self.create_tmp().map_err(StoreError::Write)?;
+        let mut staged = Staged {
+            tmp_path: Some(tmp_path),
+            id: MediaId([0; 32]),
+            size: 0,
+        };
+        let mut hasher = blake3::Hasher::new();
+        let mut buf = vec![0u8; BUF_SIZE];
+        let mut total: u64 = 0;
+        loop {
+            let n = match src.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(StoreError::Read(e)),
+            };
+            hasher.update(&buf[..n]);
+            out.write_all(&buf[..n])
+                .map_err(|e| write_error(e, expected_size, reserve))?;
+            total += n as u64;
+            if total > expected_size {
+                // Still growing: stop now instead of copying a moving target.
+                return Err(StoreError::SizeChanged {
+                    expected: expected_size,
+                    read: total,
+                });
+            }
+        }
+        if total != expected_size {
+            return Err(StoreError::SizeChanged {
+                expected: expected_size,
+                read: total,
+            });
+        }
+        out.sync_all().map_err(|e| write_error(e, expected_size, reserve))?;
+        staged.id = MediaId::from_hash(hasher.finalize());
+        staged.size = total;
+        Ok(staged)
+    }
+
+    /// Make a staged copy visible at its content address (read-only), or
+    /// discard it if the archive already holds these bytes.
+    pub fn persist(&self, mut staged: Staged) -> Result<Stored, StoreError> {
+        let target = self.object_path(&staged.id);
+        let shard = target.parent().expect("object paths have a shard directory");
+        let new_shard = !shard.exists();
+        if new_shard {
+            fs::create_dir_all(shard).map_err(StoreError::Write)?;
+            fsync_dir(&self.objects).map_err(StoreError::Write)?;
+        }
+        if let Ok(meta) = fs::symlink_metadata(&target) {
+            if meta.is_file() && meta.len() == staged.size {
+                return Ok(Stored {
+                    id: staged.id,
+                    size: staged.size,
+                    new: false,
+                });
+            }
+            // Same name, different size: the stored copy was damaged after it
+            // was written. Keep it aside for investigation, install the good one.
+            let damaged = self.root.join("damaged");
+            fs::create_dir_all(&damaged).map_err(StoreError::Write)?;
+            let aside = damaged.join(format!("{}.{}", staged.id, chrono::Utc::now().timestamp_millis()));
+            tracing::error!(media_id = %staged.id, aside = %aside.display(), "stored object had the wrong size; moved aside");
+            fs::rename(&target, &aside).map_err(StoreError::Write)?;
+        }
+        let tmp_path = staged.tmp_path.take().expect("staged copies have a temporary path");
+        let result = (|| {
+            fs::set_permissions(&tmp_path, fs::Permissions::from_mode(0o444))?;
+            match rustix::fs::renameat_with(
+                rustix::fs::CWD,
+                &tmp_path,
+                rustix::fs::CWD,
+                &target,
+                rustix::fs::RenameFlags::NOREPLACE,
+            ) {
+                Ok(()) => {}
+                // Another worker stored the same bytes a moment ago.
+                Err(rustix::io::Errno::EXIST) => {
+                    fs::remove_file(&tmp_path)?;
+                    return Ok(false);
+                }
+                Err(e) => return Err(io::Error::from(e)),
+            }
+            fsync_dir(shard)?;
+            Ok(true)
+        })();
+        match result {
+            Ok(new) => Ok(Stored {
+                id: staged.id,
+                size: staged.size,
+                new,
+            }),
+            Err(e) => {
+                let _ = fs::remove_file(&tmp_path);
+                Err(StoreError::Write(e))
+            }
+        }
+    }
+
+    /// Re-read a stored object from the disk and check its hash.
+    ///
+    /// The object's cached pages are dropped first (they are clean after the
+    /// fsync), so the bytes checked are the bytes on the disk.
+    pub fn verify(&self, id: &MediaId) -> io::Result<bool> {
+        Ok(self.hash_object(id)? == *id)
+    }
+
+    /// Hash a stored object's bytes as they are on disk now.
+    pub fn hash_object(&self, id: &MediaId) -> io::Result<MediaId> {
+        let f = File::open(self.object_path(id))?;
+        let _ = rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed);
+        hash_reader(f)
+    }
+
+    fn create_tmp(&self) -> io::Result<(PathBuf, File)> {
+        loop {
+            let name = format!("{:016x}.tmp", fastrand::u64(..));
+            let path = self.tmp.join(name);
+            match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
+                Ok(f) => return Ok((path, f)),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// BLAKE3 of everything a reader yields.
+pub fn hash_reader(mut r: impl Read) -> io::Result<MediaId> {
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; BUF_SIZE];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                hasher.update(&buf[..n]);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(MediaId::from_hash(hasher.finalize()))
+}
+
+fn write_error(e: io::Error, needed: u64, reserve: u64) -> StoreError {
+    if e.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error()) {
+        StoreError::NoSpace {
+            needed,
+            reserve,
+            available: 0,
+        }
+    } else {
+        StoreError::Write(e)
+    }
+}
+
+fn fsync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn archive() -> (tempfile::TempDir, Archive) {
+        let d = tempfile::tempdir().unwrap();
+        let a = Archive::open(&d.path().join("archive")).unwrap();
+        (d, a)
+    }
+
+    #[test]
+    fn stores_bytes_exactly_under_their_hash_read_only() {
+        let (_d, a) = archive();
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7) as u8).collect();
+        let staged = a.stage(&mut &data[..], data.len() as u64, 0).unwrap();
+        let stored = a.persist(staged).unwrap();
+        assert!(stored.new);
+        assert_eq!(stored.id, MediaId::from_hash(blake3::hash(&data)));
+        let p = a.object_path(&stored.id);
+        assert_eq!(fs::read(&p).unwrap(), data);
+        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o444);
+        assert!(a.verify(&stored.id).unwrap());
+        assert_eq!(fs::read_dir(a.root().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn same_bytes_twice_is_one_object() {
+        let (_d, a) = archive();
+        let s1 = a.persist(a.stage(&mut &b"evidence"[..], 8, 0).unwrap()).unwrap();
+        let s2 = a.persist(a.stage(&mut &b"evidence"[..], 8, 0).unwrap()).unwrap();
+        assert!(s1.new && !s2.new);
+        assert_eq!(s1.id, s2.id);
+        assert_eq!(fs::read_dir(a.root().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn growing_or_shrinking_source_is_discarded() {
+        let (_d, a) = archive();
+        let e = a.stage(&mut &b"0123456789"[..], 5, 0).unwrap_err();
+        assert!(matches!(e, StoreError::SizeChanged { .. }), "{e}");
+        let e = a.stage(&mut &b"0123"[..], 5, 0).unwrap_err();
+        assert!(matches!(e, StoreError::SizeChanged { expected: 5, read: 4 }), "{e}");
+        assert_eq!(fs::read_dir(a.root().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn read_errors_leave_nothing_behind() {
+        struct Failing(usize);
+        impl Read for Failing {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.0 == 0 {
+                    return Err(io::Error::new(io::ErrorKind::Other, "EIO"));
+                }
+                self.0 -= 1;
+                buf[0] = 1;
+                Ok(1)
+            }
+        }
+        let (_d, a) = archive();
+        let e = a.stage(&mut Failing(3), 10, 0).unwrap_err();
+        assert!(matches!(e, StoreError::Read(_)));
+        assert_eq!(fs::read_dir(a.root().join("tmp")).unwrap().count(), 0);
+        assert_eq!(fs::read_dir(a.root().join("objects")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn no_space_is_refused_before_copying() {
+        let (_d, a) = archive();
+        let e = a.stage(&mut &b"x"[..], 1, u64::MAX / 2).unwrap_err();
+        assert!(matches!(e, StoreError::NoSpace { .. }));
+        assert!(e.is_archive_side());
+        assert_eq!(fs::read_dir(a.root().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn recover_removes_interrupted_copies_only() {
+        let (_d, a) = archive();
+        let s = a.persist(a.stage(&mut &b"kept"[..], 4, 0).unwrap()).unwrap();
+        fs::write(a.root().join("tmp/abandoned.tmp"), b"half").unwrap();
+        assert_eq!(a.recover().unwrap().len(), 1);
+        assert!(a.contains(&s.id));
+    }
+
+    #[test]
+    fn damaged_object_is_moved_aside_when_good_bytes_arrive() {
+        let (_d, a) = archive();
+        let s = a.persist(a.stage(&mut &b"original"[..], 8, 0).unwrap()).unwrap();
+        let p = a.object_path(&s.id);
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::write(&p, b"trunc").unwrap();
+        assert!(!a.verify(&s.id).unwrap());
+        let again = a.persist(a.stage(&mut &b"original"[..], 8, 0).unwrap()).unwrap();
+        assert!(again.new);
+        assert!(a.verify(&s.id).unwrap());
+        assert_eq!(fs::read_dir(a.root().join("damaged")).unwrap().count(), 1);
+    }
+}

@@ -1,0 +1,383 @@
+//! The settle tracker: which dock files are complete, which are being
+//! stored, which wait for a retry. A pure state machine; the caller passes
+//! the time in.
+//!
+//! A file is complete once its signature (size, mtime, ctime, inode) has not
+//! changed for the station's settle time. ctime cannot be set by copy tools,
+//! so on local disks a file whose ctime is already older than the settle
+//! time has been still that long and is taken at once (at start-up, say);
+//! network mounts (`trust_ctime = false`) take their ctime from another
+//! clock and always wait for two observations.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::time::Instant;
+
+use crate::domain::FileSig;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum FileState {
+    /// Waiting for the signature to stay unchanged since `since`.
+    Settling { since: Instant },
+    /// Handed to the store workers (attempt number `gen`).
+    Queued { gen: u64 },
+    /// A failed attempt; tried again at `until`.
+    Backoff { until: Instant },
+    /// Attempts exhausted; waits for the file to change (or a restart).
+    Failed,
+}
+
+#[derive(Debug, Clone)]
+pub struct Tracked {
+    pub sig: FileSig,
+    /// When a station first showed this file (kept across restarts by the
+    /// caller, who persists it).
+    pub first_seen: DateTime<Utc>,
+    pub state: FileState,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
+/// What an observation meant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Observed {
+    /// Not known before (or known only as stored with other content).
+    New,
+    /// Known, and its signature changed.
+    Changed,
+    Same,
+}
+
+/// A file that is ready to be stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ready {
+    pub rel: PathBuf,
+    pub sig: FileSig,
+    pub first_seen: DateTime<Utc>,
+    pub gen: u64,
+    pub attempt: u32,
+}
+
+#[derive(Debug)]
+pub struct Tracker {
+    settle: Duration,
+    trust_ctime: bool,
+    /// Files not stored yet (small: what is on the way in).
+    active: HashMap<PathBuf, Tracked>,
+    /// Files whose current content is stored (large: everything a keeping
+    /// dock still holds). Only their signatures are kept.
+    stored: HashMap<PathBuf, FileSig>,
+    next_gen: u64,
+}
+
+impl Tracker {
+    pub fn new(settle: Duration, trust_ctime: bool) -> Self {
+        Tracker {
+            settle,
+            trust_ctime,
+            active: HashMap::new(),
+            stored: HashMap::new(),
+            next_gen: 1,
+        }
+    }
+
+    pub fn set_settle(&mut self, settle: Duration, trust_ctime: bool) {
+        self.settle = settle;
+        self.trust_ctime = trust_ctime;
+    }
+
+    /// Remember that this path's content, in this state, is already stored.
+    pub fn insert_stored(&mut self, rel: PathBuf, sig: FileSig) {
+        self.stored.insert(rel, sig);
+    }
+
+    pub fn get(&self, rel: &Path) -> Option<&Tracked> {
+        self.active.get(rel)
+    }
+
+    pub fn active(&self) -> impl Iterator<Item = (&PathBuf, &Tracked)> {
+        self.active.iter()
+    }
+
+    pub fn pending_count(&self) -> usize {
+        self.active.len()
+    }
+
+    pub fn is_known(&self, rel: &Path) -> bool {
+        self.active.contains_key(rel) || self.stored.contains_key(rel)
+    }
+
+    fn settle_start(&self, sig: &FileSig, now: Instant, wall: DateTime<Utc>) -> Instant {
+        if self.trust_ctime {
+            let age_ns = wall.timestamp_nanos_opt().unwrap_or(i64::MAX) - sig.ctime_ns;
+            if age_ns >= 0 && Duration::from_nanos(age_ns as u64) >= self.settle {
+                return now.checked_sub(self.settle).unwrap_or(now);
+            }
+        }
+        now
+    }
+
+    /// Record what a scan or an event showed at `rel`. `first_seen` is used
+    /// for a file not seen before (the caller passes a persisted time after a
+    /// restart, or now).
+    pub fn observe(
+        &mut self,
+        rel: &Path,
+        sig: FileSig,
+        now: Instant,
+        wall: DateTime<Utc>,
+        first_seen: DateTime<Utc>,
+    ) -> Observed {
+        if let Some(t) = self.active.get(rel) {
+            if t.sig == sig {
+                return Observed::Same;
+            }
+            let since = self.settle_start(&sig, now, wall);
+            let t = self.active.get_mut(rel).expect("checked above");
+            t.sig = sig;
+            t.attempts = 0;
+            t.state = FileState::Settling { since };
+            return Observed::Changed;
+        }
+        if self.stored.get(rel) == Some(&sig) {
+            return Observed::Same;
+        }
+        // New, or new content at a path whose earlier content is stored.
+        self.stored.remove(rel);
+        let since = self.settle_start(&sig, now, wall);
+        self.active.insert(
+            rel.to_path_buf(),
+            Tracked {
+                sig,
+                first_seen,
+                state: FileState::Settling { since },
+                attempts: 0,
+                last_error: None,
+            },
+        );
+        Observed::New
+    }
+
+    /// The path no longer exists. Returns what was pending there, if anything.
+    pub fn vanished(&mut self, rel: &Path) -> Option<Tracked> {
+        self.stored.remove(rel);
+        self.active.remove(rel)
+    }
+
+    /// Paths known below `prefix` (all of them for an empty prefix).
+    pub fn known_paths(&self) -> Vec<PathBuf> {
+        self.active.keys().chain(self.stored.keys()).cloned().collect()
+    }
+
+    /// Files that are ready now; they move to `Queued`.
+    pub fn take_due(&mut self, now: Instant) -> Vec<Ready> {
+        let mut out = Vec::new();
+        for (rel, t) in self.active.iter_mut() {
+            let due = match t.state {
+                FileState::Settling { since } => now.saturating_duration_since(since) >= self.settle,
+                FileState::Backoff { until } => now >= until,
+                _ => false,
+            };
+            if due {
+                let gen = self.next_gen;
+                self.next_gen += 1;
+                t.state = FileState::Queued { gen };
+                out.push(Ready {
+                    rel: rel.clone(),
+                    sig: t.sig,
+                    first_seen: t.first_seen,
+                    gen,
+                    attempt: t.attempts + 1,
+                });
+            }
+        }
+        out
+    }
+
+    /// When the next file becomes due, if any is waiting.
+    pub fn next_wakeup(&self) -> Option<Instant> {
+        self.active
+            .values()
+            .filter_map(|t| match t.state {
+                FileState::Settling { since } => Some(since + self.settle),
+                FileState::Backoff { until } => Some(until),
+                _ => None,
+            })
+            .min()
+    }
+
+    fn current(&mut self, rel: &Path, gen: u64) -> Option<&mut Tracked> {
+        self.active
+            .get_mut(rel)
+            .filter(|t| t.state == FileState::Queued { gen })
+    }
+
+    /// Attempt `gen` stored the file in state `sig`.
+    pub fn stored_ok(&mut self, rel: &Path, gen: u64, sig: FileSig) -> bool {
+        if self.current(rel, gen).is_some() {
+            self.active.remove(rel);
+            self.stored.insert(rel.to_path_buf(), sig);
+            true
+        } else {
+            // The file changed after this attempt began: its newer state is
+            // tracked and will be stored as well.
+            false
+        }
+    }
+
+    /// Attempt `gen` found the file changing: settle again.
+    pub fn changed(&mut self, rel: &Path, gen: u64, sig: Option<FileSig>, now: Instant) {
+        if let Some(t) = self.current(rel, gen) {
+            if let Some(sig) = sig {
+                t.sig = sig;
+            }
+            t.state = FileState::Settling { since: now };
+        }
+    }
+
+    /// Attempt `gen` failed. With `retry_at` it is tried again then;
+    /// without, it is given up until the file changes. Returns the attempts
+    /// so far.
+    pub fn failed(&mut self, rel: &Path, gen: u64, reason: String, retry_at: Option<Instant>) -> Option<u32> {
+        let t = self.current(rel, gen)?;
+        t.attempts += 1;
+        t.last_error = Some(reason);
+        t.state = match retry_at {
+            Some(until) => FileState::Backoff { until },
+            None => FileState::Failed,
+        };
+        Some(t.attempts)
+    }
+
+    /// Try every failed file again (after a reload, say).
+    pub fn retry_failed(&mut self, now: Instant) {
+        for t in self.active.values_mut() {
+            if t.state == FileState::Failed {
+                t.attempts = 0;
+                t.state = FileState::Backoff { until: now };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sig(size: u64, ctime_s: i64) -> FileSig {
+        FileSig {
+            dev: 1,
+            ino: 2,
+            size,
+            mtime_ns: ctime_s * 1_000_000_000,
+            ctime_ns: ctime_s * 1_000_000_000,
+        }
+    }
+
+    fn wall(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(s, 0).unwrap()
+    }
+
+    const SETTLE: Duration = Duration::from_secs(5);
+
+    #[test]
+    fn a_growing_file_is_taken_only_after_it_stops_changing() {
+        let mut t = Tracker::new(SETTLE, true);
+        let t0 = Instant::now();
+        let p = Path::new("a.mp4");
+        // Written at 1000 s, 1002 s, 1004 s (wall clock = ctime).
+        assert_eq!(t.observe(p, sig(10, 1000), t0, wall(1000), wall(1000)), Observed::New);
+        assert!(t.take_due(t0 + Duration::from_secs(2)).is_empty());
+        assert_eq!(
+            t.observe(p, sig(20, 1002), t0 + Duration::from_secs(2), wall(1002), wall(1002)),
+            Observed::Changed
+        );
+        assert!(t.take_due(t0 + Duration::from_secs(6)).is_empty());
+        assert_eq!(
+            t.observe(p, sig(30, 1004), t0 + Duration::from_secs(4), wall(1004), wall(1004)),
+            Observed::Changed
+        );
+        assert_eq!(t.next_wakeup(), Some(t0 + Duration::from_secs(9)));
+        assert!(t.take_due(t0 + Duration::from_secs(8)).is_empty());
+        let ready = t.take_due(t0 + Duration::from_secs(9));
+        assert_eq!(ready.len(), 1);
+        assert_eq!(ready[0].sig.size, 30);
+        assert_eq!(ready[0].first_seen, wall(1000));
+        assert!(t.stored_ok(p, ready[0].gen, ready[0].sig));
+        assert_eq!(t.pending_count(), 0);
+        assert_eq!(
+            t.observe(p, sig(30, 1004), t0 + Duration::from_secs(20), wall(1020), wall(1020)),
+            Observed::Same
+        );
+    }
+
+    #[test]
+    fn old_ctime_is_taken_at_once_on_local_disks_only() {
+        let t0 = Instant::now();
+        let mut local = Tracker::new(SETTLE, true);
+        local.observe(Path::new("old"), sig(1, 100), t0, wall(1000), wall(1000));
+        assert_eq!(local.take_due(t0).len(), 1);
+        let mut remote = Tracker::new(SETTLE, false);
+        remote.observe(Path::new("old"), sig(1, 100), t0, wall(1000), wall(1000));
+        assert!(remote.take_due(t0).is_empty());
+        assert_eq!(remote.take_due(t0 + SETTLE).len(), 1);
+    }
+
+    #[test]
+    fn a_change_during_a_copy_invalidates_that_attempt() {
+        let mut t = Tracker::new(SETTLE, true);
+        let t0 = Instant::now();
+        let p = Path::new("a");
+        t.observe(p, sig(1, 0), t0, wall(1000), wall(1000));
+        let r = t.take_due(t0).remove(0);
+        // The file grows while the copy runs; the event arrives first.
+        t.observe(p, sig(2, 1001), t0 + Duration::from_secs(1), wall(1001), wall(1001));
+        assert!(
+            !t.stored_ok(p, r.gen, r.sig),
+            "a stale attempt must not mark the new content stored"
+        );
+        assert_eq!(t.pending_count(), 1);
+        let r2 = t.take_due(t0 + Duration::from_secs(6)).remove(0);
+        assert_eq!(r2.sig.size, 2);
+    }
+
+    #[test]
+    fn failures_back_off_then_give_up_until_the_file_changes() {
+        let mut t = Tracker::new(SETTLE, true);
+        let t0 = Instant::now();
+        let p = Path::new("a");
+        t.observe(p, sig(1, 0), t0, wall(1000), wall(1000));
+        let r = t.take_due(t0).remove(0);
+        assert_eq!(
+            t.failed(p, r.gen, "EIO".into(), Some(t0 + Duration::from_secs(2))),
+            Some(1)
+        );
+        assert!(t.take_due(t0 + Duration::from_secs(1)).is_empty());
+        let r = t.take_due(t0 + Duration::from_secs(2)).remove(0);
+        assert_eq!(r.attempt, 2);
+        assert_eq!(t.failed(p, r.gen, "EIO".into(), None), Some(2));
+        assert!(t.take_due(t0 + Duration::from_secs(100)).is_empty());
+        assert_eq!(t.get(p).unwrap().state, FileState::Failed);
+        assert_eq!(t.observe(p, sig(5, 0), t0, wall(1000), wall(1000)), Observed::Changed);
+        assert_eq!(t.take_due(t0).len(), 1);
+    }
+
+    #[test]
+    fn new_content_at_a_stored_path_is_new() {
+        let mut t = Tracker::new(SETTLE, true);
+        t.insert_stored(PathBuf::from("a"), sig(1, 0));
+        let t0 = Instant::now();
+        assert_eq!(
+            t.observe(Path::new("a"), sig(1, 0), t0, wall(1000), wall(1000)),
+            Observed::Same
+        );
+        assert_eq!(
+            t.observe(Path::new("a"), sig(9, 0), t0, wall(1000), wall(1000)),
+            Observed::New
+        );
+    }
+}
