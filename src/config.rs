@@ -378,7 +378,7 @@ fn resolve(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
             ctx.err(
                 Some(st.id.span()),
                 k("id"),
-                format!("{id:?} must be 1-64 characters of A-Z a-z 0-9 . _ -"),
+                format!("{id:?} must be 1-64 characters of A-Z a-z 0-9 . _ - (not starting with _)"),
             );
         } else if !ids.insert(id.clone()) {
             ctx.err(Some(st.id.span()), k("id"), format!("station {id:?} is defined twice"));

@@ -1,8 +1,34 @@
+//! bodycamd: ingest body-worn camera media from docking stations into a
+//! verified, indexed evidence archive.
+//!
+//! # Layout
+//! - [`domain`]: ids, kinds, signatures, recording-time rules (pure).
+//! - [`config`]: TOML → validated configuration.
+//! - [`naming`]: station naming patterns (pure).
+//! - [`clock`]: injectable wall clock, time formats.
+//! - [`watch`]: discovery on station folders (scan, events, settle, safe opens).
+//! - [`store`]: the content-addressed archive.
+//! - [`media`]: describing media (sniffing, EXIF, libav in child processes).
+//! - [`index`]: the SQLite index.
+//! - [`pipeline`]: stations → store → index → dispose → describe.
+//! - [`app`]: the composition root.
+//! - [`views`]: JSON and text shapes shown to users.
+//! - [`simulate`]: a simulated docking station.
+//! - [`cli`]: the command line.
+//!
+//! See ARCHITECTURE.md for the invariants.
+
+pub mod app;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod index;
 pub mod media;
 pub mod naming;
+pub mod pipeline;
+pub mod simulate;
 pub mod store;
+pub mod telemetry;
+pub mod views;
 pub mod watch;

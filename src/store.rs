@@ -110,8 +110,13 @@ impl Archive {
 
     /// Where the object with this id lives (whether or not it exists).
     pub fn object_path(&self, id: &MediaId) -> PathBuf {
+        Archive::object_path_in(&self.root, id)
+    }
+
+    /// [`Archive::object_path`] for an archive that is not open (the CLI).
+    pub fn object_path_in(archive_root: &Path, id: &MediaId) -> PathBuf {
         let hex = id.to_hex();
-        self.objects.join(&hex[..2]).join(hex)
+        archive_root.join("objects").join(&hex[..2]).join(hex)
     }
 
     pub fn contains(&self, id: &MediaId) -> bool {

@@ -337,3 +337,23 @@ pub fn describe_inputs(c: &Connection, id: &str) -> rusqlite::Result<Option<Desc
     )
     .optional()
 }
+
+/// The station that archive objects found without an index row are filed
+/// under (ids starting with `_` are reserved; configs cannot use them).
+pub const RECOVERED_STATION: &str = "_recovered";
+
+/// Index an object found in the archive with no index row (a crash came
+/// between storing it and indexing it, and its dock file is gone).
+pub fn record_recovered(c: &Connection, id: &str, size: u64, stored_ms: i64) -> rusqlite::Result<bool> {
+    c.execute(
+        "INSERT INTO stations (id, path, available, updated_at) VALUES (?1, '', 0, ?2)
+         ON CONFLICT (id) DO NOTHING",
+        params![RECOVERED_STATION, stored_ms],
+    )?;
+    let n = c.execute(
+        "INSERT INTO originals (id, size, station, first_seen, ingested_at) VALUES (?1, ?2, ?3, ?4, ?4)
+         ON CONFLICT (id) DO NOTHING",
+        params![id, size as i64, RECOVERED_STATION, stored_ms],
+    )?;
+    Ok(n == 1)
+}

@@ -139,7 +139,15 @@ pub fn describe_file(path: &Path) -> Description {
         Err(e) => Description {
             kind: sniffed.map(|s| s.kind).unwrap_or(MediaKind::Other).as_str().into(),
             format: sniffed.map(|s| s.format.to_string()),
-            probe_error: Some(e),
+            probe_error: Some(match sniffed {
+                Some(s) if matches!(s.format, "mp4" | "mov" | "3gp") => format!(
+                    "{} container without a readable index (moov): the recording was probably cut short \
+                     (battery, card removed) or the copy is truncated; {e}",
+                    s.format
+                ),
+                Some(s) => format!("{} file that cannot be parsed: {e}", s.format),
+                None => format!("unrecognised content: {e}"),
+            }),
             ..Default::default()
         },
     }

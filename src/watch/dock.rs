@@ -82,6 +82,11 @@ fn fsig(fd: &impl std::os::fd::AsFd) -> io::Result<(FileSig, bool)> {
     ))
 }
 
+/// The current signature of an open dock file.
+pub fn sig_of_file(f: &File) -> io::Result<FileSig> {
+    fsig(f).map(|(sig, _)| sig)
+}
+
 /// Open a dock file for reading; returns it with its current signature.
 pub fn open(root: &Path, rel: &Path) -> Result<(File, FileSig), DockError> {
     let fd = open_beneath(root, rel, OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOATIME).or_else(|e| match e {

@@ -52,6 +52,18 @@ pub enum Observed {
     Same,
 }
 
+/// What happens after a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Retry {
+    /// Try again at this time.
+    At(Instant),
+    /// The file was changing: wait for it to settle again (with its new
+    /// signature, when known).
+    Resettle { sig: Option<FileSig>, now: Instant },
+    /// Stop until the file changes (or a restart or reload).
+    GiveUp,
+}
+
 /// A file that is ready to be stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ready {
@@ -229,28 +241,33 @@ impl Tracker {
         }
     }
 
-    /// Attempt `gen` found the file changing: settle again.
-    pub fn changed(&mut self, rel: &Path, gen: u64, sig: Option<FileSig>, now: Instant) {
-        if let Some(t) = self.current(rel, gen) {
-            if let Some(sig) = sig {
-                t.sig = sig;
-            }
-            t.state = FileState::Settling { since: now };
-        }
-    }
-
-    /// Attempt `gen` failed. With `retry_at` it is tried again then;
-    /// without, it is given up until the file changes. Returns the attempts
-    /// so far.
-    pub fn failed(&mut self, rel: &Path, gen: u64, reason: String, retry_at: Option<Instant>) -> Option<u32> {
+    /// Attempt `gen` failed (`reason`); `retry` says what happens next.
+    /// Returns the failed attempts so far, or `None` for a stale attempt.
+    pub fn failed(&mut self, rel: &Path, gen: u64, reason: String, retry: Retry) -> Option<u32> {
         let t = self.current(rel, gen)?;
         t.attempts += 1;
         t.last_error = Some(reason);
-        t.state = match retry_at {
-            Some(until) => FileState::Backoff { until },
-            None => FileState::Failed,
+        t.state = match retry {
+            Retry::At(until) => FileState::Backoff { until },
+            Retry::Resettle { sig, now } => {
+                if let Some(sig) = sig {
+                    t.sig = sig;
+                }
+                FileState::Settling { since: now }
+            }
+            Retry::GiveUp => FileState::Failed,
         };
         Some(t.attempts)
+    }
+
+    /// Attempts so far for a file being stored.
+    pub fn attempts(&self, rel: &Path) -> u32 {
+        self.active.get(rel).map(|t| t.attempts).unwrap_or(0)
+    }
+
+    /// Files not stored yet that are still being worked on (not given up).
+    pub fn unresolved_count(&self) -> usize {
+        self.active.values().filter(|t| t.state != FileState::Failed).count()
     }
 
     /// Try every failed file again (after a reload, say).
@@ -359,7 +376,8 @@ mod tests {
         assert!(t.take_due(t0 + Duration::from_secs(1)).is_empty());
         let r = t.take_due(t0 + Duration::from_secs(2)).remove(0);
         assert_eq!(r.attempt, 2);
-        assert_eq!(t.failed(p, r.gen, "EIO".into(), None), Some(2));
+        assert_eq!(t.failed(p, r.gen, "EIO".into(), Retry::GiveUp), Some(2));
+        assert_eq!(t.unresolved_count(), 0);
         assert!(t.take_due(t0 + Duration::from_secs(100)).is_empty());
         assert_eq!(t.get(p).unwrap().state, FileState::Failed);
         assert_eq!(t.observe(p, sig(5, 0), t0, wall(1000), wall(1000)), Observed::Changed);

@@ -1,0 +1,227 @@
+//! The composition root: opens the state directory, repairs what a crash
+//! left, starts the station, store and describe tasks, and owns shutdown.
+//!
+//! Only this module and [`crate::pipeline`] combine the leaf modules.
+
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{bail, Context as _};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::{to_ms, SharedClock};
+use crate::config::Config;
+use crate::index::{ingest as ix, Index};
+use crate::media::worker::{ProberPool, ProberSettings};
+use crate::pipeline::station::Progress;
+use crate::pipeline::{describe, recovery, station, store, Ctx, Stats};
+use crate::store::Archive;
+
+/// How `run` behaves.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Ingest what is on the stations now, wait until done, return.
+    pub once: bool,
+    /// The executable started as `EXE probe-worker` (bodycamd itself).
+    pub prober_exe: PathBuf,
+    /// How long shutdown waits for in-flight work.
+    pub shutdown_grace: Duration,
+}
+
+impl RunOptions {
+    pub fn new(once: bool) -> anyhow::Result<RunOptions> {
+        Ok(RunOptions {
+            once,
+            prober_exe: std::env::current_exe().context("cannot find the bodycamd executable")?,
+            shutdown_grace: Duration::from_secs(30),
+        })
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunReport {
+    pub stored_new: u64,
+    pub duplicates: u64,
+    pub failed_attempts: u64,
+    pub given_up: u64,
+    pub deleted_from_dock: u64,
+    pub described: u64,
+    pub bytes_stored: u64,
+    pub recovered_tmp: usize,
+    pub recovered_orphans: usize,
+}
+
+const CLEAN_MARKER: &str = "clean-shutdown";
+
+/// Hold an exclusive lock on the state directory: two daemons on one
+/// archive would race each other's recovery.
+fn lock_state_dir(dir: &Path) -> anyhow::Result<File> {
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("lock"))
+        .with_context(|| format!("cannot open {}", dir.join("lock").display()))?;
+    match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(f),
+        Err(rustix::io::Errno::WOULDBLOCK) => {
+            bail!("another bodycamd is already running with state_dir {}", dir.display())
+        }
+        Err(e) => Err(e).context("cannot lock the state directory"),
+    }
+}
+
+fn all_settled(progress: &[watch::Receiver<Progress>]) -> bool {
+    progress.iter().all(|p| {
+        let p = p.borrow();
+        p.scanned && (p.unresolved == 0 || !p.available)
+    })
+}
+
+/// Wait until every station has been scanned and nothing is pending,
+/// storing or describing (seen twice in a row, so that work handed between
+/// tasks is not missed).
+async fn until_idle(ctx: &Ctx, progress: &[watch::Receiver<Progress>]) {
+    let mut quiet = 0;
+    loop {
+        if all_settled(progress) && ctx.is_idle() {
+            quiet += 1;
+            if quiet >= 3 {
+                return;
+            }
+        } else {
+            quiet = 0;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            _ = ctx.shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Run the daemon until `shutdown` is cancelled (or, with `once`, until
+/// everything on the stations is stored and described).
+pub async fn run(
+    config: Config,
+    opts: RunOptions,
+    clock: SharedClock,
+    shutdown: CancellationToken,
+) -> anyhow::Result<RunReport> {
+    fs::create_dir_all(&config.state_dir)
+        .with_context(|| format!("cannot create state_dir {}", config.state_dir.display()))?;
+    let _lock = lock_state_dir(&config.state_dir)?;
+    let marker = config.state_dir.join(CLEAN_MARKER);
+    let was_clean = marker.exists();
+    if was_clean {
+        fs::remove_file(&marker).context("cannot remove the clean-shutdown marker")?;
+    }
+    let started = SystemTime::now();
+
+    let archive = Archive::open(&config.archive_dir())
+        .with_context(|| format!("cannot open the archive at {}", config.archive_dir().display()))?;
+    let removed = archive.recover().context("cannot clean the archive's tmp folder")?;
+    if !removed.is_empty() {
+        tracing::warn!(
+            count = removed.len(),
+            "removed interrupted copies from the archive (their dock files remain)"
+        );
+    }
+    let index = Index::open(&config.index_path())
+        .with_context(|| format!("cannot open the index at {}", config.index_path().display()))?;
+    let now = to_ms(clock.now());
+    for st in &config.stations {
+        let (id, path) = (st.id.clone(), st.path.display().to_string());
+        let mode = format!("{:?}", st.watch).to_lowercase();
+        index
+            .call(move |c| ix::upsert_station(c, &id, &path, &mode, now))
+            .await?;
+    }
+    let prober = ProberPool::start(ProberSettings {
+        exe: opts.prober_exe.clone(),
+        workers: config.probe.workers,
+        timeout: config.probe.timeout,
+        memory_limit_bytes: config.probe.memory_limit_bytes,
+    });
+    let (ctx, describe_rx) = Ctx::new(
+        archive,
+        index,
+        prober,
+        clock,
+        config.ingest.clone(),
+        &config.stations,
+        shutdown.child_token(),
+    );
+
+    let deletions = recovery::resume_deletions(&ctx).await?;
+    if deletions > 0 {
+        tracing::info!(count = deletions, "finished dock deletions interrupted by a crash");
+    }
+    let undescribed = recovery::redescribe(&ctx)?;
+    if undescribed > 0 {
+        tracing::info!(count = undescribed, "describing originals stored before a restart");
+    }
+    ctx.tasks
+        .spawn(describe::run(ctx.clone(), describe_rx, config.probe.workers));
+    for _ in 0..config.ingest.workers {
+        ctx.tasks.spawn(store::worker(ctx.clone()));
+    }
+    let mut progress = Vec::new();
+    for st in &config.stations {
+        let (tx, rx) = watch::channel(Progress::default());
+        progress.push(rx);
+        ctx.tasks.spawn(station::run(ctx.clone(), Arc::new(st.clone()), tx));
+    }
+
+    let mut report = RunReport {
+        recovered_tmp: removed.len(),
+        ..Default::default()
+    };
+    if opts.once {
+        until_idle(&ctx, &progress).await;
+        if !was_clean {
+            report.recovered_orphans = recovery::orphan_sweep(&ctx, started).await?;
+            until_idle(&ctx, &progress).await;
+        }
+    } else {
+        if !was_clean {
+            let (ctx2, progress2) = (ctx.clone(), progress.clone());
+            ctx.tasks.spawn(async move {
+                until_idle(&ctx2, &progress2).await;
+                if !ctx2.shutdown.is_cancelled() {
+                    if let Err(e) = recovery::orphan_sweep(&ctx2, started).await {
+                        tracing::error!(error = %e, "orphan sweep failed");
+                    }
+                }
+            });
+        }
+        tracing::info!(stations = config.stations.len(), "bodycamd running");
+        shutdown.cancelled().await;
+        tracing::info!("shutting down: no new files are taken; in-flight copies finish");
+    }
+    ctx.shutdown.cancel();
+    ctx.tasks.close();
+    let clean = tokio::time::timeout(opts.shutdown_grace, ctx.tasks.wait())
+        .await
+        .is_ok();
+    let s = &ctx.stats;
+    report.stored_new = Stats::get(&s.stored_new);
+    report.duplicates = Stats::get(&s.duplicates);
+    report.failed_attempts = Stats::get(&s.failed_attempts);
+    report.given_up = Stats::get(&s.given_up);
+    report.deleted_from_dock = Stats::get(&s.deleted_from_dock);
+    report.described = Stats::get(&s.described);
+    report.bytes_stored = Stats::get(&s.bytes_stored);
+    match Arc::try_unwrap(ctx) {
+        Ok(ctx) if clean => {
+            let Ctx { index, .. } = ctx;
+            index.close();
+            fs::write(&marker, b"").context("cannot write the clean-shutdown marker")?;
+        }
+        _ => tracing::warn!("work was still running when the shutdown grace ran out; the next start repairs it"),
+    }
+    Ok(report)
+}

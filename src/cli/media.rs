@@ -1,0 +1,113 @@
+use super::{load_config, ConfigArg};
+use crate::clock::{parse_time, to_ms};
+use crate::index::{open_reader, query};
+use crate::views::{render_media_table, MediaJson};
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    /// List originals, by recording start.
+    List(ListArgs),
+    /// Everything known about one original.
+    Show(ShowArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ListArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    #[arg(long)]
+    json: bool,
+    /// Device serial.
+    #[arg(long)]
+    device: Option<String>,
+    /// Officer number.
+    #[arg(long)]
+    officer: Option<String>,
+    /// Station id.
+    #[arg(long)]
+    station: Option<String>,
+    /// Recording started at or after (RFC 3339 or YYYY-MM-DD).
+    #[arg(long, value_parser = parse_time)]
+    from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Recording started before.
+    #[arg(long, value_parser = parse_time)]
+    to: Option<chrono::DateTime<chrono::Utc>>,
+    #[arg(long)]
+    limit: Option<u32>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ShowArgs {
+    /// The media id (BLAKE3 hex).
+    id: String,
+    #[command(flatten)]
+    config: ConfigArg,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn main(cmd: Command) -> anyhow::Result<i32> {
+    match cmd {
+        Command::List(a) => list(a),
+        Command::Show(a) => show(a),
+    }
+}
+
+fn list(a: ListArgs) -> anyhow::Result<i32> {
+    let cfg = match load_config(&a.config.config) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let c = open_reader(&cfg.index_path())?;
+    let filter = query::MediaFilter {
+        device: a.device,
+        officer: a.officer,
+        station: a.station,
+        from: a.from.map(to_ms),
+        to: a.to.map(to_ms),
+        limit: a.limit,
+    };
+    let rows: Vec<MediaJson> = query::media_list(&c, &filter)?
+        .iter()
+        .map(|r| MediaJson::from_row(r, &cfg.archive_dir()))
+        .collect();
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", render_media_table(&rows));
+    }
+    Ok(0)
+}
+
+fn show(a: ShowArgs) -> anyhow::Result<i32> {
+    let cfg = match load_config(&a.config.config) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    if let Err(e) = a.id.parse::<crate::domain::MediaId>() {
+        eprintln!("error: {e}");
+        return Ok(2);
+    }
+    let c = open_reader(&cfg.index_path())?;
+    let Some(row) = query::media_get(&c, &a.id)? else {
+        eprintln!("error: no original with id {}", a.id);
+        return Ok(1);
+    };
+    let m = MediaJson::from_row(&row, &cfg.archive_dir());
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&m)?);
+    } else {
+        let v = serde_json::to_value(&m)?;
+        for (k, v) in v.as_object().into_iter().flatten() {
+            println!(
+                "{k:>15}: {}",
+                if v.is_string() {
+                    v.as_str().unwrap_or_default().to_string()
+                } else {
+                    v.to_string()
+                }
+            );
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,97 @@
+//! The command line: one file per subcommand. Exit codes: 0 done, 1 failed,
+//! 2 bad usage or configuration.
+
+mod check_config;
+mod demo;
+mod media;
+mod run;
+mod simulate;
+mod status;
+
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, LogFormat};
+
+#[derive(Parser, Debug)]
+#[command(name = "bodycamd", version, about = "Body-worn camera evidence ingest daemon")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the daemon: watch the stations and store what they receive.
+    Run(run::Args),
+    /// Validate a configuration file; exits non-zero on any error.
+    CheckConfig(ConfigArg),
+    /// Stations, counts, and files that could not be stored.
+    Status(status::Args),
+    /// Query stored originals.
+    #[command(subcommand)]
+    Media(media::Command),
+    /// Write a simulated docking-station folder with real media.
+    Simulate(simulate::Args),
+    /// Run the daemon against a simulated docking station and show the result.
+    Demo(demo::Args),
+    /// (internal) Describe files for the daemon, one JSON request per line.
+    #[command(hide = true)]
+    ProbeWorker,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ConfigArg {
+    /// The configuration file (TOML).
+    #[arg(long, short = 'c', default_value = "/etc/bodycamd/bodycamd.toml")]
+    pub config: PathBuf,
+}
+
+/// Load a configuration, printing every error; `Err(2)` on failure.
+pub fn load_config(path: &Path) -> Result<Config, i32> {
+    Config::load(path).map_err(|errors| {
+        for e in &errors.0 {
+            eprintln!("error: {e}");
+        }
+        2
+    })
+}
+
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    let result = match cli.command {
+        Command::Run(a) => run::main(a),
+        Command::CheckConfig(a) => check_config::main(a),
+        Command::Status(a) => status::main(a),
+        Command::Media(c) => media::main(c),
+        Command::Simulate(a) => simulate::main(a),
+        Command::Demo(a) => demo::main(a),
+        Command::ProbeWorker => {
+            let stdin = std::io::stdin().lock();
+            let stdout = std::io::stdout().lock();
+            match crate::media::worker::serve(stdin, stdout) {
+                Ok(()) => Ok(0),
+                Err(e) => Err(anyhow::anyhow!(e)),
+            }
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
+}
+
+/// Logging for commands that are not the daemon: warnings and errors only.
+pub fn quiet_logs() {
+    crate::telemetry::init("warn", LogFormat::Text);
+}

@@ -1,0 +1,187 @@
+//! The describer: after an original is stored and indexed, a prober process
+//! reads it and the index learns its kind, streams and recording times.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono_tz::Tz;
+use tokio::sync::{mpsc, Semaphore};
+
+use super::{Ctx, Stats};
+use crate::clock::{from_ms, to_ms};
+use crate::domain::{resolve_recording_time, MediaId, MediaKind, TimeEvidence};
+use crate::index::ingest::{self as ix, DescribeInputs, Described};
+use crate::media::exif::ExifTime;
+use crate::media::Description;
+
+/// Read a container's `creation_time` (`2026-11-26T01:30:00.000000Z`, or
+/// `2026-11-26 01:30:00`, both UTC by the formats' definitions).
+pub fn parse_creation_time(s: &str) -> Option<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
+        .ok()
+        .map(|n| n.and_utc())
+}
+
+/// Combine what the prober found with what the index knew.
+pub fn to_described(d: &Description, inputs: &DescribeInputs, tz: Tz) -> Described {
+    let kind = d.media_kind();
+    let exif = d
+        .exif_local
+        .as_deref()
+        .and_then(|s| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S").ok())
+        .and_then(|local| {
+            ExifTime {
+                local,
+                offset_minutes: d.exif_offset_minutes,
+            }
+            .to_utc(tz)
+        });
+    let container = d.creation_time.as_deref().and_then(parse_creation_time);
+    let duration = if kind == MediaKind::Photo {
+        Some(0.0)
+    } else {
+        d.duration_secs
+    };
+    let ev = TimeEvidence {
+        file_name: inputs.name_start_ms.map(from_ms),
+        container,
+        exif,
+        file_mtime: inputs.source_mtime_ms.map(from_ms),
+        duration_secs: duration,
+    };
+    Described {
+        kind: Some(kind),
+        container: d.format.clone(),
+        video_codec: d.video_codec.clone(),
+        audio_codec: d.audio_codec.clone(),
+        width: d.width,
+        height: d.height,
+        frame_rate: d.frame_rate,
+        duration_secs: duration,
+        creation_time_ms: container.or(exif).map(to_ms),
+        recorded: resolve_recording_time(&ev, from_ms(inputs.first_seen_ms)),
+        probe_error: d.probe_error.clone(),
+    }
+}
+
+async fn describe_one(ctx: &Arc<Ctx>, id: MediaId) {
+    let path = ctx.archive.object_path(&id);
+    let desc = ctx.prober.describe(&path).await;
+    let hex = id.to_hex();
+    let tzs: std::collections::HashMap<String, Tz> = ctx
+        .stations
+        .read()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.timezone))
+        .collect();
+    let now = to_ms(ctx.clock.now());
+    let d2 = desc.clone();
+    let result = ctx
+        .index
+        .call(move |c| {
+            let Some(inputs) = ix::describe_inputs(c, &hex)? else {
+                return Ok(None);
+            };
+            let tz = tzs.get(&inputs.station).copied().unwrap_or(chrono_tz::UTC);
+            let described = to_described(&d2, &inputs, tz);
+            ix::record_description(c, &hex, &described, now)?;
+            Ok(Some(described))
+        })
+        .await;
+    match result {
+        Ok(Some(d)) => {
+            Stats::add(&ctx.stats.described, 1);
+            match &d.probe_error {
+                Some(e) => {
+                    tracing::warn!(media_id = %id, kind = ?d.kind, reason = %e, "stored, but the content could not be fully read")
+                }
+                None => tracing::debug!(media_id = %id, kind = ?d.kind, "described"),
+            }
+            if let Some(r) = &d.recorded {
+                if !r.trusted {
+                    tracing::warn!(media_id = %id, start = %r.start, source = r.source.as_str(), "recording clock is implausible; time not trusted");
+                }
+            }
+        }
+        Ok(None) => tracing::warn!(media_id = %id, "described an original the index does not know"),
+        Err(e) => {
+            tracing::error!(media_id = %id, error = %e, "recording a description failed; retried at the next start")
+        }
+    }
+}
+
+/// Describe originals as they arrive, a few at a time (as many as there are
+/// prober processes, so the queue sits here rather than in the pool).
+pub async fn run(ctx: Arc<Ctx>, mut rx: mpsc::UnboundedReceiver<MediaId>, parallel: usize) {
+    let sem = Arc::new(Semaphore::new(parallel.max(1)));
+    loop {
+        let id = tokio::select! {
+            id = rx.recv() => id,
+            _ = ctx.shutdown.cancelled() => None,
+        };
+        let Some(id) = id else { break };
+        let Ok(permit) = sem.clone().acquire_owned().await else {
+            break;
+        };
+        let ctx2 = ctx.clone();
+        ctx.tasks.spawn(async move {
+            describe_one(&ctx2, id).await;
+            ctx2.describing.fetch_sub(1, Ordering::SeqCst);
+            drop(permit);
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs() -> DescribeInputs {
+        DescribeInputs {
+            station: "s".into(),
+            name_start_ms: None,
+            source_mtime_ms: Some(to_ms("2026-11-26T05:00:00Z".parse().unwrap())),
+            first_seen_ms: to_ms("2026-11-26T06:00:00Z".parse().unwrap()),
+        }
+    }
+
+    #[test]
+    fn container_time_places_a_video_without_a_parsed_name() {
+        let d = Description {
+            kind: "video".into(),
+            duration_secs: Some(60.0),
+            creation_time: Some("2026-11-26T01:30:00.000000Z".into()),
+            ..Default::default()
+        };
+        let out = to_described(&d, &inputs(), chrono_tz::UTC);
+        let r = out.recorded.unwrap();
+        assert_eq!(r.source, crate::domain::StartSource::Container);
+        assert_eq!(crate::clock::rfc3339(r.end), "2026-11-26T01:31:00.000Z");
+    }
+
+    #[test]
+    fn photo_time_comes_from_exif_in_the_station_zone_and_ends_when_taken() {
+        let d = Description {
+            kind: "photo".into(),
+            exif_local: Some("2026-11-26T09:30:00".into()),
+            ..Default::default()
+        };
+        let out = to_described(&d, &inputs(), chrono_tz::Asia::Shanghai);
+        let r = out.recorded.unwrap();
+        assert_eq!(r.source, crate::domain::StartSource::Exif);
+        assert_eq!(r.start, r.end);
+        assert_eq!(crate::clock::rfc3339(r.start), "2026-11-26T01:30:00.000Z");
+        assert_eq!(out.duration_secs, Some(0.0));
+    }
+
+    #[test]
+    fn creation_time_formats() {
+        assert!(parse_creation_time("2026-11-26 01:30:00").is_some());
+        assert!(parse_creation_time("garbage").is_none());
+    }
+}

@@ -1,0 +1,134 @@
+//! The ingest pipeline: candidate → store → index → dispose → describe.
+//!
+//! - [`station`]: one task per station; owns discovery and the settle
+//!   tracker, hands complete files to the store queue.
+//! - [`queue`]: the store queue, earliest deadline first.
+//! - [`store`]: storing one dock file (copy + hash, verify, index, delete).
+//! - [`describe`]: the describer, which runs after storing and never
+//!   blocks it.
+//! - [`recovery`]: what a start after a crash repairs.
+//!
+//! **Invariant:** storing never waits for describing. A file is indexed as
+//! soon as its bytes are durable; its description follows from a separate
+//! queue that a slow or hostile file can only delay for itself.
+
+pub mod describe;
+pub mod queue;
+pub mod recovery;
+pub mod station;
+pub mod store;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::clock::SharedClock;
+use crate::config::{IngestConfig, StationConfig};
+use crate::domain::MediaId;
+use crate::index::Index;
+use crate::media::worker::ProberPool;
+use crate::store::Archive;
+
+/// Counters of one run (shown by `run --once` and the demo).
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Originals new to the archive.
+    pub stored_new: AtomicU64,
+    /// Dock files whose bytes were already stored (a sighting was added).
+    pub duplicates: AtomicU64,
+    /// Store attempts that failed (each retry counts).
+    pub failed_attempts: AtomicU64,
+    /// Files given up after their last attempt.
+    pub given_up: AtomicU64,
+    pub deleted_from_dock: AtomicU64,
+    pub described: AtomicU64,
+    pub bytes_stored: AtomicU64,
+}
+
+impl Stats {
+    pub fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}
+
+/// What every pipeline task shares.
+pub struct Ctx {
+    pub archive: Archive,
+    pub index: Index,
+    pub prober: ProberPool,
+    pub clock: SharedClock,
+    pub ingest: IngestConfig,
+    /// Station settings by id (the describer needs their time zones).
+    pub stations: RwLock<HashMap<String, Arc<StationConfig>>>,
+    pub queue: queue::DeadlineQueue<store::StoreJob>,
+    describe_tx: mpsc::UnboundedSender<MediaId>,
+    /// Descriptions queued or running.
+    pub describing: AtomicUsize,
+    /// Store jobs running.
+    pub storing: AtomicUsize,
+    pub stats: Stats,
+    pub shutdown: CancellationToken,
+    pub tasks: TaskTracker,
+}
+
+impl Ctx {
+    pub fn new(
+        archive: Archive,
+        index: Index,
+        prober: ProberPool,
+        clock: SharedClock,
+        ingest: IngestConfig,
+        stations: &[StationConfig],
+        shutdown: CancellationToken,
+    ) -> (Arc<Ctx>, mpsc::UnboundedReceiver<MediaId>) {
+        let (describe_tx, describe_rx) = mpsc::unbounded_channel();
+        let ctx = Ctx {
+            archive,
+            index,
+            prober,
+            clock,
+            ingest,
+            stations: RwLock::new(stations.iter().map(|s| (s.id.clone(), Arc::new(s.clone()))).collect()),
+            queue: queue::DeadlineQueue::default(),
+            describe_tx,
+            describing: AtomicUsize::new(0),
+            storing: AtomicUsize::new(0),
+            stats: Stats::default(),
+            shutdown,
+            tasks: TaskTracker::new(),
+        };
+        (Arc::new(ctx), describe_rx)
+    }
+
+    /// Queue an original for describing.
+    pub fn describe_later(&self, id: MediaId) {
+        self.describing.fetch_add(1, Ordering::SeqCst);
+        if self.describe_tx.send(id).is_err() {
+            self.describing.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    pub fn station(&self, id: &str) -> Option<Arc<StationConfig>> {
+        self.stations.read().unwrap().get(id).cloned()
+    }
+
+    /// Nothing queued, stored or described right now.
+    pub fn is_idle(&self) -> bool {
+        self.queue.is_empty() && self.storing.load(Ordering::SeqCst) == 0 && self.describing.load(Ordering::SeqCst) == 0
+    }
+
+    /// Backoff before attempt `attempts + 1`.
+    pub fn backoff(&self, attempts: u32) -> std::time::Duration {
+        let base = self.ingest.retry_base.as_secs_f64();
+        let d = base * 2f64.powi(attempts.saturating_sub(1).min(30) as i32);
+        std::time::Duration::from_secs_f64(d.min(self.ingest.retry_max.as_secs_f64()))
+    }
+}

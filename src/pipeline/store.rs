@@ -1,0 +1,207 @@
+//! Storing one dock file: copy and hash in one pass, check it did not change
+//! meanwhile, persist, index, and only then (if configured) remove the dock
+//! file after re-reading the stored copy.
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::{Ctx, Stats};
+use crate::clock::to_ms;
+use crate::config::{AfterIngest, StationConfig};
+use crate::domain::{FileSig, MediaId};
+use crate::index::ingest::{self as ix, Disposition, IngestRecord};
+use crate::naming::NameInfo;
+use crate::store::StoreError;
+use crate::watch::dock::{self, DockError};
+use crate::watch::settle::Ready;
+
+/// A complete dock file, ready to be stored.
+pub struct StoreJob {
+    pub station: Arc<StationConfig>,
+    pub ready: Ready,
+    pub name: NameInfo,
+    /// Where the outcome goes (the station's task).
+    pub reply: mpsc::UnboundedSender<Report>,
+}
+
+/// An attempt's result, reported to the station that owns the file.
+#[derive(Debug)]
+pub struct Report {
+    pub rel: PathBuf,
+    pub gen: u64,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Stored {
+        sig: FileSig,
+        id: MediaId,
+        new: bool,
+    },
+    /// The file changed (before or during the copy): settle again.
+    Changed(Option<FileSig>),
+    Gone,
+    /// It is not something that may be ingested (became a link or a fifo).
+    Rejected(String),
+    Failed(String),
+}
+
+/// Run store workers until shutdown: each takes the most urgent job.
+pub async fn worker(ctx: Arc<Ctx>) {
+    while let Some(job) = ctx.queue.pop(&ctx.shutdown).await {
+        ctx.storing.fetch_add(1, Ordering::SeqCst);
+        let (reply, rel, gen) = (job.reply.clone(), job.ready.rel.clone(), job.ready.gen);
+        let outcome = store_one(&ctx, job).await;
+        // The station may be gone (reload); the file is then found again.
+        let _ = reply.send(Report { rel, gen, outcome });
+        ctx.storing.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn dock_outcome(e: DockError) -> Outcome {
+    match e {
+        DockError::Gone => Outcome::Gone,
+        DockError::Rejected(r) => Outcome::Rejected(r),
+        DockError::Io(e) => Outcome::Failed(format!("cannot read the dock file: {e}")),
+    }
+}
+
+/// Copy, hash, check and persist (blocking).
+fn copy_into_archive(ctx: &Ctx, st: &StationConfig, ready: &Ready) -> Result<(crate::store::Stored, FileSig), Outcome> {
+    let (mut file, sig) = dock::open(&st.path, &ready.rel).map_err(dock_outcome)?;
+    if sig != ready.sig {
+        return Err(Outcome::Changed(Some(sig)));
+    }
+    let staged = ctx
+        .archive
+        .stage(&mut file, sig.size, ctx.ingest.min_free_bytes)
+        .map_err(|e| match e {
+            StoreError::SizeChanged { .. } => Outcome::Changed(None),
+            e => Outcome::Failed(e.to_string()),
+        })?;
+    // The bytes we copied are the file's only if neither the open file nor
+    // the name changed meanwhile (a copy tool may replace the file by rename).
+    let after = dock::sig_of_file(&file).map_err(|e| Outcome::Failed(format!("cannot read the dock file: {e}")))?;
+    if after != sig {
+        return Err(Outcome::Changed(Some(after)));
+    }
+    match dock::stat(&st.path, &ready.rel) {
+        Ok(now) if now == sig => {}
+        Ok(now) => return Err(Outcome::Changed(Some(now))),
+        Err(e) => return Err(dock_outcome(e)),
+    }
+    let stored = ctx
+        .archive
+        .persist(staged)
+        .map_err(|e| Outcome::Failed(e.to_string()))?;
+    Ok((stored, sig))
+}
+
+async fn store_one(ctx: &Arc<Ctx>, job: StoreJob) -> Outcome {
+    let st = job.station.clone();
+    let ready = job.ready.clone();
+    let copy = {
+        let ctx = ctx.clone();
+        let st = st.clone();
+        tokio::task::spawn_blocking(move || copy_into_archive(&ctx, &st, &ready)).await
+    };
+    let (stored, sig) = match copy {
+        Ok(Ok(v)) => v,
+        Ok(Err(outcome)) => return outcome,
+        Err(e) => return Outcome::Failed(format!("store worker failed: {e}")),
+    };
+    let delete = st.after_ingest == AfterIngest::Delete;
+    let record = IngestRecord {
+        media_id: stored.id.to_hex(),
+        size: stored.size,
+        station: st.id.clone(),
+        rel_path: job.ready.rel.as_os_str().as_bytes().to_vec(),
+        sig,
+        first_seen_ms: to_ms(job.ready.first_seen),
+        ingested_at_ms: to_ms(ctx.clock.now()),
+        name: job.name,
+        disposition: if delete {
+            Disposition::DeletePending
+        } else {
+            Disposition::Keep
+        },
+    };
+    let new_row = match ctx.index.call(move |c| ix::record_ingest(c, &record)).await {
+        Ok(new_row) => new_row,
+        // The bytes are safe in the archive; the next attempt finds them
+        // there (a duplicate) and indexes them.
+        Err(e) => return Outcome::Failed(format!("stored, but the index refused it: {e}")),
+    };
+    tracing::info!(
+        station = %st.id, media_id = %stored.id, path = %job.ready.rel.display(), bytes = stored.size,
+        duplicate = !stored.new, "stored"
+    );
+    if stored.new {
+        Stats::add(&ctx.stats.stored_new, 1);
+        Stats::add(&ctx.stats.bytes_stored, stored.size);
+    } else {
+        Stats::add(&ctx.stats.duplicates, 1);
+    }
+    if new_row {
+        ctx.describe_later(stored.id);
+    }
+    if delete {
+        dispose(ctx, &st, job.ready.rel.clone(), stored.id, sig).await;
+    }
+    Outcome::Stored {
+        sig,
+        id: stored.id,
+        new: stored.new,
+    }
+}
+
+/// Remove a stored dock file, after re-reading the stored copy from disk and
+/// checking its hash, and only if the dock file is still the one stored.
+pub async fn dispose(ctx: &Arc<Ctx>, st: &Arc<StationConfig>, rel: PathBuf, id: MediaId, sig: FileSig) {
+    let (ctx2, st2, rel2) = (ctx.clone(), st.clone(), rel.clone());
+    let result = tokio::task::spawn_blocking(move || -> Result<bool, String> {
+        match ctx2.archive.verify(&id) {
+            Ok(true) => {}
+            Ok(false) => return Err("the stored copy does not match its hash".into()),
+            Err(e) => return Err(format!("cannot re-read the stored copy: {e}")),
+        }
+        match dock::remove_if_unchanged(&st2.path, &rel2, &sig) {
+            Ok(removed) => Ok(removed),
+            Err(DockError::Gone) => Ok(false),
+            Err(e) => Err(format!("cannot remove the dock file: {e}")),
+        }
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("disposal failed: {e}")));
+    let (station, rel_bytes, media) = (st.id.clone(), rel.as_os_str().as_bytes().to_vec(), id.to_hex());
+    let now = to_ms(ctx.clock.now());
+    let write = match &result {
+        Ok(true) => {
+            Stats::add(&ctx.stats.deleted_from_dock, 1);
+            tracing::info!(station = %st.id, media_id = %id, path = %rel.display(), "removed from the dock after verification");
+            ctx.index
+                .call(move |c| ix::mark_deleted(c, &media, &station, &rel_bytes, now))
+                .await
+        }
+        Ok(false) => {
+            tracing::info!(station = %st.id, media_id = %id, path = %rel.display(), "dock file changed or gone since it was stored; not removed");
+            ctx.index
+                .call(move |c| ix::mark_kept(c, &media, &station, &rel_bytes))
+                .await
+        }
+        Err(reason) => {
+            tracing::error!(station = %st.id, media_id = %id, path = %rel.display(), %reason, "dock file kept");
+            ctx.index
+                .call(move |c| ix::mark_kept(c, &media, &station, &rel_bytes))
+                .await
+        }
+    };
+    if let Err(e) = write {
+        tracing::error!(error = %e, "recording the disposal failed; it is retried at the next start");
+    }
+}

@@ -1,0 +1,287 @@
+//! Boundary representations: the JSON objects that `media list --json` and
+//! `status --json` print (and that the HTTP API will serve), and their text
+//! renderings. Built from index rows; no IO.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::clock::{from_ms, rfc3339};
+use crate::domain::MediaId;
+use crate::index::query::{Counts, MediaRow, PendingRow, StationRow};
+use crate::store::Archive;
+
+fn t(ms: Option<i64>) -> Option<String> {
+    ms.map(|m| rfc3339(from_ms(m)))
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MediaJson {
+    pub id: String,
+    pub size: u64,
+    pub kind: Option<String>,
+    pub station: String,
+    pub device: Option<String>,
+    pub officer: Option<String>,
+    pub seq: Option<i64>,
+    pub case: Option<String>,
+    pub recorded_start: Option<String>,
+    pub recorded_end: Option<String>,
+    pub duration_secs: Option<f64>,
+    pub start_source: Option<String>,
+    pub clock_trusted: Option<bool>,
+    pub first_seen: String,
+    pub ingested_at: String,
+    pub described: bool,
+    pub probe_error: Option<String>,
+    pub container: Option<String>,
+    pub video_codec: Option<String>,
+    pub audio_codec: Option<String>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub frame_rate: Option<f64>,
+    pub stored_path: String,
+    pub source_paths: Vec<String>,
+}
+
+impl MediaJson {
+    pub fn from_row(r: &MediaRow, archive_dir: &Path) -> MediaJson {
+        let stored_path = match r.id.parse::<MediaId>() {
+            Ok(id) => Archive::object_path_in(archive_dir, &id).display().to_string(),
+            Err(_) => String::new(),
+        };
+        MediaJson {
+            id: r.id.clone(),
+            size: r.size,
+            kind: r.kind.clone(),
+            station: r.station.clone(),
+            device: r.device.clone(),
+            officer: r.officer.clone(),
+            seq: r.seq,
+            case: r.case_ref.clone(),
+            recorded_start: t(r.recorded_start),
+            recorded_end: t(r.recorded_end),
+            duration_secs: r.duration_secs,
+            start_source: r.start_source.clone(),
+            clock_trusted: r.clock_trusted,
+            first_seen: rfc3339(from_ms(r.first_seen)),
+            ingested_at: rfc3339(from_ms(r.ingested_at)),
+            described: r.described_at.is_some(),
+            probe_error: r.probe_error.clone(),
+            container: r.container.clone(),
+            video_codec: r.video_codec.clone(),
+            audio_codec: r.audio_codec.clone(),
+            width: r.width,
+            height: r.height,
+            frame_rate: r.frame_rate,
+            stored_path,
+            source_paths: r.sightings.iter().map(|s| s.path.display().to_string()).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StationJson {
+    pub id: String,
+    pub path: String,
+    pub available: bool,
+    pub unavailable_since: Option<String>,
+    pub last_error: Option<String>,
+    pub last_scan_at: Option<String>,
+    pub watch_mode: Option<String>,
+    pub pending_files: u64,
+    pub failed_files: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FileProblemJson {
+    pub station: String,
+    pub path: String,
+    pub reason: String,
+    pub attempts: u32,
+    pub first_seen: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CountsJson {
+    pub originals: u64,
+    pub bytes: u64,
+    pub sightings: u64,
+    pub undescribed: u64,
+    pub unreadable: u64,
+    pub untrusted_clock: u64,
+    pub by_kind: std::collections::BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusJson {
+    pub stations: Vec<StationJson>,
+    pub counts: CountsJson,
+    /// Files that could not be stored after every attempt (still on the dock).
+    pub failed: Vec<FileProblemJson>,
+    /// Files whose last attempt failed and that will be tried again.
+    pub retrying: Vec<FileProblemJson>,
+    /// Things on a dock that are never ingested (links, pipes…).
+    pub rejected: Vec<FileProblemJson>,
+}
+
+fn problem(p: &PendingRow) -> FileProblemJson {
+    FileProblemJson {
+        station: p.station.clone(),
+        path: p.path.display().to_string(),
+        reason: p.reason.clone().unwrap_or_default(),
+        attempts: p.attempts,
+        first_seen: rfc3339(from_ms(p.first_seen)),
+    }
+}
+
+impl StatusJson {
+    pub fn build(stations: &[StationRow], counts: &Counts, pending: &[PendingRow]) -> StatusJson {
+        let of = |state: &str| {
+            pending
+                .iter()
+                .filter(|p| p.state == state)
+                .map(problem)
+                .collect::<Vec<_>>()
+        };
+        StatusJson {
+            stations: stations
+                .iter()
+                .map(|s| StationJson {
+                    id: s.id.clone(),
+                    path: s.path.clone(),
+                    available: s.available,
+                    unavailable_since: t(s.unavailable_since),
+                    last_error: s.last_error.clone(),
+                    last_scan_at: t(s.last_scan_at),
+                    watch_mode: s.watch_mode.clone(),
+                    pending_files: s.pending,
+                    failed_files: s.failed,
+                })
+                .collect(),
+            counts: CountsJson {
+                originals: counts.originals,
+                bytes: counts.bytes,
+                sightings: counts.sightings,
+                undescribed: counts.undescribed,
+                unreadable: counts.unreadable,
+                untrusted_clock: counts.untrusted_clock,
+                by_kind: counts.by_kind.iter().cloned().collect(),
+            },
+            failed: of("failed"),
+            retrying: of("retrying"),
+            rejected: of("rejected"),
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "Stations");
+        for st in &self.stations {
+            let state = if st.available {
+                "available".to_string()
+            } else {
+                format!(
+                    "UNAVAILABLE since {} ({})",
+                    st.unavailable_since.as_deref().unwrap_or("?"),
+                    st.last_error.as_deref().unwrap_or("?")
+                )
+            };
+            let _ = writeln!(
+                s,
+                "  {:<12} {:<40} {}  pending {}  failed {}  [{}]",
+                st.id,
+                st.path,
+                state,
+                st.pending_files,
+                st.failed_files,
+                st.watch_mode.as_deref().unwrap_or("-")
+            );
+        }
+        let c = &self.counts;
+        let kinds: Vec<String> = c.by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        let _ = writeln!(
+            s,
+            "Originals: {} ({}), sightings {}, {}; unreadable content {}, untrusted clock {}, not yet described {}",
+            c.originals,
+            human_bytes(c.bytes),
+            c.sightings,
+            if kinds.is_empty() {
+                "none".into()
+            } else {
+                kinds.join(", ")
+            },
+            c.unreadable,
+            c.untrusted_clock,
+            c.undescribed
+        );
+        for (title, list) in [
+            ("Failed (still on the dock)", &self.failed),
+            ("Retrying", &self.retrying),
+            ("Not ingested", &self.rejected),
+        ] {
+            if !list.is_empty() {
+                let _ = writeln!(s, "{title}:");
+                for p in list {
+                    let _ = writeln!(s, "  {}: {}", p.path.escape_debug(), p.reason);
+                }
+            }
+        }
+        s
+    }
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
+}
+
+/// A table of originals for a terminal.
+pub fn render_media_table(rows: &[MediaJson]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<12} {:<6} {:<9} {:<8} {:<7} {:<24} {:>8} {:>10}  {}",
+        "ID", "KIND", "DEVICE", "OFFICER", "SEQ", "RECORDED (UTC)", "SECS", "SIZE", "NOTE"
+    );
+    for r in rows {
+        let mut note = Vec::new();
+        if let Some(e) = &r.probe_error {
+            note.push(format!("unreadable: {e}"));
+        }
+        if r.clock_trusted == Some(false) {
+            note.push("clock untrusted".into());
+        }
+        if r.source_paths.len() > 1 {
+            note.push(format!("{} sightings", r.source_paths.len()));
+        }
+        if !r.described {
+            note.push("not described yet".into());
+        }
+        let _ = writeln!(
+            s,
+            "{:<12} {:<6} {:<9} {:<8} {:<7} {:<24} {:>8} {:>10}  {}",
+            &r.id[..12.min(r.id.len())],
+            r.kind.as_deref().unwrap_or("?"),
+            r.device.as_deref().unwrap_or("-"),
+            r.officer.as_deref().unwrap_or("-"),
+            r.seq.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
+            r.recorded_start.as_deref().unwrap_or("-"),
+            r.duration_secs.map(|d| format!("{d:.1}")).unwrap_or_else(|| "-".into()),
+            human_bytes(r.size),
+            note.join("; ")
+        );
+    }
+    s
+}
