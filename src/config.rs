@@ -332,7 +332,10 @@ impl Config {
         let raw: RawConfig = match toml::from_str(text) {
             Ok(r) => r,
             Err(e) => {
-                let key = key_from_message(e.message());
+                let mut key = key_from_message(e.message());
+                if key.is_empty() {
+                    key = key_at(text, e.span());
+                }
                 ctx.err(e.span(), key, e.message().trim().to_string());
                 return Err(ConfigErrors(ctx.errors));
             }
@@ -364,6 +367,19 @@ impl Config {
 /// ``missing field `x` ``); toml gives the span.
 fn key_from_message(msg: &str) -> String {
     msg.split('`').nth(1).unwrap_or("").to_string()
+}
+
+/// The key written on the line an error points at (`duplicate key` and
+/// syntax errors carry no name in their message).
+fn key_at(text: &str, span: Option<Range<usize>>) -> String {
+    let Some(span) = span else { return String::new() };
+    let start = span.start.min(text.len());
+    let line_start = text[..start].rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    match line.split_once('=') {
+        Some((k, _)) if !k.trim().is_empty() && !k.contains('[') => k.trim().trim_matches('"').to_string(),
+        _ => String::new(),
+    }
 }
 
 fn resolve(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
@@ -617,6 +633,8 @@ after_ingest = "keep"
         assert!(e.0[0].message.contains("state_dir"), "{}", e);
         let e = parse("state_dir = \n").unwrap_err();
         assert_eq!(e.0[0].line, Some(1));
+        let e = parse("state_dir = \"/a\"\n[ingest]\nworkers = 1\nworkers = 2\n").unwrap_err();
+        assert_eq!((e.0[0].line, e.0[0].key.as_str()), (Some(4), "workers"), "{e}");
     }
 
     #[test]

@@ -355,7 +355,7 @@ mod tests {
         impl Read for Failing {
             fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
                 if self.0 == 0 {
-                    return Err(io::Error::new(io::ErrorKind::Other, "EIO"));
+                    return Err(io::Error::other("EIO"));
                 }
                 self.0 -= 1;
                 buf[0] = 1;

@@ -252,8 +252,8 @@ pub fn render_media_table(rows: &[MediaJson]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<12} {:<6} {:<9} {:<8} {:<7} {:<24} {:>8} {:>10}  {}",
-        "ID", "KIND", "DEVICE", "OFFICER", "SEQ", "RECORDED (UTC)", "SECS", "SIZE", "NOTE"
+        "{:<12} {:<6} {:<9} {:<8} {:<7} {:<24} {:>8} {:>10}  NOTE",
+        "ID", "KIND", "DEVICE", "OFFICER", "SEQ", "RECORDED (UTC)", "SECS", "SIZE"
     );
     for r in rows {
         let mut note = Vec::new();

@@ -160,19 +160,29 @@ async fn store_one(ctx: &Arc<Ctx>, job: StoreJob) -> Outcome {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Disposal {
+    Removed,
+    /// The dock file is new content now: it stays (and is stored as such).
+    Changed,
+    AlreadyGone,
+}
+
 /// Remove a stored dock file, after re-reading the stored copy from disk and
 /// checking its hash, and only if the dock file is still the one stored.
 pub async fn dispose(ctx: &Arc<Ctx>, st: &Arc<StationConfig>, rel: PathBuf, id: MediaId, sig: FileSig) {
     let (ctx2, st2, rel2) = (ctx.clone(), st.clone(), rel.clone());
-    let result = tokio::task::spawn_blocking(move || -> Result<bool, String> {
+    let result = tokio::task::spawn_blocking(move || -> Result<Disposal, String> {
         match ctx2.archive.verify(&id) {
             Ok(true) => {}
             Ok(false) => return Err("the stored copy does not match its hash".into()),
             Err(e) => return Err(format!("cannot re-read the stored copy: {e}")),
         }
         match dock::remove_if_unchanged(&st2.path, &rel2, &sig) {
-            Ok(removed) => Ok(removed),
-            Err(DockError::Gone) => Ok(false),
+            Ok(true) => Ok(Disposal::Removed),
+            Ok(false) => Ok(Disposal::Changed),
+            // Removed already: by us before a crash, or by the station.
+            Err(DockError::Gone) => Ok(Disposal::AlreadyGone),
             Err(e) => Err(format!("cannot remove the dock file: {e}")),
         }
     })
@@ -181,15 +191,17 @@ pub async fn dispose(ctx: &Arc<Ctx>, st: &Arc<StationConfig>, rel: PathBuf, id: 
     let (station, rel_bytes, media) = (st.id.clone(), rel.as_os_str().as_bytes().to_vec(), id.to_hex());
     let now = to_ms(ctx.clock.now());
     let write = match &result {
-        Ok(true) => {
-            Stats::add(&ctx.stats.deleted_from_dock, 1);
-            tracing::info!(station = %st.id, media_id = %id, path = %rel.display(), "removed from the dock after verification");
+        Ok(d @ (Disposal::Removed | Disposal::AlreadyGone)) => {
+            if *d == Disposal::Removed {
+                Stats::add(&ctx.stats.deleted_from_dock, 1);
+                tracing::info!(station = %st.id, media_id = %id, path = %rel.display(), "removed from the dock after verification");
+            }
             ctx.index
                 .call(move |c| ix::mark_deleted(c, &media, &station, &rel_bytes, now))
                 .await
         }
-        Ok(false) => {
-            tracing::info!(station = %st.id, media_id = %id, path = %rel.display(), "dock file changed or gone since it was stored; not removed");
+        Ok(Disposal::Changed) => {
+            tracing::info!(station = %st.id, media_id = %id, path = %rel.display(), "dock file changed since it was stored; kept (its new content is stored too)");
             ctx.index
                 .call(move |c| ix::mark_kept(c, &media, &station, &rel_bytes))
                 .await

@@ -370,7 +370,7 @@ mod tests {
         t.observe(p, sig(1, 0), t0, wall(1000), wall(1000));
         let r = t.take_due(t0).remove(0);
         assert_eq!(
-            t.failed(p, r.gen, "EIO".into(), Some(t0 + Duration::from_secs(2))),
+            t.failed(p, r.gen, "EIO".into(), Retry::At(t0 + Duration::from_secs(2))),
             Some(1)
         );
         assert!(t.take_due(t0 + Duration::from_secs(1)).is_empty());
@@ -382,6 +382,28 @@ mod tests {
         assert_eq!(t.get(p).unwrap().state, FileState::Failed);
         assert_eq!(t.observe(p, sig(5, 0), t0, wall(1000), wall(1000)), Observed::Changed);
         assert_eq!(t.take_due(t0).len(), 1);
+    }
+
+    #[test]
+    fn a_change_seen_by_the_copier_resettles_with_the_new_signature() {
+        let mut t = Tracker::new(SETTLE, false);
+        let t0 = Instant::now();
+        let p = Path::new("a");
+        t.observe(p, sig(1, 0), t0, wall(1000), wall(1000));
+        let r = t.take_due(t0 + SETTLE).remove(0);
+        let later = t0 + Duration::from_secs(10);
+        t.failed(
+            p,
+            r.gen,
+            "changed".into(),
+            Retry::Resettle {
+                sig: Some(sig(2, 0)),
+                now: later,
+            },
+        );
+        assert!(t.take_due(later + Duration::from_secs(1)).is_empty());
+        let r = t.take_due(later + SETTLE).remove(0);
+        assert_eq!((r.sig.size, r.attempt), (2, 2));
     }
 
     #[test]

@@ -1,0 +1,28 @@
+# The README's two commands: `make demo` and `make test`. Both install the
+# Debian packages they need first (scripts/deps.sh).
+
+CARGO ?= cargo
+
+.PHONY: deps build demo test lint bench clean
+
+deps:
+	@./scripts/deps.sh
+
+build: deps
+	$(CARGO) build --release
+
+# The daemon against a simulated docking station, with the embedded defaults.
+demo: build
+	./target/release/bodycamd demo
+
+# Every test, plus formatting and lints (what CI runs).
+test: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) test
+
+bench: build
+	./scripts/bench.sh
+
+clean:
+	$(CARGO) clean

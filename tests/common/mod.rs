@@ -1,0 +1,269 @@
+//! Shared test harness: a temporary dock and state directory, a config, and
+//! the real `bodycamd` binary run against them.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_bodycamd")
+}
+
+pub struct Harness {
+    pub dir: tempfile::TempDir,
+    pub dock: PathBuf,
+    pub state: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Harness {
+    /// A dock `docks/dock-01`, a state dir, and a config with `station_extra`
+    /// lines added to the station and `top_extra` to the file.
+    pub fn new(station_extra: &str, top_extra: &str) -> Harness {
+        let dir = tempfile::Builder::new().prefix("bodycamd-test-").tempdir().unwrap();
+        let dock = dir.path().join("docks/dock-01");
+        let state = dir.path().join("state");
+        std::fs::create_dir_all(&dock).unwrap();
+        let config = dir.path().join("bodycamd.toml");
+        let h = Harness {
+            dir,
+            dock,
+            state,
+            config,
+        };
+        h.write_config(station_extra, top_extra);
+        h
+    }
+
+    pub fn write_config(&self, station_extra: &str, top_extra: &str) {
+        let mut defaults = String::new();
+        for (k, v) in [("settle_secs", "0.3"), ("rescan_secs", "2"), ("poll_secs", "0.2")] {
+            if !station_extra.contains(&format!("{k} =")) {
+                defaults.push_str(&format!("{k} = {v}\n"));
+            }
+        }
+        let text = format!(
+            "state_dir = \"{}\"\n\
+             [ingest]\nretry_base_secs = 0.05\nretry_max_secs = 0.5\nmin_free_mb = 0\n\
+             [probe]\ntimeout_secs = 20\n\
+             {top_extra}\n\
+             [[stations]]\nid = \"dock-01\"\npath = \"{}\"\n{defaults}{station_extra}\n",
+            self.state.display(),
+            self.dock.display()
+        );
+        std::fs::write(&self.config, text).unwrap();
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .env("RUST_LOG", "bodycamd=debug,warn");
+        c
+    }
+
+    /// `bodycamd run --once`, which must succeed.
+    pub fn run_once(&self) -> Output {
+        let out = self.cmd(&["run", "--once", "--log-format", "text"]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "run --once failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    pub fn spawn_daemon(&self) -> Daemon {
+        let mut child = self
+            .cmd(&["run", "--log-format", "text"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Drain the log as it comes: a full pipe would stall the daemon.
+        let log = Arc::new(Mutex::new(String::new()));
+        let mut stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        let reader = std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Daemon {
+            child: Some(child),
+            log,
+            reader: Some(reader),
+        }
+    }
+
+    pub fn media(&self) -> Vec<Value> {
+        self.media_args(&[])
+    }
+
+    pub fn media_args(&self, extra: &[&str]) -> Vec<Value> {
+        let mut args = vec!["media", "list", "--json"];
+        args.extend_from_slice(extra);
+        let out = self.cmd(&args).output().unwrap();
+        if !out.status.success() {
+            return Vec::new();
+        }
+        serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap()
+    }
+
+    pub fn status(&self) -> Value {
+        let out = self.cmd(&["status", "--json"]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "status failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    pub fn objects(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let objects = self.state.join("archive/objects");
+        if let Ok(shards) = std::fs::read_dir(objects) {
+            for s in shards.flatten() {
+                for o in std::fs::read_dir(s.path()).unwrap().flatten() {
+                    out.push(o.path());
+                }
+            }
+        }
+        out
+    }
+
+    pub fn tmp_leftovers(&self) -> usize {
+        std::fs::read_dir(self.state.join("archive/tmp"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    pub fn sqlite(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.state.join("index.sqlite3")).unwrap()
+    }
+}
+
+/// A daemon process, killed when dropped (its log is printed if the test
+/// is failing).
+pub struct Daemon {
+    child: Option<Child>,
+    log: Arc<Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Daemon {
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+    }
+
+    pub fn signal(&self, sig: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_raw(self.pid() as i32).unwrap();
+        rustix::process::kill_process(pid, sig).unwrap();
+    }
+
+    /// SIGTERM, and wait for a clean exit; returns its log.
+    pub fn stop(&mut self) -> String {
+        self.signal(rustix::process::Signal::TERM);
+        let mut c = self.child.take().unwrap();
+        let t0 = Instant::now();
+        let status = loop {
+            if let Some(status) = c.try_wait().unwrap() {
+                break status;
+            }
+            if t0.elapsed() > Duration::from_secs(30) {
+                let _ = c.kill();
+                panic!("daemon did not stop within 30 s:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        let log = self.log();
+        assert!(status.success(), "daemon exited with {status}:\n{log}");
+        log
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            eprintln!("--- daemon log ---\n{}--- end of daemon log ---", self.log());
+        }
+    }
+}
+
+/// Poll `f` until it returns true; panic with `what` after `limit`.
+pub fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        if t0.elapsed() > limit {
+            panic!("timed out after {limit:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+pub fn blake3_hex(bytes: &[u8]) -> String {
+    blake3::hash(bytes).to_hex().to_string()
+}
+
+/// A small real H.264/AAC clip.
+pub fn clip(dir: &Path, seed: u64) -> Vec<u8> {
+    use bodycamd::media::encode::*;
+    let spec = ClipSpec {
+        format: "mp4",
+        video: Some(VideoSpec {
+            codec: VideoCodec::H264,
+            width: 64,
+            height: 48,
+            fps: 10,
+        }),
+        audio: Some(AudioSpec {
+            codec: AudioCodec::Aac,
+            sample_rate: 16_000,
+        }),
+        duration_secs: 1.0,
+        creation_time: Some("2026-11-26T01:30:00Z".parse().unwrap()),
+        seed,
+    };
+    bodycamd::simulate::clip_bytes(dir, &spec, "mp4").unwrap()
+}
+
+pub fn ids(media: &[Value]) -> Vec<String> {
+    media.iter().map(|m| m["id"].as_str().unwrap().to_string()).collect()
+}
+
+pub fn find<'a>(media: &'a [Value], id: &str) -> &'a Value {
+    media
+        .iter()
+        .find(|m| m["id"] == id)
+        .unwrap_or_else(|| panic!("no media {id}"))
+}
