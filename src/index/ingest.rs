@@ -75,12 +75,12 @@ pub struct Described {
 }
 
 pub fn upsert_station(c: &Connection, id: &str, path: &str, watch_mode: &str, now_ms: i64) -> rusqlite::Result<()> {
-    c.execute(
+    c.prepare_cached(
         "INSERT INTO stations (id, path, watch_mode, updated_at) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (id) DO UPDATE SET path = excluded.path, watch_mode = excluded.watch_mode,
              updated_at = excluded.updated_at",
-        params![id, path, watch_mode, now_ms],
-    )?;
+    )?
+    .execute(params![id, path, watch_mode, now_ms])?;
     Ok(())
 }
 
@@ -94,7 +94,7 @@ pub fn set_station_state(
     scanned: bool,
     now_ms: i64,
 ) -> rusqlite::Result<()> {
-    c.execute(
+    c.prepare_cached(
         "UPDATE stations SET
             available = ?2,
             unavailable_since = CASE WHEN ?2 THEN NULL ELSE coalesce(unavailable_since, ?5) END,
@@ -103,13 +103,14 @@ pub fn set_station_state(
             last_scan_at = CASE WHEN ?6 THEN ?5 ELSE last_scan_at END,
             updated_at = ?5
          WHERE id = ?1",
-        params![id, available, error, pending as i64, now_ms, scanned],
-    )?;
+    )?
+    .execute(params![id, available, error, pending as i64, now_ms, scanned])?;
     Ok(())
 }
 
 pub fn set_station_watch_mode(c: &Connection, id: &str, mode: &str) -> rusqlite::Result<()> {
-    c.execute("UPDATE stations SET watch_mode = ?2 WHERE id = ?1", params![id, mode])?;
+    c.prepare_cached("UPDATE stations SET watch_mode = ?2 WHERE id = ?1")?
+        .execute(params![id, mode])?;
     Ok(())
 }
 
@@ -127,31 +128,29 @@ pub fn upsert_pending(
     reason: Option<&str>,
     now_ms: i64,
 ) -> rusqlite::Result<()> {
-    c.execute(
+    c.prepare_cached(
         "INSERT INTO pending (station, rel_path, first_seen, size, state, attempts, reason, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
          ON CONFLICT (station, rel_path) DO UPDATE SET
             size = excluded.size, state = excluded.state, attempts = excluded.attempts,
             reason = excluded.reason, updated_at = excluded.updated_at",
-        params![
-            station,
-            rel_path,
-            first_seen_ms,
-            size.map(|s| s as i64),
-            state.as_str(),
-            attempts,
-            reason,
-            now_ms
-        ],
-    )?;
+    )?
+    .execute(params![
+        station,
+        rel_path,
+        first_seen_ms,
+        size.map(|s| s as i64),
+        state.as_str(),
+        attempts,
+        reason,
+        now_ms
+    ])?;
     Ok(())
 }
 
 pub fn delete_pending(c: &Connection, station: &str, rel_path: &[u8]) -> rusqlite::Result<()> {
-    c.execute(
-        "DELETE FROM pending WHERE station = ?1 AND rel_path = ?2",
-        params![station, rel_path],
-    )?;
+    c.prepare_cached("DELETE FROM pending WHERE station = ?1 AND rel_path = ?2")?
+        .execute(params![station, rel_path])?;
     Ok(())
 }
 
@@ -171,13 +170,11 @@ pub fn retain_pending(c: &Connection, station: &str, keep: &[Vec<u8>]) -> rusqli
 }
 
 fn touch_party(c: &Connection, table: &str, key: &str, value: &str, now_ms: i64) -> rusqlite::Result<()> {
-    c.execute(
-        &format!(
-            "INSERT INTO {table} ({key}, first_seen, last_seen) VALUES (?1, ?2, ?2)
+    c.prepare_cached(&format!(
+        "INSERT INTO {table} ({key}, first_seen, last_seen) VALUES (?1, ?2, ?2)
              ON CONFLICT ({key}) DO UPDATE SET last_seen = max(last_seen, excluded.last_seen)"
-        ),
-        params![value, now_ms],
-    )?;
+    ))?
+    .execute(params![value, now_ms])?;
     Ok(())
 }
 
@@ -191,12 +188,14 @@ pub fn record_ingest(c: &Connection, r: &IngestRecord) -> rusqlite::Result<bool>
     if let Some(o) = &r.name.officer {
         touch_party(c, "officers", "number", o, r.ingested_at_ms)?;
     }
-    let inserted = c.execute(
-        "INSERT INTO originals (id, size, station, device, officer, seq, case_ref, name_start, name_error,
+    let inserted =
+        c.prepare_cached(
+            "INSERT INTO originals (id, size, station, device, officer, seq, case_ref, name_start, name_error,
                                 source_mtime, first_seen, ingested_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
          ON CONFLICT (id) DO NOTHING",
-        params![
+        )?
+        .execute(params![
             r.media_id,
             r.size as i64,
             r.station,
@@ -209,29 +208,28 @@ pub fn record_ingest(c: &Connection, r: &IngestRecord) -> rusqlite::Result<bool>
             r.sig.mtime_ns.div_euclid(1_000_000),
             r.first_seen_ms,
             r.ingested_at_ms,
-        ],
-    )? == 1;
+        ])? == 1;
     if !inserted {
         // Another sighting of known bytes: it may have been seen earlier, and
         // may carry what the first one's name did not.
-        c.execute(
+        c.prepare_cached(
             "UPDATE originals SET first_seen = min(first_seen, ?2),
                 device = coalesce(device, ?3), officer = coalesce(officer, ?4),
                 seq = coalesce(seq, ?5), case_ref = coalesce(case_ref, ?6),
                 name_start = coalesce(name_start, ?7)
              WHERE id = ?1",
-            params![
-                r.media_id,
-                r.first_seen_ms,
-                r.name.device,
-                r.name.officer,
-                r.name.seq,
-                r.name.case,
-                r.name.start.map(|t| t.timestamp_millis()),
-            ],
-        )?;
+        )?
+        .execute(params![
+            r.media_id,
+            r.first_seen_ms,
+            r.name.device,
+            r.name.officer,
+            r.name.seq,
+            r.name.case,
+            r.name.start.map(|t| t.timestamp_millis()),
+        ])?;
     }
-    c.execute(
+    c.prepare_cached(
         "INSERT INTO sightings (media_id, station, rel_path, size, mtime_ns, ctime_ns, ino, dev,
                                 first_seen, ingested_at, disposition)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
@@ -239,20 +237,20 @@ pub fn record_ingest(c: &Connection, r: &IngestRecord) -> rusqlite::Result<bool>
             size = excluded.size, mtime_ns = excluded.mtime_ns, ctime_ns = excluded.ctime_ns,
             ino = excluded.ino, dev = excluded.dev, disposition = excluded.disposition,
             disposed_at = NULL",
-        params![
-            r.media_id,
-            r.station,
-            r.rel_path,
-            r.size as i64,
-            r.sig.mtime_ns,
-            r.sig.ctime_ns,
-            r.sig.ino as i64,
-            r.sig.dev as i64,
-            r.first_seen_ms,
-            r.ingested_at_ms,
-            r.disposition.as_str(),
-        ],
-    )?;
+    )?
+    .execute(params![
+        r.media_id,
+        r.station,
+        r.rel_path,
+        r.size as i64,
+        r.sig.mtime_ns,
+        r.sig.ctime_ns,
+        r.sig.ino as i64,
+        r.sig.dev as i64,
+        r.first_seen_ms,
+        r.ingested_at_ms,
+        r.disposition.as_str(),
+    ])?;
     delete_pending(c, &r.station, &r.rel_path)?;
     Ok(inserted)
 }
@@ -265,51 +263,51 @@ pub fn mark_deleted(
     rel_path: &[u8],
     now_ms: i64,
 ) -> rusqlite::Result<()> {
-    c.execute(
+    c.prepare_cached(
         "UPDATE sightings SET disposition = 'deleted', disposed_at = ?4
          WHERE media_id = ?1 AND station = ?2 AND rel_path = ?3",
-        params![media_id, station, rel_path, now_ms],
-    )?;
+    )?
+    .execute(params![media_id, station, rel_path, now_ms])?;
     Ok(())
 }
 
 /// A deletion that could not be done safely (the dock file changed): keep it.
 pub fn mark_kept(c: &Connection, media_id: &str, station: &str, rel_path: &[u8]) -> rusqlite::Result<()> {
-    c.execute(
+    c.prepare_cached(
         "UPDATE sightings SET disposition = 'keep'
          WHERE media_id = ?1 AND station = ?2 AND rel_path = ?3",
-        params![media_id, station, rel_path],
-    )?;
+    )?
+    .execute(params![media_id, station, rel_path])?;
     Ok(())
 }
 
 pub fn record_description(c: &Connection, id: &str, d: &Described, now_ms: i64) -> rusqlite::Result<()> {
     let rec = d.recorded.as_ref();
-    c.execute(
+    c.prepare_cached(
         "UPDATE originals SET kind = ?2, container = ?3, video_codec = ?4, audio_codec = ?5,
             width = ?6, height = ?7, frame_rate = ?8, duration_secs = ?9, creation_time = ?10,
             recorded_start = ?11, recorded_end = ?12, start_source = ?13, clock_trusted = ?14,
             probe_error = ?15, described_at = ?16
          WHERE id = ?1",
-        params![
-            id,
-            d.kind.unwrap_or(MediaKind::Other).as_str(),
-            d.container,
-            d.video_codec,
-            d.audio_codec,
-            d.width,
-            d.height,
-            d.frame_rate,
-            d.duration_secs,
-            d.creation_time_ms,
-            rec.map(|r| r.start.timestamp_millis()),
-            rec.map(|r| r.end.timestamp_millis()),
-            rec.map(|r| r.source.as_str()),
-            rec.map(|r| r.trusted),
-            d.probe_error,
-            now_ms,
-        ],
-    )?;
+    )?
+    .execute(params![
+        id,
+        d.kind.unwrap_or(MediaKind::Other).as_str(),
+        d.container,
+        d.video_codec,
+        d.audio_codec,
+        d.width,
+        d.height,
+        d.frame_rate,
+        d.duration_secs,
+        d.creation_time_ms,
+        rec.map(|r| r.start.timestamp_millis()),
+        rec.map(|r| r.end.timestamp_millis()),
+        rec.map(|r| r.source.as_str()),
+        rec.map(|r| r.trusted),
+        d.probe_error,
+        now_ms,
+    ])?;
     Ok(())
 }
 
@@ -345,15 +343,16 @@ pub const RECOVERED_STATION: &str = "_recovered";
 /// Index an object found in the archive with no index row (a crash came
 /// between storing it and indexing it, and its dock file is gone).
 pub fn record_recovered(c: &Connection, id: &str, size: u64, stored_ms: i64) -> rusqlite::Result<bool> {
-    c.execute(
+    c.prepare_cached(
         "INSERT INTO stations (id, path, available, updated_at) VALUES (?1, '', 0, ?2)
          ON CONFLICT (id) DO NOTHING",
-        params![RECOVERED_STATION, stored_ms],
-    )?;
-    let n = c.execute(
-        "INSERT INTO originals (id, size, station, first_seen, ingested_at) VALUES (?1, ?2, ?3, ?4, ?4)
+    )?
+    .execute(params![RECOVERED_STATION, stored_ms])?;
+    let n = c
+        .prepare_cached(
+            "INSERT INTO originals (id, size, station, first_seen, ingested_at) VALUES (?1, ?2, ?3, ?4, ?4)
          ON CONFLICT (id) DO NOTHING",
-        params![id, size as i64, RECOVERED_STATION, stored_ms],
-    )?;
+        )?
+        .execute(params![id, size as i64, RECOVERED_STATION, stored_ms])?;
     Ok(n == 1)
 }

@@ -56,6 +56,7 @@ pub struct Index {
 
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(Duration::from_secs(10))?;
+    conn.set_prepared_statement_cache_capacity(128);
     conn.pragma_update(None, "foreign_keys", "ON")?;
     Ok(())
 }
@@ -207,13 +208,14 @@ fn writer_loop(conn: Connection, rx: std_mpsc::Receiver<Op>) {
         }
         let in_tx = conn.execute_batch("BEGIN IMMEDIATE").is_ok();
         let mut dones = Vec::with_capacity(batch.len());
+        let run = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([]));
         for op in batch {
-            let _ = conn.execute_batch("SAVEPOINT op");
+            let _ = run("SAVEPOINT op");
             let (ok, done) = op(&conn);
             if !ok {
-                let _ = conn.execute_batch("ROLLBACK TO op");
+                let _ = run("ROLLBACK TO op");
             }
-            let _ = conn.execute_batch("RELEASE op");
+            let _ = run("RELEASE op");
             dones.push(done);
         }
         let commit = if in_tx {

@@ -441,6 +441,37 @@ mod tests {
     }
 
     #[test]
+    fn a_cut_short_fast_start_mp4_is_found_from_its_index() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a.mp4");
+        let mut spec = clip("mp4", Some(VideoCodec::H264), Some(AudioCodec::Aac));
+        spec.duration_secs = 3.0;
+        write_clip(&p, &spec).unwrap();
+        // moov before mdat, as some cameras and every "fast start" file.
+        let fast = d.path().join("fast.mp4");
+        let st = std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(&p)
+            .args(["-c", "copy", "-movflags", "+faststart"])
+            .arg(&fast)
+            .status()
+            .expect("the ffmpeg CLI (a test tool) is installed");
+        assert!(st.success());
+        assert_eq!(describe_file(&fast).probe_error, None);
+        let bytes = std::fs::read(&fast).unwrap();
+        let cut = d.path().join("cut.mp4");
+        std::fs::write(&cut, &bytes[..bytes.len() * 6 / 10]).unwrap();
+        let desc = describe_file(&cut);
+        let err = desc.probe_error.unwrap_or_default();
+        assert!(err.contains("truncated: media data ends at"), "{err}");
+        assert_eq!(desc.kind, "video");
+        assert!(
+            (desc.duration_secs.unwrap() - 3.0).abs() < 0.2,
+            "the header still declares the full length"
+        );
+    }
+
+    #[test]
     fn jpeg_with_exif_is_a_photo_with_its_time() {
         let d = tempfile::tempdir().unwrap();
         let jpeg = encode_jpeg(64, 48, 1).unwrap();

@@ -128,8 +128,69 @@ pub fn probe_av(path: &Path) -> Result<AvInfo, String> {
     if info.video.is_none() && info.audio.is_none() {
         return Err(format!("{} container holds no audio or video stream", info.container));
     }
-    info.problem = scan_packets(&mut ictx, &time_bases, info.duration_secs);
+    let file_size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    info.problem = match check_index(&mut ictx, file_size, info.duration_secs) {
+        IndexCheck::Complete => None,
+        IndexCheck::Truncated(why) => Some(why),
+        // No sample index (MP3, WAV, TS, AVI without idx1): read the packets.
+        IndexCheck::NoIndex => scan_packets(&mut ictx, &time_bases, info.duration_secs),
+    };
     Ok(info)
+}
+
+enum IndexCheck {
+    Complete,
+    Truncated(String),
+    NoIndex,
+}
+
+/// For containers with a sample index (MP4/MOV, MKV cues, AVI idx1), check
+/// that every indexed sample lies inside the file, without reading the media
+/// data: a multi-gigabyte original is then described by reading its header
+/// only. A sample past the end means the file was cut short.
+fn check_index(ictx: &mut ff::format::context::Input, file_size: u64, declared: Option<f64>) -> IndexCheck {
+    let mut any = false;
+    let mut first_missing: Option<f64> = None;
+    let mut missing = 0u64;
+    // SAFETY: the stream pointers and their index entries belong to `ictx`,
+    // which outlives this loop; the entries are only read.
+    unsafe {
+        let ctx = ictx.as_mut_ptr();
+        for i in 0..(*ctx).nb_streams as usize {
+            let st = *(*ctx).streams.add(i);
+            let n = ff::ffi::avformat_index_get_entries_count(st);
+            if n <= 0 {
+                continue;
+            }
+            any = true;
+            let tb = (*st).time_base;
+            for k in 0..n {
+                let e = ff::ffi::avformat_index_get_entry(st, k);
+                if e.is_null() {
+                    continue;
+                }
+                let end = (*e).pos.saturating_add(i64::from((*e).size()));
+                if (*e).pos >= 0 && end as u64 > file_size {
+                    missing += 1;
+                    let t = (*e).timestamp as f64 * f64::from(tb.num) / f64::from(tb.den.max(1));
+                    if t.is_finite() {
+                        first_missing = Some(first_missing.map_or(t, |m: f64| m.min(t)));
+                    }
+                }
+            }
+        }
+    }
+    if !any {
+        return IndexCheck::NoIndex;
+    }
+    if missing == 0 {
+        return IndexCheck::Complete;
+    }
+    let at = first_missing.map(|t| format!("{t:.1} s")).unwrap_or_else(|| "?".into());
+    let of = declared.map(|d| format!(" of a declared {d:.1} s")).unwrap_or_default();
+    IndexCheck::Truncated(format!(
+        "truncated: media data ends at {at}{of} ({missing} indexed samples lie past the end of the file)"
+    ))
 }
 
 /// Read every packet (no decoding). Returns a description of the damage, if

@@ -515,8 +515,16 @@ impl Station {
         rels.sort();
         rels.dedup();
         if rels.iter().any(|r| r.as_os_str().is_empty()) {
-            // The station folder itself changed (removed, moved): look now.
-            rescan = true;
+            // An event on the station folder itself: it matters only if the
+            // folder is gone (removed, moved, unmounted).
+            let root = self.cfg.path.clone();
+            let gone = tokio::task::spawn_blocking(move || scan::check_root(&root).is_err())
+                .await
+                .unwrap_or(true);
+            if gone {
+                rescan = true;
+            }
+            rels.retain(|r| !r.as_os_str().is_empty());
         }
         if rescan {
             self.next_scan = Instant::now();

@@ -102,9 +102,9 @@ pub fn open(root: &Path, rel: &Path) -> Result<(File, FileSig), DockError> {
     }
     // Back to blocking reads (harmless for regular files, but explicit).
     rustix::fs::fcntl_setfl(&fd, OFlags::RDONLY).map_err(|e| DockError::Io(e.into()))?;
-    let f = File::from(fd);
-    let _ = rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::Sequential);
-    Ok((f, sig))
+    // No FADV_SEQUENTIAL: measured here, it made copy_file_range several
+    // times more expensive (see BENCHMARKS.md); the default readahead serves.
+    Ok((File::from(fd), sig))
 }
 
 /// The current signature of a dock file, without following links.

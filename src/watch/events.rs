@@ -32,20 +32,25 @@ pub struct EventWatcher {
     _watcher: RecommendedWatcher,
 }
 
-fn to_hint(res: notify::Result<Event>) -> Hint {
-    match res {
+/// What an event means for discovery. Opens and reads (including
+/// bodycamd's own, while copying) change nothing and are dropped.
+fn to_hint(res: notify::Result<Event>) -> Option<Hint> {
+    Some(match res {
         Ok(ev) if ev.need_rescan() => Hint::Overflow,
+        Ok(ev) if matches!(ev.kind, notify::EventKind::Access(_)) => return None,
         Ok(ev) => Hint::Paths(ev.paths),
         Err(e) if matches!(e.kind, ErrorKind::MaxFilesWatch) => Hint::LimitReached,
         Err(e) => Hint::Error(e.to_string()),
-    }
+    })
 }
 
 /// Watch `root` recursively, without following links; hints go to `tx`.
 pub fn watch(root: &Path, tx: mpsc::UnboundedSender<Hint>) -> Result<EventWatcher, WatchError> {
     let handler = move |res: notify::Result<Event>| {
         // The receiver is gone only while the station shuts down.
-        let _ = tx.send(to_hint(res));
+        if let Some(h) = to_hint(res) {
+            let _ = tx.send(h);
+        }
     };
     let mut w = RecommendedWatcher::new(handler, Config::default().with_follow_symlinks(false)).map_err(classify)?;
     w.watch(root, RecursiveMode::Recursive).map_err(classify)?;
@@ -88,11 +93,15 @@ mod tests {
     #[test]
     fn overflow_and_limit_map_to_their_hints() {
         let ev = Event::new(notify::EventKind::Other).set_flag(notify::event::Flag::Rescan);
-        assert_eq!(to_hint(Ok(ev)), Hint::Overflow);
+        assert_eq!(to_hint(Ok(ev)), Some(Hint::Overflow));
         assert_eq!(
             to_hint(Err(notify::Error::new(ErrorKind::MaxFilesWatch))),
-            Hint::LimitReached
+            Some(Hint::LimitReached)
         );
+        let open = Event::new(notify::EventKind::Access(notify::event::AccessKind::Open(
+            notify::event::AccessMode::Read,
+        )));
+        assert_eq!(to_hint(Ok(open)), None, "reads are not changes");
     }
 
     #[test]

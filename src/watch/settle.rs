@@ -9,7 +9,7 @@
 //! network mounts (`trust_ctime = false`) take their ctime from another
 //! clock and always wait for two observations.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -83,7 +83,16 @@ pub struct Tracker {
     /// Files whose current content is stored (large: everything a keeping
     /// dock still holds). Only their signatures are kept.
     stored: HashMap<PathBuf, FileSig>,
+    /// Active files that wait on a timer (settling or backing off): the
+    /// only ones `take_due` and `next_wakeup` need to look at.
+    waiting: HashSet<PathBuf>,
+    /// Active files given up.
+    given_up: usize,
     next_gen: u64,
+}
+
+fn is_waiting(s: &FileState) -> bool {
+    matches!(s, FileState::Settling { .. } | FileState::Backoff { .. })
 }
 
 impl Tracker {
@@ -93,6 +102,8 @@ impl Tracker {
             trust_ctime,
             active: HashMap::new(),
             stored: HashMap::new(),
+            waiting: HashSet::new(),
+            given_up: 0,
             next_gen: 1,
         }
     }
@@ -121,6 +132,31 @@ impl Tracker {
 
     pub fn is_known(&self, rel: &Path) -> bool {
         self.active.contains_key(rel) || self.stored.contains_key(rel)
+    }
+
+    /// Keep `waiting` and `given_up` in step with a state change.
+    fn reindex(&mut self, rel: &Path, old: Option<&FileState>, new: Option<&FileState>) {
+        if old == Some(&FileState::Failed) {
+            self.given_up -= 1;
+        }
+        if new == Some(&FileState::Failed) {
+            self.given_up += 1;
+        }
+        match (old.is_some_and(is_waiting), new.is_some_and(is_waiting)) {
+            (false, true) => {
+                self.waiting.insert(rel.to_path_buf());
+            }
+            (true, false) => {
+                self.waiting.remove(rel);
+            }
+            _ => {}
+        }
+    }
+
+    fn set_state(&mut self, rel: &Path, state: FileState) {
+        let Some(t) = self.active.get_mut(rel) else { return };
+        let old = std::mem::replace(&mut t.state, state.clone());
+        self.reindex(rel, Some(&old), Some(&state));
     }
 
     fn settle_start(&self, sig: &FileSig, now: Instant, wall: DateTime<Utc>) -> Instant {
@@ -152,7 +188,7 @@ impl Tracker {
             let t = self.active.get_mut(rel).expect("checked above");
             t.sig = sig;
             t.attempts = 0;
-            t.state = FileState::Settling { since };
+            self.set_state(rel, FileState::Settling { since });
             return Observed::Changed;
         }
         if self.stored.get(rel) == Some(&sig) {
@@ -161,12 +197,14 @@ impl Tracker {
         // New, or new content at a path whose earlier content is stored.
         self.stored.remove(rel);
         let since = self.settle_start(&sig, now, wall);
+        let state = FileState::Settling { since };
+        self.reindex(rel, None, Some(&state));
         self.active.insert(
             rel.to_path_buf(),
             Tracked {
                 sig,
                 first_seen,
-                state: FileState::Settling { since },
+                state,
                 attempts: 0,
                 last_error: None,
             },
@@ -177,7 +215,9 @@ impl Tracker {
     /// The path no longer exists. Returns what was pending there, if anything.
     pub fn vanished(&mut self, rel: &Path) -> Option<Tracked> {
         self.stored.remove(rel);
-        self.active.remove(rel)
+        let t = self.active.remove(rel)?;
+        self.reindex(rel, Some(&t.state), None);
+        Some(t)
     }
 
     /// Paths known below `prefix` (all of them for an empty prefix).
@@ -188,32 +228,39 @@ impl Tracker {
     /// Files that are ready now; they move to `Queued`.
     pub fn take_due(&mut self, now: Instant) -> Vec<Ready> {
         let mut out = Vec::new();
-        for (rel, t) in self.active.iter_mut() {
+        let mut due_paths = Vec::new();
+        for rel in &self.waiting {
+            let t = &self.active[rel];
             let due = match t.state {
                 FileState::Settling { since } => now.saturating_duration_since(since) >= self.settle,
                 FileState::Backoff { until } => now >= until,
                 _ => false,
             };
             if due {
-                let gen = self.next_gen;
-                self.next_gen += 1;
-                t.state = FileState::Queued { gen };
-                out.push(Ready {
-                    rel: rel.clone(),
-                    sig: t.sig,
-                    first_seen: t.first_seen,
-                    gen,
-                    attempt: t.attempts + 1,
-                });
+                due_paths.push(rel.clone());
             }
+        }
+        for rel in due_paths {
+            let gen = self.next_gen;
+            self.next_gen += 1;
+            self.set_state(&rel, FileState::Queued { gen });
+            let t = &self.active[&rel];
+            out.push(Ready {
+                sig: t.sig,
+                first_seen: t.first_seen,
+                gen,
+                attempt: t.attempts + 1,
+                rel,
+            });
         }
         out
     }
 
     /// When the next file becomes due, if any is waiting.
     pub fn next_wakeup(&self) -> Option<Instant> {
-        self.active
-            .values()
+        self.waiting
+            .iter()
+            .map(|rel| &self.active[rel])
             .filter_map(|t| match t.state {
                 FileState::Settling { since } => Some(since + self.settle),
                 FileState::Backoff { until } => Some(until),
@@ -231,7 +278,7 @@ impl Tracker {
     /// Attempt `gen` stored the file in state `sig`.
     pub fn stored_ok(&mut self, rel: &Path, gen: u64, sig: FileSig) -> bool {
         if self.current(rel, gen).is_some() {
-            self.active.remove(rel);
+            self.vanished(rel);
             self.stored.insert(rel.to_path_buf(), sig);
             true
         } else {
@@ -247,7 +294,8 @@ impl Tracker {
         let t = self.current(rel, gen)?;
         t.attempts += 1;
         t.last_error = Some(reason);
-        t.state = match retry {
+        let attempts = t.attempts;
+        let state = match retry {
             Retry::At(until) => FileState::Backoff { until },
             Retry::Resettle { sig, now } => {
                 if let Some(sig) = sig {
@@ -257,7 +305,8 @@ impl Tracker {
             }
             Retry::GiveUp => FileState::Failed,
         };
-        Some(t.attempts)
+        self.set_state(rel, state);
+        Some(attempts)
     }
 
     /// Attempts so far for a file being stored.
@@ -267,16 +316,22 @@ impl Tracker {
 
     /// Files not stored yet that are still being worked on (not given up).
     pub fn unresolved_count(&self) -> usize {
-        self.active.values().filter(|t| t.state != FileState::Failed).count()
+        self.active.len() - self.given_up
     }
 
     /// Try every failed file again (after a reload, say).
     pub fn retry_failed(&mut self, now: Instant) {
-        for t in self.active.values_mut() {
-            if t.state == FileState::Failed {
+        let failed: Vec<PathBuf> = self
+            .active
+            .iter()
+            .filter(|(_, t)| t.state == FileState::Failed)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for rel in failed {
+            if let Some(t) = self.active.get_mut(&rel) {
                 t.attempts = 0;
-                t.state = FileState::Backoff { until: now };
             }
+            self.set_state(&rel, FileState::Backoff { until: now });
         }
     }
 }
@@ -404,6 +459,80 @@ mod tests {
         assert!(t.take_due(later + Duration::from_secs(1)).is_empty());
         let r = t.take_due(later + SETTLE).remove(0);
         assert_eq!((r.sig.size, r.attempt), (2, 2));
+    }
+
+    impl Tracker {
+        fn check_indexes(&self) {
+            let waiting: HashSet<PathBuf> = self
+                .active
+                .iter()
+                .filter(|(_, t)| is_waiting(&t.state))
+                .map(|(p, _)| p.clone())
+                .collect();
+            assert_eq!(waiting, self.waiting);
+            let failed = self.active.values().filter(|t| t.state == FileState::Failed).count();
+            assert_eq!(failed, self.given_up);
+        }
+    }
+
+    /// Random sequences of what docks and workers do, checked against the
+    /// invariants after every step: a file is either stored or tracked, a
+    /// complete file always becomes due, and the indexes match the states.
+    #[test]
+    fn random_histories_keep_the_tracker_consistent() {
+        for seed in 0..200 {
+            let mut rng = fastrand::Rng::with_seed(seed);
+            let mut t = Tracker::new(SETTLE, rng.bool());
+            let t0 = Instant::now();
+            let mut now = t0;
+            let mut queued: Vec<Ready> = Vec::new();
+            let paths: Vec<PathBuf> = (0..6).map(|i| PathBuf::from(format!("f{i}"))).collect();
+            for _ in 0..300 {
+                now += Duration::from_millis(rng.u64(0..3000));
+                let wall = wall(1_000_000 + (now - t0).as_secs() as i64);
+                let p = &paths[rng.usize(..paths.len())];
+                match rng.u8(0..7) {
+                    0 | 1 => {
+                        let s = sig(rng.u64(0..4), 1_000_000 + (now - t0).as_secs() as i64);
+                        t.observe(p, s, now, wall, wall);
+                    }
+                    2 => {
+                        t.vanished(p);
+                    }
+                    3 => queued.extend(t.take_due(now)),
+                    4 if !queued.is_empty() => {
+                        let r = queued.remove(rng.usize(..queued.len()));
+                        t.stored_ok(&r.rel, r.gen, r.sig);
+                    }
+                    5 if !queued.is_empty() => {
+                        let r = queued.remove(rng.usize(..queued.len()));
+                        let retry = match rng.u8(0..3) {
+                            0 => Retry::At(now + Duration::from_secs(1)),
+                            1 => Retry::Resettle { sig: None, now },
+                            _ => Retry::GiveUp,
+                        };
+                        t.failed(&r.rel, r.gen, "x".into(), retry);
+                    }
+                    6 => t.retry_failed(now),
+                    _ => {}
+                }
+                t.check_indexes();
+                for p in &paths {
+                    assert!(
+                        !(t.active.contains_key(p) && t.stored.contains_key(p)),
+                        "{p:?} both stored and active"
+                    );
+                }
+                assert_eq!(
+                    t.unresolved_count(),
+                    t.active.values().filter(|x| x.state != FileState::Failed).count()
+                );
+            }
+            // With time, every waiting file becomes due.
+            let later = now + Duration::from_secs(3600);
+            t.take_due(later);
+            assert!(t.waiting.is_empty(), "seed {seed}");
+        }
     }
 
     #[test]

@@ -1,0 +1,256 @@
+#!/usr/bin/env python3
+"""bodycamd ingest benchmarks, each against a baseline run in the same invocation.
+
+Usage: scripts/bench.py [--bin target/release/bodycamd] [--work DIR] [--only NAME ...]
+                        [--video-gib 2] [--photos 10000] [--big-gib 4] [--latency-files 200]
+
+Benchmarks (names for --only):
+  video    store >= 2 GiB of video-sized files; throughput vs `cp` + `sync`
+  photos   10,000 small photos; files/s vs a shell pipeline (b3sum, cp, sqlite3 insert per file)
+  memory   peak RSS of the daemon while storing one 4 GiB file (GNU time)
+  latency  watch mode: last write -> row visible, p50/p99, vs settle time + 1 s
+
+Files live under --work (default: a fresh folder in /var/tmp, on the same file
+system as the archive, so that cp and bodycamd write to the same disk).
+"""
+
+import argparse
+import os
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, shell=True, check=True, **kw)
+
+
+def drop_caches():
+    """Drop the page cache when allowed (root), so each run reads from disk."""
+    try:
+        os.sync()
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def write_config(path, state, dock, settle="0.5", extra=""):
+    with open(path, "w") as f:
+        f.write(
+            f'state_dir = "{state}"\n[ingest]\nmin_free_mb = 0\n[probe]\ntimeout_secs = 60\n'
+            f'[log]\nlevel = "warn"\n[[stations]]\nid = "bench"\npath = "{dock}"\n'
+            f"settle_secs = {settle}\n{extra}\n"
+        )
+
+
+def timed(fn):
+    t0 = time.monotonic()
+    fn()
+    return time.monotonic() - t0
+
+
+def fresh(path):
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path)
+
+
+def bench_video(a, work):
+    dock = os.path.join(work, "video-dock")
+    fresh(dock)
+    n = max(1, int(a.video_gib * 4))
+    for i in range(n):
+        # Camera video does not compress: random bytes have the same I/O cost.
+        sh(f"head -c 256M /dev/urandom > {dock}/CAM0042_004711_2026112609{i:02d}00_{i:04d}.mp4")
+    total = n * 256 * 1024 * 1024
+    results = []
+    dest = os.path.join(work, "cp-dest")
+    state = os.path.join(work, "video-state")
+    cfg = os.path.join(work, "video.toml")
+
+    def run_cp():
+        fresh(dest)
+        drop_caches()
+        t = timed(lambda: sh(f"cp {dock}/* {dest}/ && sync"))
+        shutil.rmtree(dest)
+        sh("sync")
+        return t
+
+    def run_bodycamd():
+        fresh(state)
+        write_config(cfg, state, dock)
+        drop_caches()
+        t = timed(lambda: sh(f"{a.bin} run --once --config {cfg} > /dev/null 2>&1"))
+        shutil.rmtree(state)
+        sh("sync")
+        return t
+
+    for rnd in range(a.rounds):
+        cold = drop_caches()
+        # Alternate which goes first, so that neither always meets a busy disk.
+        if rnd % 2 == 0:
+            t_cp, t_b = run_cp(), run_bodycamd()
+        else:
+            t_b, t_cp = run_bodycamd(), run_cp()
+        results.append((t_cp, t_b))
+        print(
+            f"video round {rnd + 1}: {total / 2**30:.2f} GiB  cp+sync {t_cp:.2f} s ({total / t_cp / 2**20:.0f} MiB/s)"
+            f"  bodycamd {t_b:.2f} s ({total / t_b / 2**20:.0f} MiB/s)  ratio {t_cp / t_b:.2f}"
+            f"  {'cold cache' if cold else 'warm cache'}"
+        )
+    ratios = [c / b for c, b in results]
+    print(f"VIDEO: throughput ratio bodycamd / (cp+sync) = {statistics.median(ratios):.2f} (median of {len(ratios)}; goal >= 0.9)")
+    shutil.rmtree(dock)
+
+
+def bench_photos(a, work):
+    dock = os.path.join(work, "photo-dock")
+    fresh(dock)
+    per = 100
+    cams = max(1, a.photos // per)
+    sh(
+        f"{a.bin} simulate --out {dock} --cameras {cams} --clips 0 --photos {per} --recorders 0 --size 64x48 > /dev/null",
+        stderr=subprocess.DEVNULL,
+    )
+    files = [os.path.join(r, f) for r, _, fs in os.walk(dock) for f in fs]
+    count = len(files)
+    # Baseline: what a careful admin would script: hash, copy, one insert per file.
+    dest = os.path.join(work, "pipe-dest")
+    fresh(dest)
+    db = os.path.join(work, "pipe.sqlite3")
+    if os.path.exists(db):
+        os.remove(db)
+    sh(f"sqlite3 {db} 'CREATE TABLE originals (id TEXT PRIMARY KEY, path TEXT)'")
+    script = os.path.join(work, "pipe.sh")
+    with open(script, "w") as f:
+        f.write(
+            "#!/bin/sh\nset -e\n"
+            f'find {dock} -type f | while IFS= read -r p; do\n'
+            '  h=$(b3sum --no-names "$p")\n'
+            f'  cp "$p" {dest}/"$h"\n'
+            f"  sqlite3 {db} \"INSERT OR IGNORE INTO originals VALUES ('$h', '$p')\"\n"
+            "done\nsync\n"
+        )
+    drop_caches()
+    t_pipe = timed(lambda: sh(f"sh {script}"))
+    state = os.path.join(work, "photo-state")
+    fresh(state)
+    cfg = os.path.join(work, "photos.toml")
+    write_config(cfg, state, dock)
+    drop_caches()
+    t_b = timed(lambda: sh(f"{a.bin} run --once --config {cfg} > /dev/null 2>&1"))
+    conn = sqlite3.connect(os.path.join(state, "index.sqlite3"))
+    stored = conn.execute("SELECT count(*) FROM originals").fetchone()[0]
+    first = conn.execute("SELECT min(first_seen), max(ingested_at) FROM originals").fetchone()
+    conn.close()
+    store_secs = (first[1] - first[0]) / 1000.0
+    print(f"photos: {count} files; pipeline {t_pipe:.2f} s ({count / t_pipe:.0f} files/s)")
+    print(f"photos: bodycamd run --once {t_b:.2f} s ({count / t_b:.0f} files/s, including start-up and describing every photo)")
+    print(f"photos: bodycamd first seen -> last stored {store_secs:.2f} s ({stored / store_secs:.0f} files/s stored and indexed)")
+    print(f"PHOTOS: {count / t_b:.0f} files/s end to end (goal >= 500), {t_pipe / t_b:.1f}x the shell pipeline")
+    assert stored == count, (stored, count)
+    for p in (dock, dest, state):
+        shutil.rmtree(p)
+
+
+def bench_memory(a, work):
+    dock = os.path.join(work, "big-dock")
+    fresh(dock)
+    gib = a.big_gib
+    sh(f"head -c {gib}G /dev/urandom > {dock}/CAM0042_004711_20261126093000_0001.mp4")
+    state = os.path.join(work, "big-state")
+    fresh(state)
+    cfg = os.path.join(work, "big.toml")
+    write_config(cfg, state, dock)
+    drop_caches()
+    out = subprocess.run(
+        f"/usr/bin/time -v {a.bin} run --once --config {cfg}",
+        shell=True,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stderr
+    rss_kib = int(next(l for l in out.splitlines() if "Maximum resident set size" in l).split(":")[1])
+    wall = next(l for l in out.splitlines() if "Elapsed (wall clock)" in l).split("): ")[1]
+    print(f"MEMORY: peak RSS storing one {gib} GiB file: {rss_kib / 1024:.1f} MiB (goal < 150 MiB), wall {wall}")
+    for p in (dock, state):
+        shutil.rmtree(p)
+
+
+def bench_latency(a, work):
+    dock = os.path.join(work, "lat-dock")
+    fresh(dock)
+    state = os.path.join(work, "lat-state")
+    fresh(state)
+    cfg = os.path.join(work, "lat.toml")
+    settle = 1.0
+    write_config(cfg, state, dock, settle=str(settle))
+    d = subprocess.Popen([a.bin, "run", "--config", cfg], stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.0)
+        written = {}
+        for i in range(a.latency_files):
+            p = os.path.join(dock, f"CAM0042_004711_20261126093000_{i:04d}.mp4")
+            with open(p, "wb") as f:
+                f.write(os.urandom(64 * 1024))
+                f.flush()
+                time.sleep(0.01)
+                f.write(os.urandom(64 * 1024))
+            written[os.path.basename(p).encode()] = time.time()
+            time.sleep(0.02)
+        db = os.path.join(state, "index.sqlite3")
+        deadline = time.time() + 60
+        rows = []
+        while time.time() < deadline:
+            conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+            rows = conn.execute("SELECT rel_path, ingested_at FROM sightings").fetchall()
+            conn.close()
+            if len(rows) >= len(written):
+                break
+            time.sleep(0.2)
+    finally:
+        d.terminate()
+        d.wait()
+    lat = sorted(ing / 1000.0 - written[bytes(rel)] for rel, ing in rows)
+    p50 = lat[len(lat) // 2]
+    p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+    print(
+        f"LATENCY: {len(lat)} files, last write -> row visible: p50 {p50:.3f} s, p99 {p99:.3f} s, max {lat[-1]:.3f} s"
+        f" (settle {settle:.1f} s; goal p99 < {settle + 1:.1f} s)"
+    )
+    for p in (dock, state):
+        shutil.rmtree(p)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", default="target/release/bodycamd")
+    ap.add_argument("--work")
+    ap.add_argument("--only", nargs="*")
+    ap.add_argument("--video-gib", type=float, default=2.0)
+    ap.add_argument("--photos", type=int, default=10000)
+    ap.add_argument("--big-gib", type=int, default=4)
+    ap.add_argument("--latency-files", type=int, default=200)
+    ap.add_argument("--rounds", type=int, default=5, help="rounds of the video benchmark")
+    a = ap.parse_args()
+    a.bin = os.path.abspath(a.bin)
+    work = a.work or tempfile.mkdtemp(prefix="bodycamd-bench-", dir="/var/tmp")
+    os.makedirs(work, exist_ok=True)
+    print(f"bench: {a.bin}; work {work}; {os.cpu_count()} cores; {time.strftime('%Y-%m-%d %H:%M:%S')}")
+    benches = {"video": bench_video, "photos": bench_photos, "memory": bench_memory, "latency": bench_latency}
+    for name, fn in benches.items():
+        if a.only and name not in a.only:
+            continue
+        fn(a, work)
+        sys.stdout.flush()
+    if not a.work:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
