@@ -201,36 +201,16 @@ impl Archive {
         };
         // Small files (photos) gain nothing from O_DIRECT and need no large
         // buffer; one byte more than expected shows a file still growing.
-        let big = expected_size >= DIRECT_MIN;
-        let mut direct = big && set_direct(&out, true);
-        let mut hasher = blake3::Hasher::new();
         let cap = (expected_size as usize)
             .saturating_add(1)
             .next_multiple_of(ALIGN)
             .clamp(ALIGN, BUF_SIZE);
-        let mut buf = Buffer::new(cap, big).map_err(StoreError::Write)?;
-        let mut total: u64 = 0;
-        loop {
-            let n = fill(src, &mut buf).map_err(StoreError::Read)?;
-            if n == 0 {
-                break;
-            }
-            total += n as u64;
-            if total > expected_size {
-                // Still growing: stop now instead of copying a moving target.
-                return Err(StoreError::SizeChanged {
-                    expected: expected_size,
-                    read: total,
-                });
-            }
-            hasher.update(&buf[..n]);
-            if direct && n % ALIGN != 0 {
-                // The tail is not a whole number of blocks: buffered from here.
-                set_direct(&out, false);
-                direct = false;
-            }
-            write_all(&out, &buf[..n], &mut direct).map_err(|e| write_error(e, expected_size, reserve))?;
-        }
+        let mut hasher = blake3::Hasher::new();
+        let total = if expected_size >= DIRECT_MIN {
+            copy_pipelined(src, &out, cap, expected_size, reserve, &mut hasher)?
+        } else {
+            copy_simple(src, &out, cap, expected_size, reserve, &mut hasher)?
+        };
         if total != expected_size {
             return Err(StoreError::SizeChanged {
                 expected: expected_size,
@@ -335,6 +315,95 @@ impl Archive {
             }
         }
     }
+}
+
+/// Copy through one buffer (small files).
+fn copy_simple(
+    src: &mut dyn Read,
+    out: &File,
+    cap: usize,
+    expected: u64,
+    reserve: u64,
+    hasher: &mut blake3::Hasher,
+) -> Result<u64, StoreError> {
+    let mut buf = Buffer::new(cap, false).map_err(StoreError::Write)?;
+    let mut total = 0u64;
+    let mut direct = false;
+    loop {
+        let n = fill(src, &mut buf).map_err(StoreError::Read)?;
+        if n == 0 {
+            return Ok(total);
+        }
+        total += n as u64;
+        if total > expected {
+            // Still growing: stop now instead of copying a moving target.
+            return Err(StoreError::SizeChanged { expected, read: total });
+        }
+        hasher.update(&buf[..n]);
+        write_all(out, &buf[..n], &mut direct).map_err(|e| write_error(e, expected, reserve))?;
+    }
+}
+
+/// Copy through two aligned buffers: this thread reads and hashes one while
+/// a writer thread writes the other (`O_DIRECT` where allowed), so the
+/// dock's reads and the archive's writes overlap.
+fn copy_pipelined(
+    src: &mut dyn Read,
+    out: &File,
+    cap: usize,
+    expected: u64,
+    reserve: u64,
+    hasher: &mut blake3::Hasher,
+) -> Result<u64, StoreError> {
+    use std::sync::mpsc::sync_channel;
+    let mut direct = set_direct(out, true);
+    let (full_tx, full_rx) = sync_channel::<(Buffer, usize)>(1);
+    let (empty_tx, empty_rx) = sync_channel::<Buffer>(2);
+    for _ in 0..2 {
+        let b = Buffer::new(cap, true).map_err(StoreError::Write)?;
+        empty_tx.send(b).expect("the channel holds two buffers");
+    }
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(move || -> io::Result<()> {
+            for (buf, n) in full_rx {
+                if direct && n % ALIGN != 0 {
+                    // The tail is not a whole number of blocks: buffered.
+                    set_direct(out, false);
+                    direct = false;
+                }
+                write_all(out, &buf[..n], &mut direct)?;
+                let _ = empty_tx.send(buf);
+            }
+            Ok(())
+        });
+        let mut total = 0u64;
+        let read = (|| {
+            // A closed channel means the writer stopped on an error, which
+            // its join below reports.
+            while let Ok(mut buf) = empty_rx.recv() {
+                let n = fill(src, &mut buf).map_err(StoreError::Read)?;
+                if n == 0 {
+                    break;
+                }
+                total += n as u64;
+                if total > expected {
+                    return Err(StoreError::SizeChanged { expected, read: total });
+                }
+                hasher.update(&buf[..n]);
+                if full_tx.send((buf, n)).is_err() {
+                    break;
+                }
+            }
+            Ok(())
+        })();
+        drop(full_tx);
+        let written = writer
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the writer thread panicked")));
+        read?;
+        written.map_err(|e| write_error(e, expected, reserve))?;
+        Ok(total)
+    })
 }
 
 /// Switch `O_DIRECT` on or off for a file we write. Returns whether it is
@@ -528,6 +597,9 @@ mod tests {
         let (_d, a) = archive();
         let e = a.stage(&mut Failing(3), 10, 0).unwrap_err();
         assert!(matches!(e, StoreError::Read(_)));
+        // The same through the two-buffer path for large files.
+        let e = a.stage(&mut Failing(3), 64 << 20, 0).unwrap_err();
+        assert!(matches!(e, StoreError::Read(_)), "{e}");
         assert_eq!(fs::read_dir(a.root().join("tmp")).unwrap().count(), 0);
         assert_eq!(fs::read_dir(a.root().join("objects")).unwrap().count(), 0);
     }
