@@ -149,9 +149,137 @@ pub fn jpeg_with_exif(jpeg: &[u8], app1_payload: &[u8]) -> Vec<u8> {
     out
 }
 
+/// An ISO BMFF box: size, type, body.
+fn bmff_box(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
+    [&((body.len() + 8) as u32).to_be_bytes()[..], kind, body].concat()
+}
+
+/// A full box (version 0 or 2 here, flags 0).
+fn full_box(kind: &[u8; 4], version: u8, body: &[u8]) -> Vec<u8> {
+    bmff_box(kind, &[&[version, 0, 0, 0][..], body].concat())
+}
+
+/// A minimal HEIC (HEIF) container, as phones and newer cameras write: an
+/// image item of the given size (its coded data is a placeholder) and an
+/// Exif item. For the simulator and the tests: real parsers
+/// (kamadak-exif, imagesize) read its size and capture time.
+pub fn heic_with_exif(width: u32, height: u32, exif_app1_payload: &[u8]) -> Vec<u8> {
+    let tiff = exif_app1_payload.strip_prefix(b"Exif\0\0").unwrap_or(exif_app1_payload);
+    // Exif item data: offset to the TIFF header, then "Exif\0\0" and TIFF.
+    let exif_item = [&6u32.to_be_bytes()[..], b"Exif\0\0", tiff].concat();
+    let image_item = b"not a real HEVC bitstream".to_vec();
+    let ftyp = bmff_box(b"ftyp", b"heic\0\0\0\0mif1heic");
+    let hdlr = full_box(b"hdlr", 0, &[&[0u8; 4][..], b"pict", &[0u8; 12], b"\0"].concat());
+    let pitm = full_box(b"pitm", 0, &1u16.to_be_bytes());
+    let infe = |id: u16, kind: &[u8; 4]| full_box(b"infe", 2, &[&id.to_be_bytes()[..], &[0, 0], kind, b"\0"].concat());
+    let iinf = full_box(
+        b"iinf",
+        0,
+        &[&2u16.to_be_bytes()[..], &infe(1, b"hvc1"), &infe(2, b"Exif")].concat(),
+    );
+    let ispe = full_box(b"ispe", 0, &[width.to_be_bytes(), height.to_be_bytes()].concat());
+    let ipco = bmff_box(b"ipco", &ispe);
+    let ipma = full_box(
+        b"ipma",
+        0,
+        &[&1u32.to_be_bytes()[..], &1u16.to_be_bytes(), &[1, 0x81]].concat(),
+    );
+    let iprp = bmff_box(b"iprp", &[ipco, ipma].concat());
+    // iloc v0: 4-byte offsets and lengths, no base offset; two items.
+    let iloc_for = |offsets: [u32; 2]| {
+        let mut b = vec![0x44, 0x00];
+        b.extend_from_slice(&2u16.to_be_bytes());
+        for (id, (off, len)) in [
+            (1u16, (offsets[0], image_item.len())),
+            (2u16, (offsets[1], exif_item.len())),
+        ] {
+            b.extend_from_slice(&id.to_be_bytes());
+            b.extend_from_slice(&0u16.to_be_bytes()); // data reference: this file
+            b.extend_from_slice(&1u16.to_be_bytes()); // one extent
+            b.extend_from_slice(&off.to_be_bytes());
+            b.extend_from_slice(&(len as u32).to_be_bytes());
+        }
+        full_box(b"iloc", 0, &b)
+    };
+    let meta_len = full_box(
+        b"meta",
+        0,
+        &[&hdlr[..], &pitm, &iinf, &iprp, &iloc_for([0, 0])].concat(),
+    )
+    .len();
+    let data_start = (ftyp.len() + meta_len + 8) as u32;
+    let iloc = iloc_for([data_start, data_start + image_item.len() as u32]);
+    let meta = full_box(b"meta", 0, &[&hdlr[..], &pitm, &iinf, &iprp, &iloc].concat());
+    let mdat = bmff_box(b"mdat", &[image_item, exif_item].concat());
+    [ftyp, meta, mdat].concat()
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A PNG with an `eXIf` chunk (and a blank image) of the given size.
+pub fn png_with_exif(width: u32, height: u32, exif_app1_payload: &[u8]) -> Vec<u8> {
+    let tiff = exif_app1_payload.strip_prefix(b"Exif\0\0").unwrap_or(exif_app1_payload);
+    let chunk = |kind: &[u8; 4], data: &[u8]| {
+        let body = [&kind[..], data].concat();
+        [
+            &(data.len() as u32).to_be_bytes()[..],
+            &body,
+            &crc32(&body).to_be_bytes(),
+        ]
+        .concat()
+    };
+    let ihdr = [&width.to_be_bytes()[..], &height.to_be_bytes(), &[8, 2, 0, 0, 0]].concat();
+    [
+        &b"\x89PNG\r\n\x1a\n"[..],
+        &chunk(b"IHDR", &ihdr),
+        &chunk(b"eXIf", tiff),
+        &chunk(b"IEND", b""),
+    ]
+    .concat()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn heic_and_png_photos_give_their_size_and_time() {
+        let block = exif_block("2026:11:26 09:30:15", "+08:00", "PHONE");
+        for (what, bytes) in [
+            ("heic", heic_with_exif(4032, 3024, &block)),
+            ("png", png_with_exif(640, 480, &block)),
+        ] {
+            let m = read_photo_bytes(&bytes);
+            let want = if what == "heic" { (4032, 3024) } else { (640, 480) };
+            assert_eq!((m.width, m.height), (Some(want.0), Some(want.1)), "{what}: {m:?}");
+            let t = m.taken.unwrap_or_else(|| panic!("{what}: no time: {m:?}"));
+            assert_eq!(
+                t.to_utc(chrono_tz::UTC).unwrap().to_rfc3339(),
+                "2026-11-26T01:30:15+00:00",
+                "{what}"
+            );
+            assert_eq!(m.error, None, "{what}");
+        }
+        assert_eq!(
+            crate::media::sniff::sniff(&heic_with_exif(1, 1, &block))
+                .unwrap()
+                .format,
+            "heif"
+        );
+    }
 
     /// The smallest baseline JPEG header imagesize understands (SOI + SOF0).
     fn tiny_jpeg() -> Vec<u8> {
