@@ -12,13 +12,15 @@ use anyhow::{bail, Context as _};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::{self, ApiState};
 use crate::clock::{to_ms, SharedClock};
 use crate::config::Config;
 use crate::index::{ingest as ix, Index};
 use crate::media::worker::{ProberPool, ProberSettings};
 use crate::pipeline::station::Progress;
-use crate::pipeline::{describe, recovery, station, store, Ctx, Stats};
+use crate::pipeline::{alerting, describe, recovery, station, store, Ctx, Stats};
 use crate::store::Archive;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// How `run` behaves.
 #[derive(Debug, Clone)]
@@ -140,21 +142,22 @@ pub async fn run(
             .call(move |c| ix::upsert_station(c, &id, &path, &mode, now))
             .await?;
     }
+    // Bind early: a port in use is a start-up error, before any work.
+    let listener = match config.api.listen {
+        Some(addr) => {
+            let l = api::bind(addr).await?;
+            tracing::info!(addr = %l.local_addr()?, "api listening");
+            Some(l)
+        }
+        None => None,
+    };
     let prober = ProberPool::start(ProberSettings {
         exe: opts.prober_exe.clone(),
         workers: config.probe.workers,
         timeout: config.probe.timeout,
         memory_limit_bytes: config.probe.memory_limit_bytes,
     });
-    let (ctx, describe_rx) = Ctx::new(
-        archive,
-        index,
-        prober,
-        clock,
-        config.ingest.clone(),
-        &config.stations,
-        shutdown.child_token(),
-    );
+    let (ctx, describe_rx) = Ctx::new(archive, index, prober, clock, &config, shutdown.child_token());
 
     let deletions = recovery::resume_deletions(&ctx).await?;
     if deletions > 0 {
@@ -176,6 +179,33 @@ pub async fn run(
         ctx.tasks.spawn(station::run(ctx.clone(), Arc::new(st.clone()), tx));
     }
 
+    let ready = Arc::new(AtomicBool::new(false));
+    if let Some(listener) = listener {
+        let state = ApiState {
+            index: ctx.index.clone(),
+            archive: ctx.archive.clone(),
+            clock: ctx.clock.clone(),
+            ready: ready.clone(),
+            stations: Arc::new(config.stations.iter().map(|s| s.id.clone()).collect()),
+        };
+        ctx.tasks.spawn(api::serve(listener, state, ctx.shutdown.clone()));
+    }
+    ctx.tasks.spawn(alerting::evaluator(ctx.clone()));
+    ctx.tasks.spawn(alerting::deliverer(ctx.clone()));
+    {
+        let (progress, ready, shutdown) = (progress.clone(), ready.clone(), ctx.shutdown.clone());
+        ctx.tasks.spawn(async move {
+            while !progress.iter().all(|p| p.borrow().scanned) {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+            ready.store(true, Ordering::SeqCst);
+            tracing::info!("ready: recovery and the first scan of every station are done");
+        });
+    }
+
     let mut report = RunReport {
         recovered_tmp: removed.len(),
         ..Default::default()
@@ -186,6 +216,10 @@ pub async fn run(
             report.recovered_orphans = recovery::orphan_sweep(&ctx, started).await?;
             until_idle(&ctx, &progress).await;
         }
+        // Leave the alerts as the state now is.
+        alerting::evaluate_once(&ctx).await?;
+        // Leave the alerts as the state now is.
+        alerting::evaluate_once(&ctx).await?;
     } else {
         if !was_clean {
             let (ctx2, progress2) = (ctx.clone(), progress.clone());

@@ -57,6 +57,47 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub probe: ProbeConfig,
     pub log: LogConfig,
+    pub deadlines: DeadlineConfig,
+    pub alerts: AlertConfig,
+    pub api: ApiConfig,
+}
+
+/// The 24-hour rule.
+#[derive(Debug, Clone)]
+pub struct DeadlineConfig {
+    /// Time from the end of a recording to its storage deadline.
+    pub storage: Duration,
+    /// A file not stored this long before its deadline is at risk.
+    pub warn_before: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct AlertConfig {
+    /// How often time-based alerts are evaluated (at most a minute).
+    pub evaluate: Duration,
+    /// How long a station may be missing before `station_unavailable`.
+    pub station_grace: Duration,
+    /// `storage_low` below this much free space on the archive.
+    pub storage_low_bytes: u64,
+    /// How long a degraded watch (lost events) stays reported.
+    pub degraded_hold: Duration,
+    pub webhooks: Vec<WebhookConfig>,
+    /// First retry delay of a failed webhook delivery (then doubling).
+    pub webhook_retry: Duration,
+    pub webhook_retry_max: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookConfig {
+    pub url: String,
+    /// Key of the `X-Bodycamd-Signature` HMAC-SHA256.
+    pub secret: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Where the HTTP API and `/metrics` listen; `None` when switched off.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -178,6 +219,45 @@ struct RawConfig {
     probe: RawProbe,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    deadlines: RawDeadlines,
+    #[serde(default)]
+    alerts: RawAlerts,
+    #[serde(default)]
+    api: RawApi,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDeadlines {
+    storage_deadline: Option<Spanned<String>>,
+    warn_before: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAlerts {
+    evaluate_every: Option<Spanned<String>>,
+    station_grace: Option<Spanned<String>>,
+    storage_low_mb: Option<Spanned<i64>>,
+    degraded_hold: Option<Spanned<String>>,
+    webhook_retry: Option<Spanned<String>>,
+    webhook_retry_max: Option<Spanned<String>>,
+    #[serde(default)]
+    webhooks: Vec<Spanned<RawWebhook>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhook {
+    url: Spanned<String>,
+    secret: Spanned<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    listen: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -257,6 +337,42 @@ impl Ctx<'_> {
             return Duration::from_secs_f64(default);
         }
         Duration::from_secs_f64(s)
+    }
+
+    /// A duration written like `24h`, `90m`, `1h 30m` or `500ms`.
+    fn duration(
+        &mut self,
+        v: &Option<Spanned<String>>,
+        key: &str,
+        default: Duration,
+        min: Duration,
+        max: Duration,
+    ) -> Duration {
+        let Some(v) = v else { return default };
+        match humantime::parse_duration(v.get_ref()) {
+            Ok(d) if d >= min && d <= max => d,
+            Ok(_) => {
+                self.err(
+                    Some(v.span()),
+                    key,
+                    format!(
+                        "must be between {} and {}, got {:?}",
+                        humantime::format_duration(min),
+                        humantime::format_duration(max),
+                        v.get_ref()
+                    ),
+                );
+                default
+            }
+            Err(e) => {
+                self.err(
+                    Some(v.span()),
+                    key,
+                    format!("{:?} is not a duration like \"24h\" or \"90m\": {e}", v.get_ref()),
+                );
+                default
+            }
+        }
     }
 
     fn int(&mut self, v: &Option<Spanned<i64>>, key: &str, default: i64, min: i64, max: i64) -> i64 {
@@ -531,7 +647,116 @@ fn resolve(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
             );
         }
     }
+    const H: u64 = 3600;
+    let deadlines = DeadlineConfig {
+        storage: ctx.duration(
+            &raw.deadlines.storage_deadline,
+            "deadlines.storage_deadline",
+            Duration::from_secs(24 * H),
+            Duration::from_secs(60),
+            Duration::from_secs(366 * 24 * H),
+        ),
+        warn_before: ctx.duration(
+            &raw.deadlines.warn_before,
+            "deadlines.warn_before",
+            Duration::from_secs(2 * H),
+            Duration::ZERO,
+            Duration::from_secs(366 * 24 * H),
+        ),
+    };
+    let mut webhooks = Vec::new();
+    for (i, w) in raw.alerts.webhooks.iter().enumerate() {
+        let w = w.get_ref();
+        let url = w.url.get_ref().trim().to_string();
+        match url::Url::parse(&url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+            _ => ctx.err(
+                Some(w.url.span()),
+                format!("alerts.webhooks[{i}].url"),
+                format!("{url:?} is not an http:// or https:// URL"),
+            ),
+        }
+        if w.secret.get_ref().len() < 16 {
+            ctx.err(
+                Some(w.secret.span()),
+                format!("alerts.webhooks[{i}].secret"),
+                "must be at least 16 characters (it keys the HMAC-SHA256 signature)",
+            );
+        }
+        webhooks.push(WebhookConfig {
+            url,
+            secret: w.secret.get_ref().clone(),
+        });
+    }
+    let alerts = AlertConfig {
+        evaluate: ctx.duration(
+            &raw.alerts.evaluate_every,
+            "alerts.evaluate_every",
+            Duration::from_secs(60),
+            Duration::from_millis(10),
+            Duration::from_secs(60),
+        ),
+        station_grace: ctx.duration(
+            &raw.alerts.station_grace,
+            "alerts.station_grace",
+            Duration::from_secs(600),
+            Duration::ZERO,
+            Duration::from_secs(30 * 24 * H),
+        ),
+        storage_low_bytes: ctx.int(
+            &raw.alerts.storage_low_mb,
+            "alerts.storage_low_mb",
+            10 * 1024,
+            0,
+            1 << 40,
+        ) as u64
+            * 1024
+            * 1024,
+        degraded_hold: ctx.duration(
+            &raw.alerts.degraded_hold,
+            "alerts.degraded_hold",
+            Duration::from_secs(600),
+            Duration::ZERO,
+            Duration::from_secs(24 * H),
+        ),
+        webhooks,
+        webhook_retry: ctx.duration(
+            &raw.alerts.webhook_retry,
+            "alerts.webhook_retry",
+            Duration::from_secs(5),
+            Duration::from_millis(10),
+            Duration::from_secs(H),
+        ),
+        webhook_retry_max: ctx.duration(
+            &raw.alerts.webhook_retry_max,
+            "alerts.webhook_retry_max",
+            Duration::from_secs(H),
+            Duration::from_millis(10),
+            Duration::from_secs(24 * H),
+        ),
+    };
+    let listen = match &raw.api.listen {
+        None => Some(std::net::SocketAddr::from(([127, 0, 0, 1], 8640))),
+        Some(l) if l.get_ref().is_empty() || l.get_ref() == "off" => None,
+        Some(l) => match l.get_ref().parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                ctx.err(
+                    Some(l.span()),
+                    "api.listen",
+                    format!(
+                        "{:?} is not an address like \"127.0.0.1:8640\" (or \"off\")",
+                        l.get_ref()
+                    ),
+                );
+                None
+            }
+        },
+    };
     Config {
+        deadlines,
+        alerts,
+        api: ApiConfig { listen },
         source: ctx.file.to_path_buf(),
         state_dir,
         stations,
@@ -613,6 +838,32 @@ after_ingest = "keep"
         assert!(keys.contains(&("stations[0].pattern", Some(6))), "{keys:?}");
         assert!(keys.contains(&("stations[0].settle_secs", Some(7))), "{keys:?}");
         assert!(keys.contains(&("stations[0].path", Some(4))), "{keys:?}");
+    }
+
+    #[test]
+    fn deadlines_alerts_and_webhooks() {
+        let c = parse(
+            "state_dir = \"/x\"\n[deadlines]\nstorage_deadline = \"12h\"\nwarn_before = \"90m\"\n\
+             [alerts]\nstation_grace = \"5m\"\n[[alerts.webhooks]]\nurl = \"https://soc.example/hook\"\nsecret = \"0123456789abcdef\"\n\
+             [api]\nlisten = \"127.0.0.1:0\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.deadlines.storage, Duration::from_secs(12 * 3600));
+        assert_eq!(c.deadlines.warn_before, Duration::from_secs(90 * 60));
+        assert_eq!(c.alerts.station_grace, Duration::from_secs(300));
+        assert_eq!(c.alerts.webhooks[0].url, "https://soc.example/hook");
+        assert_eq!(c.api.listen.unwrap().port(), 0);
+        let defaults = parse("state_dir = \"/x\"\n").unwrap();
+        assert_eq!(defaults.deadlines.storage, Duration::from_secs(24 * 3600));
+        assert_eq!(defaults.api.listen.unwrap().to_string(), "127.0.0.1:8640");
+        let e = parse(
+            "state_dir = \"/x\"\n[deadlines]\nstorage_deadline = \"a day\"\n[[alerts.webhooks]]\nurl = \"ftp://x\"\nsecret = \"short\"\n",
+        )
+        .unwrap_err();
+        let keys: Vec<_> = e.0.iter().map(|e| (e.key.as_str(), e.line)).collect();
+        assert!(keys.contains(&("deadlines.storage_deadline", Some(3))), "{keys:?}");
+        assert!(keys.contains(&("alerts.webhooks[0].url", Some(5))), "{keys:?}");
+        assert!(keys.contains(&("alerts.webhooks[0].secret", Some(6))), "{keys:?}");
     }
 
     #[test]

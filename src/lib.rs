@@ -18,6 +18,7 @@
 //!
 //! See ARCHITECTURE.md for the invariants.
 
+pub mod api;
 pub mod app;
 pub mod cli;
 pub mod clock;
@@ -27,8 +28,10 @@ pub mod index;
 pub mod media;
 pub mod naming;
 pub mod pipeline;
+pub mod rules;
 pub mod simulate;
 pub mod store;
 pub mod telemetry;
 pub mod views;
 pub mod watch;
+pub mod webhook;

@@ -70,6 +70,9 @@ pub fn main(a: Args) -> anyhow::Result<i32> {
         r#"# The embedded defaults: SQLite index and local archive below state_dir.
 state_dir = "{}"
 
+[api]
+listen = "127.0.0.1:0"
+
 [[stations]]
 id = "dock-01"
 path = "{}"

@@ -72,6 +72,8 @@ pub struct Described {
     pub creation_time_ms: Option<i64>,
     pub recorded: Option<RecordingTime>,
     pub probe_error: Option<String>,
+    /// How it stands against the 24-hour rule.
+    pub assessment: Option<crate::rules::deadline::Assessment>,
 }
 
 pub fn upsert_station(c: &Connection, id: &str, path: &str, watch_mode: &str, now_ms: i64) -> rusqlite::Result<()> {
@@ -114,37 +116,54 @@ pub fn set_station_watch_mode(c: &Connection, id: &str, mode: &str) -> rusqlite:
     Ok(())
 }
 
-/// Insert or update a file waiting on a station. `first_seen` is kept from
-/// the first time the file was recorded.
-#[allow(clippy::too_many_arguments)]
-pub fn upsert_pending(
-    c: &Connection,
-    station: &str,
-    rel_path: &[u8],
-    first_seen_ms: i64,
-    size: Option<u64>,
-    state: PendingState,
-    attempts: u32,
-    reason: Option<&str>,
-    now_ms: i64,
-) -> rusqlite::Result<()> {
+/// A file waiting on a station, as recorded in `pending`.
+#[derive(Debug, Clone)]
+pub struct PendingFile<'a> {
+    pub station: &'a str,
+    pub rel_path: &'a [u8],
+    pub first_seen_ms: i64,
+    pub size: Option<u64>,
+    pub state: PendingState,
+    pub attempts: u32,
+    pub reason: Option<&'a str>,
+    /// Its estimated storage deadline (see `rules::deadline`).
+    pub deadline_ms: Option<i64>,
+}
+
+/// Insert or update a file waiting on a station. `first_seen` and the
+/// deadline are kept from the first time the file was recorded.
+pub fn upsert_pending(c: &Connection, p: &PendingFile<'_>, now_ms: i64) -> rusqlite::Result<()> {
     c.prepare_cached(
-        "INSERT INTO pending (station, rel_path, first_seen, size, state, attempts, reason, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+        "INSERT INTO pending (station, rel_path, first_seen, size, state, attempts, reason, updated_at, deadline)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
          ON CONFLICT (station, rel_path) DO UPDATE SET
             size = excluded.size, state = excluded.state, attempts = excluded.attempts,
-            reason = excluded.reason, updated_at = excluded.updated_at",
+            reason = excluded.reason, updated_at = excluded.updated_at,
+            deadline = coalesce(pending.deadline, excluded.deadline)",
     )?
     .execute(params![
-        station,
-        rel_path,
-        first_seen_ms,
-        size.map(|s| s as i64),
-        state.as_str(),
-        attempts,
-        reason,
-        now_ms
+        p.station,
+        p.rel_path,
+        p.first_seen_ms,
+        p.size.map(|s| s as i64),
+        p.state.as_str(),
+        p.attempts,
+        p.reason,
+        now_ms,
+        p.deadline_ms
     ])?;
+    Ok(())
+}
+
+/// Record that a station's watch is degraded until `until` (`None` clears).
+pub fn set_station_degraded(
+    c: &Connection,
+    id: &str,
+    why: Option<&str>,
+    until_ms: Option<i64>,
+) -> rusqlite::Result<()> {
+    c.prepare_cached("UPDATE stations SET degraded = ?2, degraded_until = ?3 WHERE id = ?1")?
+        .execute(params![id, why, until_ms])?;
     Ok(())
 }
 
@@ -283,11 +302,12 @@ pub fn mark_kept(c: &Connection, media_id: &str, station: &str, rel_path: &[u8])
 
 pub fn record_description(c: &Connection, id: &str, d: &Described, now_ms: i64) -> rusqlite::Result<()> {
     let rec = d.recorded.as_ref();
+    let a = d.assessment.as_ref();
     c.prepare_cached(
         "UPDATE originals SET kind = ?2, container = ?3, video_codec = ?4, audio_codec = ?5,
             width = ?6, height = ?7, frame_rate = ?8, duration_secs = ?9, creation_time = ?10,
             recorded_start = ?11, recorded_end = ?12, start_source = ?13, clock_trusted = ?14,
-            probe_error = ?15, described_at = ?16
+            probe_error = ?15, described_at = ?16, deadline = ?17, on_time = ?18, late = ?19
          WHERE id = ?1",
     )?
     .execute(params![
@@ -307,6 +327,9 @@ pub fn record_description(c: &Connection, id: &str, d: &Described, now_ms: i64) 
         rec.map(|r| r.trusted),
         d.probe_error,
         now_ms,
+        a.map(|a| a.deadline.timestamp_millis()),
+        a.map(|a| a.on_time),
+        a.and_then(|a| a.late).map(|l| l.as_str()),
     ])?;
     Ok(())
 }
@@ -318,11 +341,12 @@ pub struct DescribeInputs {
     pub name_start_ms: Option<i64>,
     pub source_mtime_ms: Option<i64>,
     pub first_seen_ms: i64,
+    pub ingested_at_ms: i64,
 }
 
 pub fn describe_inputs(c: &Connection, id: &str) -> rusqlite::Result<Option<DescribeInputs>> {
     c.query_row(
-        "SELECT station, name_start, source_mtime, first_seen FROM originals WHERE id = ?1",
+        "SELECT station, name_start, source_mtime, first_seen, ingested_at FROM originals WHERE id = ?1",
         [id],
         |r| {
             Ok(DescribeInputs {
@@ -330,6 +354,7 @@ pub fn describe_inputs(c: &Connection, id: &str) -> rusqlite::Result<Option<Desc
                 name_start_ms: r.get(1)?,
                 source_mtime_ms: r.get(2)?,
                 first_seen_ms: r.get(3)?,
+                ingested_at_ms: r.get(4)?,
             })
         },
     )
@@ -355,4 +380,26 @@ pub fn record_recovered(c: &Connection, id: &str, size: u64, stored_ms: i64) -> 
         )?
         .execute(params![id, size as i64, RECOVERED_STATION, stored_ms])?;
     Ok(n == 1)
+}
+
+/// Where an original came from, for alert details: station, device,
+/// officer and its first dock path.
+pub fn media_context(c: &Connection, id: &str) -> rusqlite::Result<serde_json::Value> {
+    c.prepare_cached(
+        "SELECT o.station, o.device, o.officer, o.seq,
+                (SELECT s.rel_path FROM sightings s WHERE s.media_id = o.id ORDER BY s.id LIMIT 1)
+         FROM originals o WHERE o.id = ?1",
+    )?
+    .query_row([id], |r| {
+        let rel: Option<Vec<u8>> = r.get(4)?;
+        Ok(serde_json::json!({
+            "station": r.get::<_, String>(0)?,
+            "device": r.get::<_, Option<String>>(1)?,
+            "officer": r.get::<_, Option<String>>(2)?,
+            "seq": r.get::<_, Option<i64>>(3)?,
+            "path": rel.map(|p| String::from_utf8_lossy(&p).into_owned()),
+        }))
+    })
+    .optional()
+    .map(|v| v.unwrap_or(serde_json::Value::Null))
 }

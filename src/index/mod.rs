@@ -10,6 +10,7 @@
 //!   descriptions).
 //! - [`query`]: typed reads for the CLI (and later the API).
 
+pub mod alerts;
 pub mod ingest;
 pub mod query;
 
@@ -22,7 +23,10 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 
 /// Migrations, applied in order; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_alerts.sql"),
+];
 
 /// Requests per transaction at most.
 const MAX_BATCH: usize = 512;

@@ -351,3 +351,79 @@ pub fn all_ids(c: &Connection) -> rusqlite::Result<std::collections::HashSet<Str
     let rows = stmt.query_map([], |r| r.get(0))?;
     rows.collect()
 }
+
+/// Files waiting on stations, for the time-based alerts.
+pub fn pending_snapshot(c: &Connection) -> rusqlite::Result<Vec<crate::rules::evaluate::PendingFile>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT station, rel_path, first_seen, deadline, state, attempts, reason FROM pending WHERE state != 'rejected'",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        let rel: Vec<u8> = r.get(1)?;
+        Ok(crate::rules::evaluate::PendingFile {
+            station: r.get(0)?,
+            rel: String::from_utf8_lossy(&rel).into_owned(),
+            first_seen: crate::clock::from_ms(r.get(2)?),
+            deadline: r.get::<_, Option<i64>>(3)?.map(crate::clock::from_ms),
+            state: r.get(4)?,
+            attempts: r.get(5)?,
+            reason: r.get(6)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Stations as the time-based alerts see them (only configured ones).
+pub fn station_snapshot(c: &Connection, ids: &[String]) -> rusqlite::Result<Vec<crate::rules::evaluate::StationState>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT id, available, unavailable_since, last_error, degraded, degraded_until FROM stations ORDER BY id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(crate::rules::evaluate::StationState {
+            id: r.get(0)?,
+            available: r.get(1)?,
+            unavailable_since: r.get::<_, Option<i64>>(2)?.map(crate::clock::from_ms),
+            last_error: r.get(3)?,
+            degraded: r.get(4)?,
+            degraded_until: r.get::<_, Option<i64>>(5)?.map(crate::clock::from_ms),
+        })
+    })?;
+    let all: Vec<_> = rows.collect::<Result<_, _>>()?;
+    Ok(all.into_iter().filter(|s| ids.contains(&s.id)).collect())
+}
+
+/// Per-station figures for metrics.
+#[derive(Debug, Clone)]
+pub struct StationPending {
+    pub station: String,
+    /// Files seen and not stored yet.
+    pub files: u64,
+    pub oldest_first_seen: Option<i64>,
+    /// The nearest estimated deadline among them.
+    pub nearest_deadline: Option<i64>,
+}
+
+pub fn pending_by_station(c: &Connection) -> rusqlite::Result<Vec<StationPending>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT s.id, count(p.rel_path), min(p.first_seen), min(p.deadline) FROM stations s
+         LEFT JOIN pending p ON p.station = s.id AND p.state != 'rejected' GROUP BY s.id ORDER BY s.id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(StationPending {
+            station: r.get(0)?,
+            files: r.get::<_, i64>(1)? as u64,
+            oldest_first_seen: r.get(2)?,
+            nearest_deadline: r.get(3)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Stored originals by lateness (`on_time`, `late_docking`, `late_processing`).
+pub fn lateness_counts(c: &Connection) -> rusqlite::Result<Vec<(String, u64)>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT CASE WHEN on_time = 1 THEN 'on_time' ELSE late END, count(*) FROM originals
+         WHERE on_time IS NOT NULL GROUP BY 1",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
+    rows.collect()
+}

@@ -9,11 +9,16 @@ use chrono_tz::Tz;
 use tokio::sync::{mpsc, Semaphore};
 
 use super::{Ctx, Stats};
+use crate::clock::rfc3339;
 use crate::clock::{from_ms, to_ms};
 use crate::domain::{resolve_recording_time, MediaId, MediaKind, TimeEvidence};
+use crate::index::alerts as ax;
 use crate::index::ingest::{self as ix, DescribeInputs, Described};
 use crate::media::exif::ExifTime;
 use crate::media::Description;
+use crate::rules::alerts::{AlertKind, AlertSpec};
+use crate::rules::deadline::{assess, Lateness};
+use serde_json::json;
 
 /// Read a container's `creation_time` (`2026-11-26T01:30:00.000000Z`, or
 /// `2026-11-26 01:30:00`, both UTC by the formats' definitions).
@@ -26,8 +31,9 @@ pub fn parse_creation_time(s: &str) -> Option<DateTime<Utc>> {
         .map(|n| n.and_utc())
 }
 
-/// Combine what the prober found with what the index knew.
-pub fn to_described(d: &Description, inputs: &DescribeInputs, tz: Tz) -> Described {
+/// Combine what the prober found with what the index knew, and assess the
+/// result against the storage deadline.
+pub fn to_described(d: &Description, inputs: &DescribeInputs, tz: Tz, storage: chrono::Duration) -> Described {
     let kind = d.media_kind();
     let exif = d
         .exif_local
@@ -53,6 +59,13 @@ pub fn to_described(d: &Description, inputs: &DescribeInputs, tz: Tz) -> Describ
         file_mtime: inputs.source_mtime_ms.map(from_ms),
         duration_secs: duration,
     };
+    let recorded = resolve_recording_time(&ev, from_ms(inputs.first_seen_ms));
+    let assessment = Some(assess(
+        recorded.as_ref(),
+        from_ms(inputs.first_seen_ms),
+        from_ms(inputs.ingested_at_ms),
+        storage,
+    ));
     Described {
         kind: Some(kind),
         container: d.format.clone(),
@@ -63,9 +76,65 @@ pub fn to_described(d: &Description, inputs: &DescribeInputs, tz: Tz) -> Describ
         frame_rate: d.frame_rate,
         duration_secs: duration,
         creation_time_ms: container.or(exif).map(to_ms),
-        recorded: resolve_recording_time(&ev, from_ms(inputs.first_seen_ms)),
+        recorded,
         probe_error: d.probe_error.clone(),
+        assessment,
     }
+}
+
+/// The alerts a description raises: a late file's violation, unreadable
+/// content, an untrusted clock.
+pub fn media_alerts(id: &str, d: &Described, inputs: &DescribeInputs, extra: &serde_json::Value) -> Vec<AlertSpec> {
+    let mut out = Vec::new();
+    let base = |mut v: serde_json::Value| {
+        if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+            for (k, val) in e {
+                o.insert(k.clone(), val.clone());
+            }
+        }
+        v
+    };
+    if let Some(a) = &d.assessment {
+        if let Some(late) = a.late {
+            let kind = match late {
+                Lateness::LateDocking => AlertKind::LateDocking,
+                Lateness::LateProcessing => AlertKind::LateProcessing,
+            };
+            let end = d.recorded.as_ref().map(|r| rfc3339(r.end));
+            out.push(AlertSpec {
+                kind,
+                subject: id.to_string(),
+                details: base(json!({
+                    "recorded_end": end,
+                    "deadline": rfc3339(a.deadline),
+                    "first_seen": rfc3339(from_ms(inputs.first_seen_ms)),
+                    "ingested_at": rfc3339(from_ms(inputs.ingested_at_ms)),
+                    "late_by_hours": ((inputs.ingested_at_ms - to_ms(a.deadline)) as f64 / 36_000.0).round() / 100.0,
+                    "clock_invalid": a.clock_invalid,
+                })),
+            });
+        }
+    }
+    if let Some(e) = &d.probe_error {
+        out.push(AlertSpec {
+            kind: AlertKind::MediaUnreadable,
+            subject: id.to_string(),
+            details: base(json!({ "reason": e, "kind": d.kind.map(|k| k.as_str()) })),
+        });
+    }
+    if d.assessment.is_some_and(|a| a.clock_invalid) {
+        let claimed = d.recorded.as_ref().map(|r| (rfc3339(r.start), r.source.as_str()));
+        out.push(AlertSpec {
+            kind: AlertKind::ClockInvalid,
+            subject: id.to_string(),
+            details: base(json!({
+                "claimed_start": claimed.as_ref().map(|c| c.0.clone()),
+                "source": claimed.map(|c| c.1),
+                "rule": "never on time; classified late_docking (see rules::deadline::assess)",
+            })),
+        });
+    }
+    out
 }
 
 async fn describe_one(ctx: &Arc<Ctx>, id: MediaId) {
@@ -80,7 +149,8 @@ async fn describe_one(ctx: &Arc<Ctx>, id: MediaId) {
         .map(|(k, v)| (k.clone(), v.timezone))
         .collect();
     let now = to_ms(ctx.clock.now());
-    let d2 = desc.clone();
+    let storage = ctx.storage_deadline();
+    let hooks = ctx.alerting.hooks.clone();
     let result = ctx
         .index
         .call(move |c| {
@@ -88,13 +158,20 @@ async fn describe_one(ctx: &Arc<Ctx>, id: MediaId) {
                 return Ok(None);
             };
             let tz = tzs.get(&inputs.station).copied().unwrap_or(chrono_tz::UTC);
-            let described = to_described(&d2, &inputs, tz);
+            let described = to_described(&desc, &inputs, tz, storage);
             ix::record_description(c, &hex, &described, now)?;
-            Ok(Some(described))
+            // The alerts it raises commit with it.
+            let extra = ix::media_context(c, &hex)?;
+            let mut transitions = Vec::new();
+            for spec in media_alerts(&hex, &described, &inputs, &extra) {
+                transitions.extend(ax::open(c, &spec, now, &hooks)?);
+            }
+            Ok(Some((described, transitions)))
         })
         .await;
     match result {
-        Ok(Some(d)) => {
+        Ok(Some((d, transitions))) => {
+            ctx.alerting.committed(&transitions);
             Stats::add(&ctx.stats.described, 1);
             match &d.probe_error {
                 Some(e) => {
@@ -147,6 +224,7 @@ mod tests {
             name_start_ms: None,
             source_mtime_ms: Some(to_ms("2026-11-26T05:00:00Z".parse().unwrap())),
             first_seen_ms: to_ms("2026-11-26T06:00:00Z".parse().unwrap()),
+            ingested_at_ms: to_ms("2026-11-26T06:00:01Z".parse().unwrap()),
         }
     }
 
@@ -158,7 +236,7 @@ mod tests {
             creation_time: Some("2026-11-26T01:30:00.000000Z".into()),
             ..Default::default()
         };
-        let out = to_described(&d, &inputs(), chrono_tz::UTC);
+        let out = to_described(&d, &inputs(), chrono_tz::UTC, chrono::Duration::hours(24));
         let r = out.recorded.unwrap();
         assert_eq!(r.source, crate::domain::StartSource::Container);
         assert_eq!(crate::clock::rfc3339(r.end), "2026-11-26T01:31:00.000Z");
@@ -171,7 +249,7 @@ mod tests {
             exif_local: Some("2026-11-26T09:30:00".into()),
             ..Default::default()
         };
-        let out = to_described(&d, &inputs(), chrono_tz::Asia::Shanghai);
+        let out = to_described(&d, &inputs(), chrono_tz::Asia::Shanghai, chrono::Duration::hours(24));
         let r = out.recorded.unwrap();
         assert_eq!(r.source, crate::domain::StartSource::Exif);
         assert_eq!(r.start, r.end);

@@ -12,6 +12,7 @@
 //! soon as its bytes are durable; its description follows from a separate
 //! queue that a slow or hostile file can only delay for itself.
 
+pub mod alerting;
 pub mod describe;
 pub mod queue;
 pub mod recovery;
@@ -27,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::clock::SharedClock;
-use crate::config::{IngestConfig, StationConfig};
+use crate::config::{Config, DeadlineConfig, IngestConfig, StationConfig};
 use crate::domain::MediaId;
 use crate::index::Index;
 use crate::media::worker::ProberPool;
@@ -66,6 +67,8 @@ pub struct Ctx {
     pub prober: ProberPool,
     pub clock: SharedClock,
     pub ingest: IngestConfig,
+    pub deadlines: DeadlineConfig,
+    pub alerting: alerting::Alerting,
     /// Station settings by id (the describer needs their time zones).
     pub stations: RwLock<HashMap<String, Arc<StationConfig>>>,
     pub queue: queue::DeadlineQueue<store::StoreJob>,
@@ -85,8 +88,7 @@ impl Ctx {
         index: Index,
         prober: ProberPool,
         clock: SharedClock,
-        ingest: IngestConfig,
-        stations: &[StationConfig],
+        config: &Config,
         shutdown: CancellationToken,
     ) -> (Arc<Ctx>, mpsc::UnboundedReceiver<MediaId>) {
         let (describe_tx, describe_rx) = mpsc::unbounded_channel();
@@ -95,8 +97,16 @@ impl Ctx {
             index,
             prober,
             clock,
-            ingest,
-            stations: RwLock::new(stations.iter().map(|s| (s.id.clone(), Arc::new(s.clone()))).collect()),
+            ingest: config.ingest.clone(),
+            deadlines: config.deadlines.clone(),
+            alerting: alerting::Alerting::new(config.alerts.clone()),
+            stations: RwLock::new(
+                config
+                    .stations
+                    .iter()
+                    .map(|s| (s.id.clone(), Arc::new(s.clone())))
+                    .collect(),
+            ),
             queue: queue::DeadlineQueue::default(),
             describe_tx,
             describing: AtomicUsize::new(0),
@@ -123,6 +133,11 @@ impl Ctx {
     /// Nothing queued, stored or described right now.
     pub fn is_idle(&self) -> bool {
         self.queue.is_empty() && self.storing.load(Ordering::SeqCst) == 0 && self.describing.load(Ordering::SeqCst) == 0
+    }
+
+    /// The storage deadline as a chrono duration.
+    pub fn storage_deadline(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.deadlines.storage).unwrap_or(chrono::Duration::hours(24))
     }
 
     /// Backoff before attempt `attempts + 1`.

@@ -22,6 +22,7 @@ use crate::clock::{from_ms, to_ms};
 use crate::config::{StationConfig, WatchMode};
 use crate::index::ingest::{self as ix, PendingState};
 use crate::index::query;
+use crate::rules::deadline::pending_deadline;
 use crate::watch::events::{self, EventWatcher, Hint, WatchError};
 use crate::watch::scan::{self, Entry, Listing, Probe, Rejected};
 use crate::watch::settle::{FileState, Observed, Retry, Tracker};
@@ -51,6 +52,7 @@ enum PendingOp {
         state: PendingState,
         attempts: u32,
         reason: Option<String>,
+        deadline: Option<i64>,
     },
     Delete(Vec<u8>),
     Retain(Vec<Vec<u8>>),
@@ -221,17 +223,20 @@ impl Station {
                                     state,
                                     attempts,
                                     reason,
-                                } => ix::upsert_pending(
-                                    c,
-                                    &station,
-                                    &rel,
-                                    first_seen,
-                                    size,
-                                    state,
-                                    attempts,
-                                    reason.as_deref(),
-                                    now,
-                                )?,
+                                    deadline,
+                                } => {
+                                    let p = ix::PendingFile {
+                                        station: &station,
+                                        rel_path: &rel,
+                                        first_seen_ms: first_seen,
+                                        size,
+                                        state,
+                                        attempts,
+                                        reason: reason.as_deref(),
+                                        deadline_ms: deadline,
+                                    };
+                                    ix::upsert_pending(c, &p, now)?
+                                }
                                 PendingOp::Delete(rel) => ix::delete_pending(c, &station, &rel)?,
                                 PendingOp::Retain(keep) => {
                                     ix::retain_pending(c, &station, &keep)?;
@@ -335,6 +340,7 @@ impl Station {
         self.available = true;
         self.root_id = Some(root_id);
         self.last_error = None;
+        self.ctx.alerting.poke();
         self.start_watcher();
         self.save_station_state(false);
     }
@@ -349,7 +355,7 @@ impl Station {
             Err(WatchError::LimitReached) => self.fall_back_to_polling(),
             Err(e) => {
                 tracing::warn!(station = %self.cfg.id, error = %e, "cannot watch for events; scans continue");
-                self.degraded = Some(e.to_string());
+                self.set_degraded(format!("cannot watch for events ({e}); rescans cover"), None);
             }
         }
     }
@@ -361,10 +367,27 @@ impl Station {
         );
         self.watcher = None;
         self.mode = Mode::PollFallback;
-        self.degraded = Some("inotify watch limit reached; polling".into());
+        self.set_degraded("inotify watch limit reached; polling instead".into(), None);
         self.tracker.set_settle(self.cfg.settle, true);
         self.next_scan = Instant::now();
         self.save_station_state(false);
+    }
+
+    /// Report a degraded watch: for `hold` (events lost once), or until
+    /// the station is reloaded (`None`: watches ran out, polling instead).
+    fn set_degraded(&mut self, why: String, hold: Option<chrono::Duration>) {
+        self.degraded = Some(why.clone());
+        let until = hold.map_or(i64::MAX, |h| to_ms(self.ctx.clock.now() + h));
+        let (id, index) = (self.cfg.id.clone(), self.ctx.index.clone());
+        self.ctx.tasks.spawn(async move {
+            if let Err(e) = index
+                .call(move |c| ix::set_station_degraded(c, &id, Some(&why), Some(until)))
+                .await
+            {
+                tracing::error!(error = %e, "recording a degraded watch failed");
+            }
+        });
+        self.ctx.alerting.poke();
     }
 
     fn become_unavailable(&mut self, reason: String) {
@@ -377,6 +400,7 @@ impl Station {
         self.available = false;
         self.watcher = None;
         self.last_error = Some(reason);
+        self.ctx.alerting.poke();
         // Counts as the first scan for `run --once`: there is nothing to wait for.
         self.scanned_once = true;
         self.save_station_state(false);
@@ -428,9 +452,24 @@ impl Station {
         self.save_station_state(true);
     }
 
+    /// When a station first showed a file: remembered from before a restart,
+    /// else its ctime (when it was written to the dock, even while bodycamd
+    /// was down) if that is earlier than now and plausible, else now.
+    fn first_seen_of(&self, entry: &Entry, wall: DateTime<Utc>) -> DateTime<Utc> {
+        if let Some(t) = self.first_seen.get(&entry.rel) {
+            return *t;
+        }
+        let ctime = DateTime::from_timestamp_nanos(entry.sig.ctime_ns);
+        if crate::domain::clock_plausible(ctime, wall) && ctime < wall {
+            ctime
+        } else {
+            wall
+        }
+    }
+
     fn observe(&mut self, entry: Entry) {
         let wall = self.ctx.clock.now();
-        let first_seen = self.first_seen.get(&entry.rel).copied().unwrap_or(wall);
+        let first_seen = self.first_seen_of(&entry, wall);
         let size = entry.sig.size;
         match self
             .tracker
@@ -438,6 +477,13 @@ impl Station {
         {
             Observed::New => {
                 tracing::debug!(station = %self.cfg.id, path = %entry.rel.display(), size, "new file");
+                let name_start = self
+                    .cfg
+                    .pattern
+                    .as_ref()
+                    .and_then(|p| p.parse(&entry.rel.to_string_lossy()).start);
+                let mtime = DateTime::from_timestamp_nanos(entry.sig.mtime_ns);
+                let deadline = pending_deadline(name_start, Some(mtime), first_seen, self.ctx.storage_deadline());
                 self.ops.push(PendingOp::Upsert {
                     rel: rel_bytes(&entry.rel),
                     first_seen: to_ms(first_seen),
@@ -445,6 +491,7 @@ impl Station {
                     state: PendingState::Waiting,
                     attempts: 0,
                     reason: None,
+                    deadline: Some(to_ms(deadline)),
                 });
             }
             Observed::Changed | Observed::Same => {}
@@ -465,6 +512,7 @@ impl Station {
             state: PendingState::Rejected,
             attempts: 0,
             reason: Some(r.reason.clone()),
+            deadline: None,
         });
         self.rejected.insert(r.rel, r.reason);
     }
@@ -491,7 +539,11 @@ impl Station {
                 Hint::Paths(ps) => paths.extend(ps),
                 Hint::Overflow => {
                     tracing::warn!(station = %self.cfg.id, "inotify events were lost (queue overflow); rescanning");
-                    self.degraded = Some("inotify events were lost; rescans cover".into());
+                    let hold = chrono::Duration::from_std(self.ctx.alerting.cfg.degraded_hold).unwrap_or_default();
+                    self.set_degraded(
+                        "inotify events were lost (queue overflow); rescans cover".into(),
+                        Some(hold),
+                    );
                     rescan = true;
                 }
                 Hint::LimitReached => {
@@ -653,6 +705,8 @@ impl Station {
             state,
             attempts,
             reason: Some(reason),
+            deadline: None,
         });
+        self.ctx.alerting.poke();
     }
 }

@@ -13,8 +13,10 @@ use super::{Ctx, Stats};
 use crate::clock::to_ms;
 use crate::config::{AfterIngest, StationConfig};
 use crate::domain::{FileSig, MediaId};
+use crate::index::alerts as ax;
 use crate::index::ingest::{self as ix, Disposition, IngestRecord};
 use crate::naming::NameInfo;
+use crate::rules::alerts::{file_subject, AlertKind};
 use crate::store::StoreError;
 use crate::watch::dock::{self, DockError};
 use crate::watch::settle::Ready;
@@ -131,8 +133,30 @@ async fn store_one(ctx: &Arc<Ctx>, job: StoreJob) -> Outcome {
             Disposition::Keep
         },
     };
-    let new_row = match ctx.index.call(move |c| ix::record_ingest(c, &record)).await {
-        Ok(new_row) => new_row,
+    let hooks = ctx.alerting.hooks.clone();
+    let ingest = ctx
+        .index
+        .call(move |c| {
+            let new_row = ix::record_ingest(c, &record)?;
+            // With the file stored, its pending-file alerts resolve; its
+            // sequence number may open or fill a gap.
+            let subject = file_subject(&record.station, &String::from_utf8_lossy(&record.rel_path));
+            let now = record.ingested_at_ms;
+            let mut transitions = Vec::new();
+            for kind in [AlertKind::DeadlineAtRisk, AlertKind::Overdue, AlertKind::IngestFailed] {
+                transitions.extend(ax::resolve(c, kind, &subject, now, &hooks)?);
+            }
+            if let (Some(device), Some(_)) = (&record.name.device, record.name.seq) {
+                transitions.extend(ax::sync_sequence_gaps(c, device, now, &hooks)?);
+            }
+            Ok((new_row, transitions))
+        })
+        .await;
+    let new_row = match ingest {
+        Ok((new_row, transitions)) => {
+            ctx.alerting.committed(&transitions);
+            new_row
+        }
         // The bytes are safe in the archive; the next attempt finds them
         // there (a duplicate) and indexes them.
         Err(e) => return Outcome::Failed(format!("stored, but the index refused it: {e}")),

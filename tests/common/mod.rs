@@ -50,6 +50,7 @@ impl Harness {
             "state_dir = \"{}\"\n\
              [ingest]\nretry_base_secs = 0.05\nretry_max_secs = 0.5\nmin_free_mb = 0\n\
              [probe]\ntimeout_secs = 20\n\
+             [api]\nlisten = \"127.0.0.1:0\"\n\
              {top_extra}\n\
              [[stations]]\nid = \"dock-01\"\npath = \"{}\"\n{defaults}{station_extra}\n",
             self.state.display(),

@@ -1,0 +1,440 @@
+//! Alerts in the index: open, resolve, acknowledge, reconcile, list; every
+//! transition is kept (`alert_events`) with the exact JSON body webhooks
+//! receive, and queued for each webhook (`webhook_deliveries`) in the same
+//! transaction, so a transition and its delivery are never separated.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde_json::json;
+
+use crate::clock::{from_ms, rfc3339};
+use crate::rules::alerts::{AlertKind, AlertSpec};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertRow {
+    pub id: i64,
+    pub kind: String,
+    pub severity: String,
+    pub subject_type: String,
+    pub subject: String,
+    pub opened_at: i64,
+    pub resolved_at: Option<i64>,
+    pub acked_by: Option<String>,
+    pub acked_at: Option<i64>,
+    pub ack_note: Option<String>,
+    pub details: serde_json::Value,
+}
+
+impl AlertRow {
+    pub fn to_json(&self) -> serde_json::Value {
+        json!({
+            "id": self.id,
+            "kind": self.kind,
+            "severity": self.severity,
+            "subject_type": self.subject_type,
+            "subject": self.subject,
+            "opened_at": rfc3339(from_ms(self.opened_at)),
+            "resolved_at": self.resolved_at.map(|t| rfc3339(from_ms(t))),
+            "state": self.state(),
+            "acknowledged": self.acked_at.map(|t| json!({
+                "by": self.acked_by, "at": rfc3339(from_ms(t)), "note": self.ack_note,
+            })),
+            "details": self.details,
+        })
+    }
+
+    /// `open`, `acked` (open and acknowledged) or `resolved`.
+    pub fn state(&self) -> &'static str {
+        match (self.resolved_at, self.acked_at) {
+            (Some(_), _) => "resolved",
+            (None, Some(_)) => "acked",
+            (None, None) => "open",
+        }
+    }
+}
+
+/// A change of an alert, to be logged once committed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    pub alert_id: i64,
+    pub kind: String,
+    pub severity: String,
+    pub subject: String,
+    /// `opened`, `resolved` or `acknowledged`.
+    pub event: &'static str,
+    pub details: serde_json::Value,
+}
+
+const COLUMNS: &str =
+    "id, kind, severity, subject_type, subject, opened_at, resolved_at, acked_by, acked_at, ack_note, details";
+
+fn row(r: &Row<'_>) -> rusqlite::Result<AlertRow> {
+    let details: String = r.get(10)?;
+    Ok(AlertRow {
+        id: r.get(0)?,
+        kind: r.get(1)?,
+        severity: r.get(2)?,
+        subject_type: r.get(3)?,
+        subject: r.get(4)?,
+        opened_at: r.get(5)?,
+        resolved_at: r.get(6)?,
+        acked_by: r.get(7)?,
+        acked_at: r.get(8)?,
+        ack_note: r.get(9)?,
+        details: serde_json::from_str(&details).unwrap_or(serde_json::Value::Null),
+    })
+}
+
+pub fn get(c: &Connection, id: i64) -> rusqlite::Result<Option<AlertRow>> {
+    c.prepare_cached(&format!("SELECT {COLUMNS} FROM alerts WHERE id = ?1"))?
+        .query_row([id], row)
+        .optional()
+}
+
+fn open_one(c: &Connection, kind: &str, subject: &str) -> rusqlite::Result<Option<AlertRow>> {
+    c.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM alerts WHERE kind = ?1 AND subject = ?2 AND resolved_at IS NULL"
+    ))?
+    .query_row(params![kind, subject], row)
+    .optional()
+}
+
+/// Record a transition and queue it for every webhook.
+fn record_event(
+    c: &Connection,
+    alert: &AlertRow,
+    event: &'static str,
+    now_ms: i64,
+    hooks: &[String],
+) -> rusqlite::Result<Transition> {
+    let body = json!({
+        "idempotency_key": format!("bodycamd-alert-{}-{event}", alert.id),
+        "event": event,
+        "at": rfc3339(from_ms(now_ms)),
+        "alert": alert.to_json(),
+    })
+    .to_string();
+    c.prepare_cached("INSERT INTO alert_events (alert_id, event, at, body) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![alert.id, event, now_ms, body])?;
+    let event_id = c.last_insert_rowid();
+    for url in hooks {
+        c.prepare_cached(
+            "INSERT INTO webhook_deliveries (event_id, url, next_try) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![event_id, url, now_ms])?;
+    }
+    Ok(Transition {
+        alert_id: alert.id,
+        kind: alert.kind.clone(),
+        severity: alert.severity.clone(),
+        subject: alert.subject.clone(),
+        event,
+        details: alert.details.clone(),
+    })
+}
+
+/// Open an alert unless one of its kind and subject is open.
+pub fn open(c: &Connection, spec: &AlertSpec, now_ms: i64, hooks: &[String]) -> rusqlite::Result<Option<Transition>> {
+    let kind = spec.kind.as_str();
+    if open_one(c, kind, &spec.subject)?.is_some() {
+        return Ok(None);
+    }
+    c.prepare_cached(
+        "INSERT INTO alerts (kind, severity, subject_type, subject, opened_at, details) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        kind,
+        spec.kind.severity().as_str(),
+        spec.kind.subject_type(),
+        spec.subject,
+        now_ms,
+        spec.details.to_string()
+    ])?;
+    let alert = get(c, c.last_insert_rowid())?.expect("just inserted");
+    record_event(c, &alert, "opened", now_ms, hooks).map(Some)
+}
+
+/// Resolve the open alert of this kind and subject, if any.
+pub fn resolve(
+    c: &Connection,
+    kind: AlertKind,
+    subject: &str,
+    now_ms: i64,
+    hooks: &[String],
+) -> rusqlite::Result<Option<Transition>> {
+    let Some(mut alert) = open_one(c, kind.as_str(), subject)? else {
+        return Ok(None);
+    };
+    c.prepare_cached("UPDATE alerts SET resolved_at = ?2 WHERE id = ?1")?
+        .execute(params![alert.id, now_ms])?;
+    alert.resolved_at = Some(now_ms);
+    record_event(c, &alert, "resolved", now_ms, hooks).map(Some)
+}
+
+/// Make the open alerts of `kinds` match `desired`: open what is missing,
+/// resolve what no longer holds (except sticky kinds, which stay).
+pub fn reconcile(
+    c: &Connection,
+    kinds: &[AlertKind],
+    desired: &[AlertSpec],
+    now_ms: i64,
+    hooks: &[String],
+) -> rusqlite::Result<Vec<Transition>> {
+    let mut out = Vec::new();
+    let want: std::collections::HashSet<(&str, &str)> =
+        desired.iter().map(|d| (d.kind.as_str(), d.subject.as_str())).collect();
+    for kind in kinds {
+        if kind.sticky() {
+            continue;
+        }
+        let open_now: Vec<String> = c
+            .prepare_cached("SELECT subject FROM alerts WHERE kind = ?1 AND resolved_at IS NULL")?
+            .query_map([kind.as_str()], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        for subject in open_now {
+            if !want.contains(&(kind.as_str(), subject.as_str())) {
+                out.extend(resolve(c, *kind, &subject, now_ms, hooks)?);
+            }
+        }
+    }
+    for d in desired {
+        out.extend(open(c, d, now_ms, hooks)?);
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AckOutcome {
+    Acked(Transition),
+    NotFound,
+    AlreadyAcked(AlertRow),
+}
+
+/// Acknowledge an alert (once): who, when, and a note.
+pub fn ack(
+    c: &Connection,
+    id: i64,
+    by: &str,
+    note: Option<&str>,
+    now_ms: i64,
+    hooks: &[String],
+) -> rusqlite::Result<AckOutcome> {
+    let Some(mut alert) = get(c, id)? else {
+        return Ok(AckOutcome::NotFound);
+    };
+    if alert.acked_at.is_some() {
+        return Ok(AckOutcome::AlreadyAcked(alert));
+    }
+    c.prepare_cached("UPDATE alerts SET acked_by = ?2, acked_at = ?3, ack_note = ?4 WHERE id = ?1")?
+        .execute(params![id, by, now_ms, note])?;
+    alert.acked_by = Some(by.to_string());
+    alert.acked_at = Some(now_ms);
+    alert.ack_note = note.map(str::to_string);
+    record_event(c, &alert, "acknowledged", now_ms, hooks).map(AckOutcome::Acked)
+}
+
+/// Which alerts to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateFilter {
+    /// Not resolved (acknowledged or not).
+    Open,
+    Acked,
+    Resolved,
+    All,
+}
+
+pub fn list(
+    c: &Connection,
+    state: StateFilter,
+    kind: Option<&str>,
+    limit: Option<u32>,
+) -> rusqlite::Result<Vec<AlertRow>> {
+    let cond = match state {
+        StateFilter::Open => "resolved_at IS NULL",
+        StateFilter::Acked => "resolved_at IS NULL AND acked_at IS NOT NULL",
+        StateFilter::Resolved => "resolved_at IS NOT NULL",
+        StateFilter::All => "1",
+    };
+    let sql = format!(
+        "SELECT {COLUMNS} FROM alerts WHERE {cond} AND (?1 IS NULL OR kind = ?1) ORDER BY opened_at DESC, id DESC LIMIT ?2"
+    );
+    let limit = limit.map(i64::from).unwrap_or(-1);
+    let rows = c.prepare(&sql)?.query_map(params![kind, limit], row)?.collect();
+    rows
+}
+
+/// Open alerts by kind and severity (for metrics).
+pub fn open_counts(c: &Connection) -> rusqlite::Result<Vec<(String, String, u64)>> {
+    let mut stmt =
+        c.prepare_cached("SELECT kind, severity, count(*) FROM alerts WHERE resolved_at IS NULL GROUP BY 1, 2")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)))?;
+    rows.collect()
+}
+
+/// Open or resolve `sequence_gap` alerts of one device after its sequence
+/// numbers changed.
+pub fn sync_sequence_gaps(
+    c: &Connection,
+    device: &str,
+    now_ms: i64,
+    hooks: &[String],
+) -> rusqlite::Result<Vec<Transition>> {
+    let seqs: Vec<i64> = c
+        .prepare_cached("SELECT seq FROM originals WHERE device = ?1 AND seq IS NOT NULL")?
+        .query_map([device], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let missing = crate::rules::sequence::missing(&seqs);
+    let prefix = format!("{device}#");
+    let mut out = Vec::new();
+    let open_now: Vec<String> = c
+        .prepare_cached("SELECT subject FROM alerts WHERE kind = 'sequence_gap' AND resolved_at IS NULL AND subject >= ?1 AND subject < ?2")?
+        .query_map(params![prefix, format!("{device}$")], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let want: std::collections::HashSet<String> = missing
+        .iter()
+        .map(|s| crate::rules::alerts::gap_subject(device, *s))
+        .collect();
+    for subject in open_now {
+        if !want.contains(&subject) {
+            out.extend(resolve(c, AlertKind::SequenceGap, &subject, now_ms, hooks)?);
+        }
+    }
+    for seq in missing {
+        let spec = AlertSpec {
+            kind: AlertKind::SequenceGap,
+            subject: crate::rules::alerts::gap_subject(device, seq),
+            details: json!({
+                "device": device, "missing_seq": seq,
+                "note": "a recording with this sequence number never reached a station; it may have been deleted before docking",
+            }),
+        };
+        out.extend(open(c, &spec, now_ms, hooks)?);
+    }
+    Ok(out)
+}
+
+/// A webhook delivery that is due.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub id: i64,
+    pub url: String,
+    pub body: String,
+    pub attempts: u32,
+    pub event: String,
+}
+
+pub fn due_deliveries(c: &Connection, now_ms: i64, limit: u32) -> rusqlite::Result<Vec<Delivery>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT d.id, d.url, e.body, d.attempts, e.event FROM webhook_deliveries d JOIN alert_events e ON e.id = d.event_id
+         WHERE d.delivered_at IS NULL AND d.next_try <= ?1 ORDER BY d.id LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![now_ms, limit], |r| {
+        Ok(Delivery {
+            id: r.get(0)?,
+            url: r.get(1)?,
+            body: r.get(2)?,
+            attempts: r.get(3)?,
+            event: r.get(4)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// When the next undelivered delivery is due.
+pub fn next_delivery(c: &Connection) -> rusqlite::Result<Option<i64>> {
+    c.prepare_cached("SELECT min(next_try) FROM webhook_deliveries WHERE delivered_at IS NULL")?
+        .query_row([], |r| r.get(0))
+}
+
+pub fn delivered(c: &Connection, id: i64, now_ms: i64) -> rusqlite::Result<()> {
+    c.prepare_cached(
+        "UPDATE webhook_deliveries SET delivered_at = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1",
+    )?
+    .execute(params![id, now_ms])?;
+    Ok(())
+}
+
+pub fn delivery_failed(c: &Connection, id: i64, next_try_ms: i64, error: &str) -> rusqlite::Result<()> {
+    c.prepare_cached(
+        "UPDATE webhook_deliveries SET attempts = attempts + 1, next_try = ?2, last_error = ?3 WHERE id = ?1",
+    )?
+    .execute(params![id, next_try_ms, error])?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::Index;
+
+    fn spec(kind: AlertKind, subject: &str) -> AlertSpec {
+        AlertSpec {
+            kind,
+            subject: subject.into(),
+            details: json!({"x": 1}),
+        }
+    }
+
+    #[tokio::test]
+    async fn one_open_alert_per_kind_and_subject_and_every_transition_is_queued() {
+        let d = tempfile::tempdir().unwrap();
+        let idx = Index::open(&d.path().join("i.sqlite3")).unwrap();
+        let hooks = vec!["http://127.0.0.1:1/a".to_string(), "http://127.0.0.1:1/b".to_string()];
+        let h = hooks.clone();
+        let (t1, t2, t3) = idx
+            .call(move |c| {
+                let t1 = open(c, &spec(AlertKind::Overdue, "dock/a.mp4"), 1000, &h)?;
+                let t2 = open(c, &spec(AlertKind::Overdue, "dock/a.mp4"), 2000, &h)?;
+                let t3 = reconcile(c, &[AlertKind::Overdue], &[], 3000, &h)?;
+                Ok((t1, t2, t3))
+            })
+            .await
+            .unwrap();
+        assert_eq!(t1.unwrap().event, "opened");
+        assert_eq!(t2, None, "already open");
+        assert_eq!(t3.len(), 1);
+        assert_eq!(t3[0].event, "resolved");
+        let h = hooks.clone();
+        let (again, acked, twice, missing) = idx
+            .call(move |c| {
+                let again = open(c, &spec(AlertKind::Overdue, "dock/a.mp4"), 4000, &h)?.unwrap();
+                let acked = ack(c, again.alert_id, "admin", Some("looking"), 5000, &h)?;
+                let twice = ack(c, again.alert_id, "admin", None, 6000, &h)?;
+                let missing = ack(c, 999, "admin", None, 6000, &h)?;
+                Ok((again, acked, twice, missing))
+            })
+            .await
+            .unwrap();
+        assert!(matches!(acked, AckOutcome::Acked(_)));
+        assert!(matches!(twice, AckOutcome::AlreadyAcked(_)));
+        assert_eq!(missing, AckOutcome::NotFound);
+        let c = idx.reader().unwrap();
+        let all = list(&c, StateFilter::All, None, None).unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(list(&c, StateFilter::Acked, None, None).unwrap()[0].id, again.alert_id);
+        assert_eq!(list(&c, StateFilter::Resolved, None, None).unwrap().len(), 1);
+        // opened, resolved, opened, acknowledged: four events, two hooks each.
+        let due = due_deliveries(&c, 10_000, 100).unwrap();
+        assert_eq!(due.len(), 8);
+        let body: serde_json::Value = serde_json::from_str(&due[0].body).unwrap();
+        assert_eq!(body["event"], "opened");
+        assert_eq!(body["alert"]["kind"], "overdue");
+        assert!(body["idempotency_key"].as_str().unwrap().ends_with("-opened"));
+        drop(c);
+        idx.close();
+    }
+
+    #[tokio::test]
+    async fn sticky_violations_are_never_reconciled_away() {
+        let d = tempfile::tempdir().unwrap();
+        let idx = Index::open(&d.path().join("i.sqlite3")).unwrap();
+        let t = idx
+            .call(|c| {
+                open(c, &spec(AlertKind::LateDocking, "abc"), 1, &[])?;
+                reconcile(c, &[AlertKind::LateDocking], &[], 2, &[])
+            })
+            .await
+            .unwrap();
+        assert!(t.is_empty());
+        idx.close();
+    }
+}
