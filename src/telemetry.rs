@@ -23,7 +23,10 @@ pub fn init(level: &str, format: LogFormat) {
     let result = if json {
         builder.json().flatten_event(true).with_current_span(false).try_init()
     } else {
-        builder.with_target(false).try_init()
+        builder
+            .with_target(false)
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init()
     };
     // A second init (tests, the demo) keeps the first subscriber.
     let _ = result;

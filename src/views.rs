@@ -41,6 +41,11 @@ pub struct MediaJson {
     pub width: Option<u32>,
     pub height: Option<u32>,
     pub frame_rate: Option<f64>,
+    /// The storage deadline (recording end + storage_deadline).
+    pub deadline: Option<String>,
+    pub on_time: Option<bool>,
+    /// `null`, `late_docking` or `late_processing`.
+    pub late: Option<String>,
     pub stored_path: String,
     pub source_paths: Vec<String>,
 }
@@ -75,6 +80,9 @@ impl MediaJson {
             width: r.width,
             height: r.height,
             frame_rate: r.frame_rate,
+            deadline: t(r.deadline),
+            on_time: r.on_time,
+            late: r.late.clone(),
             stored_path,
             source_paths: r.sightings.iter().map(|s| s.path.display().to_string()).collect(),
         }
@@ -262,6 +270,9 @@ pub fn render_media_table(rows: &[MediaJson]) -> String {
         }
         if r.clock_trusted == Some(false) {
             note.push("clock untrusted".into());
+        }
+        if let Some(l) = &r.late {
+            note.push(l.replace('_', " "));
         }
         if r.source_paths.len() > 1 {
             note.push(format!("{} sightings", r.source_paths.len()));

@@ -1,42 +1,17 @@
-//! `/metrics`: Prometheus text exposition, computed from the index at each
-//! scrape (so the figures are those of the evidence, not of this process's
-//! memory, and survive restarts).
+//! `/metrics`: Prometheus text exposition (format 0.0.4), computed from the
+//! index at each scrape, so the figures are those of the evidence, not of
+//! this process's memory, and survive restarts.
+//!
+//! The text is written here rather than with a client library: the one
+//! candidate (prometheus-client) writes OpenMetrics, whose counter families
+//! `promtool check metrics` from Debian bookworm rejects as lacking help.
 
-use std::sync::atomic::AtomicU64;
-
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
+use std::fmt::Write as _;
 
 use crate::index::{alerts as ax, query};
 use crate::rules::alerts::ALL_KINDS;
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct AlertLabels {
-    kind: String,
-    severity: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct StationLabel {
-    station: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct LateLabel {
-    late: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct KindLabel {
-    kind: String,
-}
-
-type FloatGauge = Gauge<f64, AtomicU64>;
-
-/// Everything the metrics are computed from.
+/// Everything the metrics are computed from besides the index.
 pub struct Inputs {
     pub now_ms: i64,
     pub free_bytes: Option<u64>,
@@ -44,119 +19,172 @@ pub struct Inputs {
     pub stations: Vec<String>,
 }
 
+/// A metric family being written.
+struct Family<'a> {
+    out: &'a mut String,
+    name: &'static str,
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+impl<'a> Family<'a> {
+    fn new(out: &'a mut String, name: &'static str, kind: &str, help: &str) -> Family<'a> {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        Family { out, name }
+    }
+
+    fn sample(&mut self, labels: &[(&str, &str)], value: f64) {
+        let name = self.name;
+        if labels.is_empty() {
+            let _ = writeln!(self.out, "{name} {value}");
+        } else {
+            let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect();
+            let _ = writeln!(self.out, "{name}{{{}}} {value}", l.join(","));
+        }
+    }
+}
+
 /// Render the metrics text.
 pub fn render(c: &rusqlite::Connection, inp: &Inputs) -> anyhow::Result<String> {
-    let mut reg = Registry::default();
+    let mut out = String::new();
 
-    let alerts = Family::<AlertLabels, Gauge>::default();
-    for k in ALL_KINDS {
-        let _ = alerts.get_or_create(&AlertLabels {
-            kind: k.as_str().into(),
-            severity: k.severity().as_str().into(),
-        });
-    }
+    let mut open: std::collections::BTreeMap<(String, String), u64> = ALL_KINDS
+        .iter()
+        .map(|k| ((k.as_str().to_string(), k.severity().as_str().to_string()), 0))
+        .collect();
     for (kind, severity, n) in ax::open_counts(c)? {
-        alerts.get_or_create(&AlertLabels { kind, severity }).set(n as i64);
+        open.insert((kind, severity), n);
     }
-    reg.register("bodycamd_alerts_open", "Open alerts by kind and severity", alerts);
+    let mut f = Family::new(
+        &mut out,
+        "bodycamd_alerts_open",
+        "gauge",
+        "Open alerts by kind and severity.",
+    );
+    for ((kind, severity), n) in &open {
+        f.sample(&[("kind", kind), ("severity", severity)], *n as f64);
+    }
 
-    let pending = Family::<StationLabel, Gauge>::default();
-    let oldest = Family::<StationLabel, FloatGauge>::default();
-    let nearest = Family::<StationLabel, FloatGauge>::default();
-    for p in query::pending_by_station(c)? {
-        if !inp.stations.contains(&p.station) {
-            continue;
-        }
-        let l = StationLabel { station: p.station };
-        pending.get_or_create(&l).set(p.files as i64);
+    let pending: Vec<_> = query::pending_by_station(c)?
+        .into_iter()
+        .filter(|p| inp.stations.contains(&p.station))
+        .collect();
+    let mut f = Family::new(
+        &mut out,
+        "bodycamd_pending_files",
+        "gauge",
+        "Files seen on a station and not stored yet.",
+    );
+    for p in &pending {
+        f.sample(&[("station", &p.station)], p.files as f64);
+    }
+    let mut f = Family::new(
+        &mut out,
+        "bodycamd_oldest_pending_age_seconds",
+        "gauge",
+        "Age of the oldest file seen on a station and not stored yet (0 when none).",
+    );
+    for p in &pending {
         let age = p
             .oldest_first_seen
-            .map_or(0.0, |f| (inp.now_ms - f).max(0) as f64 / 1000.0);
-        oldest.get_or_create(&l).set(age);
+            .map_or(0.0, |t| (inp.now_ms - t).max(0) as f64 / 1000.0);
+        f.sample(&[("station", &p.station)], age);
+    }
+    let mut f = Family::new(
+        &mut out,
+        "bodycamd_nearest_deadline_seconds",
+        "gauge",
+        "Seconds until the nearest storage deadline of a file not stored yet (negative when overdue; absent when none waits).",
+    );
+    for p in &pending {
         if let Some(d) = p.nearest_deadline {
-            nearest.get_or_create(&l).set((d - inp.now_ms) as f64 / 1000.0);
+            f.sample(&[("station", &p.station)], (d - inp.now_ms) as f64 / 1000.0);
         }
     }
-    reg.register(
-        "bodycamd_pending_files",
-        "Files seen on a station and not stored yet",
-        pending,
-    );
-    reg.register(
-        "bodycamd_oldest_pending_age_seconds",
-        "Age of the oldest file seen on a station and not stored yet (0 when none)",
-        oldest,
-    );
-    reg.register(
-        "bodycamd_nearest_deadline_seconds",
-        "Seconds until the nearest storage deadline of a file not stored yet (negative: overdue)",
-        nearest,
-    );
 
-    let available = Family::<StationLabel, Gauge>::default();
+    let mut f = Family::new(
+        &mut out,
+        "bodycamd_station_available",
+        "gauge",
+        "1 when the station folder is present and readable.",
+    );
     for s in query::stations(c)? {
         if inp.stations.contains(&s.id) {
-            available
-                .get_or_create(&StationLabel { station: s.id })
-                .set(i64::from(s.available));
+            f.sample(&[("station", &s.id)], f64::from(u8::from(s.available)));
         }
     }
-    reg.register(
-        "bodycamd_station_available",
-        "1 when the station folder is present and readable",
-        available,
-    );
 
     let counts = query::counts(c)?;
-    let ingested = Counter::<u64>::default();
-    ingested.inc_by(counts.originals);
-    reg.register("bodycamd_files_ingested", "Originals stored and indexed", ingested);
-    let originals = Family::<KindLabel, Gauge>::default();
+    let mut f = Family::new(
+        &mut out,
+        "bodycamd_files_ingested_total",
+        "counter",
+        "Originals stored and indexed.",
+    );
+    f.sample(&[], counts.originals as f64);
+    let mut f = Family::new(
+        &mut out,
+        "bodycamd_originals",
+        "gauge",
+        "Originals in the archive by kind.",
+    );
     for (kind, n) in &counts.by_kind {
-        originals
-            .get_or_create(&KindLabel { kind: kind.clone() })
-            .set(*n as i64);
+        f.sample(&[("kind", kind)], *n as f64);
     }
-    reg.register("bodycamd_originals", "Originals in the archive by kind", originals);
 
-    let late = Family::<LateLabel, Counter>::default();
-    for l in ["late_docking", "late_processing"] {
-        let _ = late.get_or_create(&LateLabel { late: l.into() });
-    }
+    let mut late: std::collections::BTreeMap<String, u64> =
+        [("late_docking".to_string(), 0), ("late_processing".to_string(), 0)].into();
     for (what, n) in query::lateness_counts(c)? {
         if what != "on_time" {
-            late.get_or_create(&LateLabel { late: what }).inc_by(n);
+            late.insert(what, n);
         }
     }
-    reg.register(
-        "bodycamd_files_late",
-        "Originals stored after their deadline, by whose fault",
-        late,
+    let mut f = Family::new(
+        &mut out,
+        "bodycamd_files_late_total",
+        "counter",
+        "Originals stored after their deadline, by whose fault.",
     );
+    for (l, n) in &late {
+        f.sample(&[("late", l)], *n as f64);
+    }
 
     if let Some(free) = inp.free_bytes {
-        let g = Gauge::<i64>::default();
-        g.set(free.min(i64::MAX as u64) as i64);
-        reg.register(
+        let mut f = Family::new(
+            &mut out,
             "bodycamd_archive_free_bytes",
-            "Free space on the archive's file system",
-            g,
+            "gauge",
+            "Free space on the archive's file system.",
         );
+        f.sample(&[], free as f64);
     }
-    let undelivered = Gauge::<i64>::default();
     let n: i64 = c.query_row(
         "SELECT count(*) FROM webhook_deliveries WHERE delivered_at IS NULL",
         [],
         |r| r.get(0),
     )?;
-    undelivered.set(n);
-    reg.register(
+    let mut f = Family::new(
+        &mut out,
         "bodycamd_webhook_deliveries_pending",
-        "Webhook deliveries not yet acknowledged by their receiver",
-        undelivered,
+        "gauge",
+        "Webhook deliveries not yet accepted by their receiver.",
     );
-
-    let mut out = String::new();
-    prometheus_client::encoding::text::encode(&mut out, &reg)?;
+    f.sample(&[], n as f64);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        let mut s = String::new();
+        let mut f = Family::new(&mut s, "x", "gauge", "help");
+        f.sample(&[("station", "a\"b\\c\nd")], 1.0);
+        assert!(s.contains(r#"x{station="a\"b\\c\nd"} 1"#), "{s}");
+    }
 }

@@ -59,6 +59,14 @@ pub fn main(a: Args) -> anyhow::Result<i32> {
         "  {:<60} symbolic link to /etc/passwd (must not be followed)",
         "CAM0042/CAM0042_004711_20261126093000_0050.mp4"
     );
+    // A recording docked a day and a half after it was made.
+    let late_start = (chrono::Utc::now() - chrono::Duration::hours(36)).with_timezone(&chrono_tz::Asia::Shanghai);
+    let late_name = format!("CAM0044/CAM0044_004713_{}_0004.jpg", late_start.format("%Y%m%d%H%M%S"));
+    std::fs::write(
+        dock.join(&late_name),
+        crate::media::encode::encode_jpeg(320, 240, 99).map_err(anyhow::Error::msg)?,
+    )?;
+    println!("  {:<60} a photo taken 36 h ago, docked only now (late)", late_name);
     std::fs::write(dock.join("CAM0043/upload.mp4.part"), b"half an upload")?;
     println!(
         "  {:<60} a copy still in progress (must be left alone)",
@@ -101,7 +109,7 @@ after_ingest = "keep"
     );
 
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let expected = files.len() as u64 + 1;
+    let expected = files.len() as u64 + 2;
     let (report, waited) = rt.block_on(async {
         let shutdown = CancellationToken::new();
         let daemon = tokio::spawn(app::run(
@@ -134,7 +142,7 @@ after_ingest = "keep"
             };
             let bytes = simulate::clip_bytes(&dock2, &spec, "mp4").map_err(anyhow::Error::msg)?;
             let name = format!(
-                "CAM0044/CAM0044_004713_{}_0009.mp4",
+                "CAM0044/CAM0044_004713_{}_0006.mp4",
                 chrono::Utc::now()
                     .with_timezone(&chrono_tz::Asia::Shanghai)
                     .format("%Y%m%d%H%M%S")
@@ -191,6 +199,17 @@ after_ingest = "keep"
     }
     let status = StatusJson::build(&query::stations(&c)?, &query::counts(&c)?, &query::pending(&c, &[])?);
     print!("{}", status.render());
+    heading("5. Alerts (bodycamd alerts list)");
+    for a in crate::index::alerts::list(&c, crate::index::alerts::StateFilter::All, None, None)? {
+        println!(
+            "  #{:<3} {:<9} {:<17} {:<8} {}",
+            a.id,
+            a.severity,
+            a.kind,
+            a.state(),
+            a.subject
+        );
+    }
     if tmp_kept(&dir) {
         println!("\nEverything is in {}", dir.display());
     }

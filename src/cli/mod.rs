@@ -1,9 +1,11 @@
 //! The command line: one file per subcommand. Exit codes: 0 done, 1 failed,
 //! 2 bad usage or configuration.
 
+mod alerts;
 mod check_config;
 mod demo;
 mod media;
+mod report;
 mod run;
 mod simulate;
 mod status;
@@ -32,6 +34,12 @@ enum Command {
     /// Query stored originals.
     #[command(subcommand)]
     Media(media::Command),
+    /// Alerts: list and acknowledge.
+    #[command(subcommand)]
+    Alerts(alerts::Command),
+    /// Reports (compliance with the 24-hour rule).
+    #[command(subcommand)]
+    Report(report::Command),
     /// Write a simulated docking-station folder with real media.
     Simulate(simulate::Args),
     /// Run the daemon against a simulated docking station and show the result.
@@ -71,6 +79,8 @@ pub fn main() -> i32 {
         Command::CheckConfig(a) => check_config::main(a),
         Command::Status(a) => status::main(a),
         Command::Media(c) => media::main(c),
+        Command::Alerts(c) => alerts::main(c),
+        Command::Report(c) => report::main(c),
         Command::Simulate(a) => simulate::main(a),
         Command::Demo(a) => demo::main(a),
         Command::ProbeWorker => {

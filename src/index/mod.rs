@@ -93,6 +93,41 @@ pub fn open_reader(path: &Path) -> Result<Connection, IndexError> {
     Ok(conn)
 }
 
+/// Run one short write transaction on an existing index from another
+/// process (the CLI's `alerts ack`), next to a running daemon's writer:
+/// SQLite serialises the two, waiting up to the busy timeout.
+pub fn write_once<T>(path: &Path, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, IndexError> {
+    if !path.exists() {
+        return Err(IndexError::Missing(path.to_path_buf()));
+    }
+    let mut conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    configure(&conn)?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    let found: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if found != MIGRATIONS.len() {
+        return Err(if found > MIGRATIONS.len() {
+            IndexError::TooNew {
+                path: path.into(),
+                found,
+                known: MIGRATIONS.len(),
+            }
+        } else {
+            IndexError::TooOld {
+                path: path.into(),
+                found,
+                known: MIGRATIONS.len(),
+            }
+        });
+    }
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let v = f(&tx)?;
+    tx.commit()?;
+    Ok(v)
+}
+
 fn migrate(conn: &mut Connection, path: &Path) -> Result<(), IndexError> {
     let found: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if found > MIGRATIONS.len() {

@@ -34,6 +34,9 @@ pub struct MediaRow {
     pub width: Option<u32>,
     pub height: Option<u32>,
     pub frame_rate: Option<f64>,
+    pub deadline: Option<i64>,
+    pub on_time: Option<bool>,
+    pub late: Option<String>,
     /// Every place it was seen.
     pub sightings: Vec<SightingRow>,
 }
@@ -62,7 +65,7 @@ pub struct MediaFilter {
 const MEDIA_COLUMNS: &str = "o.id, o.size, o.kind, o.station, o.device, o.officer, o.seq, o.case_ref,
     coalesce(o.recorded_start, o.name_start), o.recorded_end, o.duration_secs, o.start_source,
     o.clock_trusted, o.first_seen, o.ingested_at, o.described_at, o.probe_error, o.container,
-    o.video_codec, o.audio_codec, o.width, o.height, o.frame_rate";
+    o.video_codec, o.audio_codec, o.width, o.height, o.frame_rate, o.deadline, o.on_time, o.late";
 
 fn media_row(r: &Row<'_>) -> rusqlite::Result<MediaRow> {
     Ok(MediaRow {
@@ -89,6 +92,9 @@ fn media_row(r: &Row<'_>) -> rusqlite::Result<MediaRow> {
         width: r.get(20)?,
         height: r.get(21)?,
         frame_rate: r.get(22)?,
+        deadline: r.get(23)?,
+        on_time: r.get(24)?,
+        late: r.get(25)?,
         sightings: Vec::new(),
     })
 }
@@ -426,4 +432,52 @@ pub fn lateness_counts(c: &Connection) -> rusqlite::Result<Vec<(String, u64)>> {
     )?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
     rows.collect()
+}
+
+/// One original for the compliance report.
+#[derive(Debug, Clone)]
+pub struct ComplianceRow {
+    pub officer: Option<String>,
+    pub device: Option<String>,
+    pub station: String,
+    pub on_time: bool,
+    pub late: Option<String>,
+    pub clock_trusted: bool,
+    pub recorded_end: Option<i64>,
+    pub ingested_at: i64,
+}
+
+/// Assessed originals whose recording started in `[from, to)` (or, with an
+/// untrusted clock, that were first seen then), and how
+/// many in that range are not assessed yet (not described).
+pub fn compliance_rows(c: &Connection, from: i64, to: i64) -> rusqlite::Result<(Vec<ComplianceRow>, u64)> {
+    // A recording is placed by its start; one whose clock cannot be trusted,
+    // by when a station first showed it.
+    let mut stmt = c.prepare(
+        "WITH o AS (SELECT *, CASE WHEN clock_trusted = 1 THEN recorded_start ELSE first_seen END AS report_time
+                    FROM originals)
+         SELECT officer, device, station, on_time, late, coalesce(clock_trusted, 0), recorded_end, ingested_at
+         FROM o WHERE on_time IS NOT NULL AND report_time >= ?1 AND report_time < ?2",
+    )?;
+    let rows = stmt
+        .query_map(params![from, to], |r| {
+            Ok(ComplianceRow {
+                officer: r.get(0)?,
+                device: r.get(1)?,
+                station: r.get(2)?,
+                on_time: r.get(3)?,
+                late: r.get(4)?,
+                clock_trusted: r.get(5)?,
+                recorded_end: r.get(6)?,
+                ingested_at: r.get(7)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let unassessed: i64 = c.query_row(
+        "SELECT count(*) FROM originals WHERE on_time IS NULL
+         AND coalesce(recorded_start, name_start, first_seen) >= ?1 AND coalesce(recorded_start, name_start, first_seen) < ?2",
+        params![from, to],
+        |r| r.get(0),
+    )?;
+    Ok((rows, unassessed as u64))
 }

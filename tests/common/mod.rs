@@ -268,3 +268,130 @@ pub fn find<'a>(media: &'a [Value], id: &str) -> &'a Value {
         .find(|m| m["id"] == id)
         .unwrap_or_else(|| panic!("no media {id}"))
 }
+
+impl Daemon {
+    /// The API's address, from the daemon's log.
+    pub fn api_addr(&self) -> std::net::SocketAddr {
+        let mut found = None;
+        wait_until("the api to listen", Duration::from_secs(20), || {
+            found = self.log().lines().find_map(|l| {
+                l.contains("api listening")
+                    .then(|| l.split("addr=").nth(1)?.split_whitespace().next()?.parse().ok())?
+            });
+            found.is_some()
+        });
+        found.unwrap()
+    }
+}
+
+/// A minimal HTTP/1.1 GET against the daemon; returns (status, body).
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    (status, body)
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+    out
+}
+
+/// One request a [`Receiver`] got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub headers: std::collections::HashMap<String, String>,
+    pub body: Vec<u8>,
+    /// Whether it was answered 200 (or refused with 500).
+    pub accepted: bool,
+}
+
+/// A webhook receiver on 127.0.0.1 that refuses requests (HTTP 500) while
+/// `failing` is positive, counting down.
+pub struct Receiver {
+    pub addr: std::net::SocketAddr,
+    pub got: Arc<Mutex<Vec<Received>>>,
+    pub failing: Arc<std::sync::atomic::AtomicI64>,
+}
+
+impl Receiver {
+    pub fn start(fail_first: i64) -> Receiver {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let failing = Arc::new(std::sync::atomic::AtomicI64::new(fail_first));
+        let (g, f) = (got.clone(), failing.clone());
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let mut r = BufReader::new(conn.try_clone().unwrap());
+                let mut headers = std::collections::HashMap::new();
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    continue;
+                }
+                loop {
+                    line.clear();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some((k, v)) = line.trim_end().split_once(':') {
+                        headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+                    }
+                }
+                let len: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+                let mut body = vec![0u8; len];
+                let _ = r.read_exact(&mut body);
+                let accepted = f.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) <= 0;
+                let status = if accepted {
+                    "200 OK"
+                } else {
+                    "500 Internal Server Error"
+                };
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                g.lock().unwrap().push(Received {
+                    headers,
+                    body,
+                    accepted,
+                });
+            }
+        });
+        Receiver { addr, got, failing }
+    }
+
+    pub fn accepted(&self) -> Vec<Received> {
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.accepted)
+            .cloned()
+            .collect()
+    }
+
+    pub fn all(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+}
