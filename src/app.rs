@@ -187,6 +187,10 @@ pub async fn run(
             clock: ctx.clock.clone(),
             ready: ready.clone(),
             stations: Arc::new(config.stations.iter().map(|s| s.id.clone()).collect()),
+            tokens: Arc::new(config.api.tokens.clone()),
+            max_window: chrono::Duration::from_std(config.cases.max_window).unwrap_or(chrono::Duration::hours(24)),
+            max_body_bytes: config.api.max_body_bytes,
+            hooks: ctx.alerting.hooks.clone(),
         };
         ctx.tasks.spawn(api::serve(listener, state, ctx.shutdown.clone()));
     }

@@ -60,6 +60,7 @@ pub struct Config {
     pub deadlines: DeadlineConfig,
     pub alerts: AlertConfig,
     pub api: ApiConfig,
+    pub cases: CasesConfig,
 }
 
 /// The 24-hour rule.
@@ -98,6 +99,47 @@ pub struct WebhookConfig {
 pub struct ApiConfig {
     /// Where the HTTP API and `/metrics` listen; `None` when switched off.
     pub listen: Option<std::net::SocketAddr>,
+    pub tokens: Vec<TokenConfig>,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+}
+
+/// What a bearer token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Case management, CAD/RMS: cases, media queries and downloads.
+    CaseSystem,
+    /// Administrators: stations, alerts, status.
+    Admin,
+    /// Auditors: the audit log.
+    Auditor,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::CaseSystem => "case_system",
+            Role::Admin => "admin",
+            Role::Auditor => "auditor",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenConfig {
+    /// Who this token is, in the audit log.
+    pub name: String,
+    pub role: Role,
+    /// SHA-256 of the token (the token itself is never stored).
+    pub sha256: [u8; 32],
+}
+
+/// Cases from case systems.
+#[derive(Debug, Clone)]
+pub struct CasesConfig {
+    /// Longest time window a case may give.
+    pub max_window: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -225,6 +267,8 @@ struct RawConfig {
     alerts: RawAlerts,
     #[serde(default)]
     api: RawApi,
+    #[serde(default)]
+    cases: RawCases,
 }
 
 #[derive(Deserialize, Default)]
@@ -258,6 +302,23 @@ struct RawWebhook {
 #[serde(deny_unknown_fields)]
 struct RawApi {
     listen: Option<Spanned<String>>,
+    max_body_bytes: Option<Spanned<i64>>,
+    #[serde(default)]
+    tokens: Vec<Spanned<RawToken>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToken {
+    name: Spanned<String>,
+    role: Role,
+    token_sha256: Spanned<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCases {
+    max_window: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -753,10 +814,59 @@ fn resolve(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
             }
         },
     };
+    let mut tokens = Vec::new();
+    let mut names = HashSet::new();
+    for (i, t) in raw.api.tokens.iter().enumerate() {
+        let t = t.get_ref();
+        let name = t.name.get_ref().trim().to_string();
+        if name.is_empty() || name.len() > 64 {
+            ctx.err(
+                Some(t.name.span()),
+                format!("api.tokens[{i}].name"),
+                "must be 1-64 characters",
+            );
+        } else if !names.insert(name.clone()) {
+            ctx.err(
+                Some(t.name.span()),
+                format!("api.tokens[{i}].name"),
+                format!("token name {name:?} is used twice"),
+            );
+        }
+        let mut sha = [0u8; 32];
+        let hex_ok = t.token_sha256.get_ref().len() == 64
+            && hex::decode_to_slice(t.token_sha256.get_ref().to_ascii_lowercase(), &mut sha).is_ok();
+        if !hex_ok {
+            ctx.err(
+                Some(t.token_sha256.span()),
+                format!("api.tokens[{i}].token_sha256"),
+                "must be the 64 hex digits of the token's SHA-256 (e.g. `printf %s TOKEN | sha256sum`)",
+            );
+        }
+        tokens.push(TokenConfig {
+            name,
+            role: t.role,
+            sha256: sha,
+        });
+    }
+    let max_body_bytes = ctx.int(&raw.api.max_body_bytes, "api.max_body_bytes", 1 << 20, 1024, 64 << 20) as usize;
+    let cases = CasesConfig {
+        max_window: ctx.duration(
+            &raw.cases.max_window,
+            "cases.max_window",
+            Duration::from_secs(24 * H),
+            Duration::from_secs(60),
+            Duration::from_secs(366 * 24 * H),
+        ),
+    };
     Config {
         deadlines,
         alerts,
-        api: ApiConfig { listen },
+        cases,
+        api: ApiConfig {
+            listen,
+            tokens,
+            max_body_bytes,
+        },
         source: ctx.file.to_path_buf(),
         state_dir,
         stations,

@@ -16,7 +16,7 @@ fn t(ms: Option<i64>) -> Option<String> {
     ms.map(|m| rfc3339(from_ms(m)))
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MediaJson {
     pub id: String,
     pub size: u64,
@@ -89,7 +89,7 @@ impl MediaJson {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct StationJson {
     pub id: String,
     pub path: String,
@@ -144,6 +144,22 @@ fn problem(p: &PendingRow) -> FileProblemJson {
     }
 }
 
+impl StationJson {
+    pub fn from_row(s: &StationRow) -> StationJson {
+        StationJson {
+            id: s.id.clone(),
+            path: s.path.clone(),
+            available: s.available,
+            unavailable_since: t(s.unavailable_since),
+            last_error: s.last_error.clone(),
+            last_scan_at: t(s.last_scan_at),
+            watch_mode: s.watch_mode.clone(),
+            pending_files: s.pending,
+            failed_files: s.failed,
+        }
+    }
+}
+
 impl StatusJson {
     pub fn build(stations: &[StationRow], counts: &Counts, pending: &[PendingRow]) -> StatusJson {
         let of = |state: &str| {
@@ -154,20 +170,7 @@ impl StatusJson {
                 .collect::<Vec<_>>()
         };
         StatusJson {
-            stations: stations
-                .iter()
-                .map(|s| StationJson {
-                    id: s.id.clone(),
-                    path: s.path.clone(),
-                    available: s.available,
-                    unavailable_since: t(s.unavailable_since),
-                    last_error: s.last_error.clone(),
-                    last_scan_at: t(s.last_scan_at),
-                    watch_mode: s.watch_mode.clone(),
-                    pending_files: s.pending,
-                    failed_files: s.failed,
-                })
-                .collect(),
+            stations: stations.iter().map(StationJson::from_row).collect(),
             counts: CountsJson {
                 originals: counts.originals,
                 bytes: counts.bytes,

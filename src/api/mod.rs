@@ -1,24 +1,47 @@
-//! The HTTP listener: `/metrics`, `/healthz`, `/readyz` (and, as the API
-//! grows, the case systems' routes). Handlers live in their own files;
-//! this module builds the router and serves it until shutdown.
+//! The HTTP listener: the API for case systems, administrators and auditors
+//! under `/api/v1` (OpenAPI at `/api/v1/openapi.json`), and `/metrics`,
+//! `/healthz`, `/readyz`. Handlers live in their own files:
+//!
+//! - [`cases`]: cases, their media, manual links.
+//! - [`media`]: queries, one original, its bytes.
+//! - [`admin`]: stations and alerts.
+//! - [`auditlog`]: the audit log.
+//! - [`auth`]: tokens, roles, and the audit of every request.
+//! - [`error`]: JSON errors with stable codes; extractors that use them.
+//! - [`types`]: request and response types.
+//! - [`metrics`]: the Prometheus text.
 
+pub mod admin;
+pub mod auditlog;
+pub mod auth;
+pub mod cases;
+pub mod error;
+pub mod media;
 pub mod metrics;
+pub mod types;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, StatusCode};
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
+use axum::{Json, Router};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::clock::{to_ms, SharedClock};
+use crate::config::{Role, TokenConfig};
 use crate::index::Index;
 use crate::store::Archive;
+use error::ApiError;
 
 /// What handlers share.
 #[derive(Clone)]
@@ -28,14 +51,94 @@ pub struct ApiState {
     pub clock: SharedClock,
     /// Set once recovery and the first scan of every station are done.
     pub ready: Arc<AtomicBool>,
+    /// Configured station ids.
     pub stations: Arc<Vec<String>>,
+    pub tokens: Arc<Vec<TokenConfig>>,
+    /// Longest window a case may give.
+    pub max_window: chrono::Duration,
+    pub max_body_bytes: usize,
+    /// Webhook URLs (acknowledgements are delivered to them).
+    pub hooks: Arc<Vec<String>>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "bodycamd API",
+        description = "Cases, media and evidence from body-worn cameras. Every request needs a bearer token; every \
+                       request is audited. Errors are JSON with a stable `code`."
+    ),
+    modifiers(&Bearer),
+    tags(
+        (name = "cases", description = "For case systems (role case_system)"),
+        (name = "media", description = "For case systems (role case_system)"),
+        (name = "admin", description = "For administrators (role admin)"),
+        (name = "audit", description = "For auditors (role auditor)"),
+    )
+)]
+struct ApiDoc;
+
+struct Bearer;
+
+impl utoipa::Modify for Bearer {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
+
+fn for_role(role: Role, r: OpenApiRouter<ApiState>) -> OpenApiRouter<ApiState> {
+    r.route_layer(from_fn(move |req, next| auth::require(role, req, next)))
+}
+
+/// The API routes and their OpenAPI document.
+pub fn api_routes(state: ApiState) -> (Router<ApiState>, utoipa::openapi::OpenApi) {
+    let case_system = OpenApiRouter::new()
+        .routes(routes!(cases::put_case, cases::get_case))
+        .routes(routes!(cases::case_media, cases::link))
+        .routes(routes!(cases::unlink))
+        .routes(routes!(media::list))
+        .routes(routes!(media::get))
+        .routes(routes!(media::original));
+    let admin = OpenApiRouter::new()
+        .routes(routes!(admin::stations))
+        .routes(routes!(admin::alerts))
+        .routes(routes!(admin::ack));
+    let auditor = OpenApiRouter::new().routes(routes!(auditlog::list));
+    let (router, mut api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(for_role(Role::CaseSystem, case_system))
+        .merge(for_role(Role::Admin, admin))
+        .merge(for_role(Role::Auditor, auditor))
+        .split_for_parts();
+    api.info.version = env!("CARGO_PKG_VERSION").to_string();
+    let router = router
+        .fallback(|| async { ApiError::not_found("no such route").into_response() })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
+            .into_response()
+        })
+        .layer(from_fn_with_state(state.clone(), auth::authenticate))
+        .layer(DefaultBodyLimit::max(state.max_body_bytes));
+    (router, api)
 }
 
 pub fn router(state: ApiState) -> Router {
+    let (api, doc) = api_routes(state.clone());
+    let doc = Arc::new(doc);
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_handler))
+        .route(
+            "/api/v1/openapi.json",
+            get(move || async move { Json(doc.as_ref().clone()) }),
+        )
+        .merge(api)
+        .fallback(|| async { ApiError::not_found("no such route").into_response() })
         .with_state(state)
 }
 
@@ -58,16 +161,17 @@ async fn metrics_handler(State(s): State<ApiState>) -> Response {
         stations: s.stations.as_ref().clone(),
     };
     let index = s.index.clone();
-    let text = tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
-        let c = index.reader()?;
-        metrics::render(&c, &inputs)
-    })
-    .await;
+    let text =
+        tokio::task::spawn_blocking(move || index.read(|c| metrics::render(c, &inputs).map_err(to_sql_err))).await;
     match text {
         Ok(Ok(t)) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], t).into_response(),
-        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("metrics unavailable: {e}\n")).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("metrics unavailable: {e}\n")).into_response(),
+        Ok(Err(e)) => ApiError::internal(e).into_response(),
+        Err(e) => ApiError::internal(e).into_response(),
     }
+}
+
+fn to_sql_err(e: anyhow::Error) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(e.into())
 }
 
 /// Bind the listener (so that a port in use is a start-up error).
@@ -79,7 +183,7 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 
 /// Serve until `shutdown`.
 pub async fn serve(listener: TcpListener, state: ApiState, shutdown: CancellationToken) {
-    let app = router(state);
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await

@@ -2,6 +2,7 @@
 //! 2 bad usage or configuration.
 
 mod alerts;
+mod case;
 mod check_config;
 mod demo;
 mod media;
@@ -34,6 +35,9 @@ enum Command {
     /// Query stored originals.
     #[command(subcommand)]
     Media(media::Command),
+    /// Cases: import from a case system's export.
+    #[command(subcommand)]
+    Case(case::Command),
     /// Alerts: list and acknowledge.
     #[command(subcommand)]
     Alerts(alerts::Command),
@@ -80,6 +84,7 @@ pub fn main() -> i32 {
         Command::Status(a) => status::main(a),
         Command::Media(c) => media::main(c),
         Command::Alerts(c) => alerts::main(c),
+        Command::Case(c) => case::main(c),
         Command::Report(c) => report::main(c),
         Command::Simulate(a) => simulate::main(a),
         Command::Demo(a) => demo::main(a),

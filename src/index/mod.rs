@@ -11,6 +11,8 @@
 //! - [`query`]: typed reads for the CLI (and later the API).
 
 pub mod alerts;
+pub mod audit;
+pub mod cases;
 pub mod ingest;
 pub mod query;
 
@@ -26,6 +28,7 @@ use tokio::sync::oneshot;
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_alerts.sql"),
+    include_str!("migrations/0003_cases.sql"),
 ];
 
 /// Requests per transaction at most.
@@ -50,13 +53,18 @@ pub enum IndexError {
 type Done = Box<dyn FnOnce(Result<(), String>) + Send>;
 type Op = Box<dyn FnOnce(&Connection) -> (bool, Done) + Send>;
 
-/// A handle on the index. Cloning shares the one writer.
+/// A handle on the index. Cloning shares the one writer and the pool of
+/// read connections.
 #[derive(Clone)]
 pub struct Index {
     path: PathBuf,
     tx: std_mpsc::Sender<Op>,
     writer: std::sync::Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
+    readers: std::sync::Arc<std::sync::Mutex<Vec<Connection>>>,
 }
+
+/// Read connections kept for reuse (opening one parses the schema).
+const READER_POOL: usize = 16;
 
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(Duration::from_secs(10))?;
@@ -168,6 +176,7 @@ impl Index {
             path: path.to_path_buf(),
             tx,
             writer: std::sync::Arc::new(std::sync::Mutex::new(Some(handle))),
+            readers: std::sync::Arc::new(std::sync::Mutex::new(Vec::new())),
         })
     }
 
@@ -184,6 +193,22 @@ impl Index {
         configure(&conn)?;
         conn.pragma_update(None, "query_only", "ON")?;
         Ok(conn)
+    }
+
+    /// Run `f` on a pooled read connection (blocking: call it from a
+    /// blocking context).
+    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, IndexError> {
+        let conn = self.readers.lock().unwrap().pop();
+        let conn = match conn {
+            Some(c) => c,
+            None => self.reader()?,
+        };
+        let out = f(&conn);
+        let mut pool = self.readers.lock().unwrap();
+        if pool.len() < READER_POOL {
+            pool.push(conn);
+        }
+        Ok(out?)
     }
 
     fn submit<T: Send + 'static>(

@@ -37,6 +37,8 @@ pub struct MediaRow {
     pub deadline: Option<i64>,
     pub on_time: Option<bool>,
     pub late: Option<String>,
+    /// Recording start as far as known (for ordering and pagination).
+    pub start_at: i64,
     /// Every place it was seen.
     pub sightings: Vec<SightingRow>,
 }
@@ -65,7 +67,7 @@ pub struct MediaFilter {
 const MEDIA_COLUMNS: &str = "o.id, o.size, o.kind, o.station, o.device, o.officer, o.seq, o.case_ref,
     coalesce(o.recorded_start, o.name_start), o.recorded_end, o.duration_secs, o.start_source,
     o.clock_trusted, o.first_seen, o.ingested_at, o.described_at, o.probe_error, o.container,
-    o.video_codec, o.audio_codec, o.width, o.height, o.frame_rate, o.deadline, o.on_time, o.late";
+    o.video_codec, o.audio_codec, o.width, o.height, o.frame_rate, o.deadline, o.on_time, o.late, o.start_at";
 
 fn media_row(r: &Row<'_>) -> rusqlite::Result<MediaRow> {
     Ok(MediaRow {
@@ -95,6 +97,7 @@ fn media_row(r: &Row<'_>) -> rusqlite::Result<MediaRow> {
         deadline: r.get(23)?,
         on_time: r.get(24)?,
         late: r.get(25)?,
+        start_at: r.get(26)?,
         sightings: Vec::new(),
     })
 }
@@ -480,4 +483,69 @@ pub fn compliance_rows(c: &Connection, from: i64, to: i64) -> rusqlite::Result<(
         |r| r.get(0),
     )?;
     Ok((rows, unassessed as u64))
+}
+
+/// An API media query: filters, and a keyset position.
+#[derive(Debug, Clone, Default)]
+pub struct MediaQuery {
+    pub case: Option<String>,
+    pub officer: Option<String>,
+    pub device: Option<String>,
+    pub station: Option<String>,
+    pub kind: Option<String>,
+    /// Recording start at or after (ms).
+    pub from: Option<i64>,
+    /// Recording start before (ms).
+    pub to: Option<i64>,
+    pub on_time: Option<bool>,
+    /// Continue after this (start_at, id).
+    pub after: Option<(i64, String)>,
+    pub limit: u32,
+}
+
+/// One page of originals, by recording start then id.
+pub fn media_page(c: &Connection, q: &MediaQuery) -> rusqlite::Result<Vec<MediaRow>> {
+    let join = if q.case.is_some() {
+        "JOIN case_links l ON l.media_id = o.id AND l.case_id = ?1 AND l.state = 'linked'"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "SELECT {MEDIA_COLUMNS} FROM originals o {join}
+         WHERE (?1 IS NULL OR ?1 IS NOT NULL)
+           AND (?2 IS NULL OR o.officer = ?2) AND (?3 IS NULL OR o.device = ?3) AND (?4 IS NULL OR o.station = ?4)
+           AND (?5 IS NULL OR o.kind = ?5) AND (?6 IS NULL OR o.start_at >= ?6) AND (?7 IS NULL OR o.start_at < ?7)
+           AND (?8 IS NULL OR o.on_time = ?8)
+           AND (?9 IS NULL OR o.start_at > ?9 OR (o.start_at = ?9 AND o.id > ?10))
+         ORDER BY o.start_at, o.id LIMIT ?11"
+    );
+    let (after_t, after_id) = match &q.after {
+        Some((t, id)) => (Some(*t), Some(id.clone())),
+        None => (None, None),
+    };
+    let mut rows: Vec<MediaRow> = c
+        .prepare_cached(&sql)?
+        .query_map(
+            params![
+                q.case, q.officer, q.device, q.station, q.kind, q.from, q.to, q.on_time, after_t, after_id, q.limit
+            ],
+            media_row,
+        )?
+        .collect::<Result<_, _>>()?;
+    attach_sightings(c, &mut rows)?;
+    Ok(rows)
+}
+
+/// Originals by id, with their sightings, in the order given.
+pub fn media_by_ids(c: &Connection, ids: &[String]) -> rusqlite::Result<Vec<MediaRow>> {
+    let mut out = Vec::with_capacity(ids.len());
+    let sql = format!("SELECT {MEDIA_COLUMNS} FROM originals o WHERE o.id = ?1");
+    let mut stmt = c.prepare_cached(&sql)?;
+    for id in ids {
+        if let Some(r) = stmt.query_map([id], media_row)?.next() {
+            out.push(r?);
+        }
+    }
+    attach_sightings(c, &mut out)?;
+    Ok(out)
 }

@@ -160,6 +160,8 @@ async fn describe_one(ctx: &Arc<Ctx>, id: MediaId) {
             let tz = tzs.get(&inputs.station).copied().unwrap_or(chrono_tz::UTC);
             let described = to_described(&desc, &inputs, tz, storage);
             ix::record_description(c, &hex, &described, now)?;
+            // Its start may have changed: the cases it belongs to may too.
+            crate::index::cases::match_media(c, &hex, now)?;
             // The alerts it raises commit with it.
             let extra = ix::media_context(c, &hex)?;
             let mut transitions = Vec::new();

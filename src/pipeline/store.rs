@@ -149,6 +149,8 @@ async fn store_one(ctx: &Arc<Ctx>, job: StoreJob) -> Outcome {
             if let (Some(device), Some(_)) = (&record.name.device, record.name.seq) {
                 transitions.extend(ax::sync_sequence_gaps(c, device, now, &hooks)?);
             }
+            // The cases it belongs to (by its name's start, until described).
+            crate::index::cases::match_media(c, &record.media_id, now)?;
             Ok((new_row, transitions))
         })
         .await;

@@ -3,6 +3,7 @@
 //! gaps and the compliance report. Pure: no IO; callers pass the time.
 
 pub mod alerts;
+pub mod cases;
 pub mod compliance;
 pub mod deadline;
 pub mod evaluate;

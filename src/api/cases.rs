@@ -1,0 +1,240 @@
+//! Cases: register (upsert), read, their media, manual links.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+
+use super::auth::{AuditNote, Caller};
+use super::error::{media_id_param, time_param, ApiError, ErrorBody, JsonBody, PathParams};
+use super::types::{CaseBody, CaseJson, CaseMedia, LinkBody, LinkJson, MediaItem};
+use super::ApiState;
+use crate::clock::to_ms;
+use crate::index::cases::{self as ix, LinkOutcome};
+use crate::index::query;
+use crate::rules::cases::{valid_case_id, validate, Case, CaseStatus, Window};
+use crate::views::MediaJson;
+
+fn case_id_param(id: &str) -> Result<(), ApiError> {
+    if valid_case_id(id) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "invalid_id",
+            format!("case id {id:?} must be 1-128 printable characters without /"),
+        ))
+    }
+}
+
+fn to_case(id: String, b: CaseBody, max_window: chrono::Duration) -> Result<Case, ApiError> {
+    let status = match b.status.as_deref() {
+        None => CaseStatus::Open,
+        Some(s) => CaseStatus::parse(s)
+            .ok_or_else(|| ApiError::validation(vec![format!("status {s:?} must be \"open\" or \"closed\"")]))?,
+    };
+    let mut windows = Vec::new();
+    for (i, w) in b.windows.iter().enumerate() {
+        windows.push(Window {
+            start: time_param(&format!("windows[{i}].start"), &w.start)?,
+            end: time_param(&format!("windows[{i}].end"), &w.end)?,
+        });
+    }
+    let case = Case {
+        id,
+        title: b.title,
+        status,
+        closed_at: b.closed_at.as_deref().map(|t| time_param("closed_at", t)).transpose()?,
+        officers: b.officers,
+        devices: b.devices,
+        windows,
+        buffer_minutes: b.buffer_minutes.unwrap_or(0),
+    };
+    validate(&case, max_window).map_err(ApiError::validation)?;
+    Ok(case)
+}
+
+/// Register or replace a case; its rule links are recomputed.
+#[utoipa::path(
+    put, path = "/api/v1/cases/{case_id}", tag = "cases",
+    params(("case_id" = String, Path, description = "The case system's case number")),
+    request_body = CaseBody,
+    responses(
+        (status = 200, description = "Replaced", body = CaseJson),
+        (status = 201, description = "Created", body = CaseJson),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn put_case(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    PathParams(case_id): PathParams<String>,
+    JsonBody(body): JsonBody<CaseBody>,
+) -> Result<Response, ApiError> {
+    case_id_param(&case_id)?;
+    let case = to_case(case_id.clone(), body, s.max_window)?;
+    let now = to_ms(s.clock.now());
+    let by = caller.name.clone();
+    let (record, relinked) = s
+        .index
+        .call(move |c| {
+            let r = ix::upsert_case(c, &case, &by, now)?;
+            Ok((ix::get_case(c, &case.id)?, r))
+        })
+        .await?;
+    let record = record.ok_or_else(|| ApiError::internal("a case vanished after it was written"))?;
+    let body = CaseJson::new(&record, relinked.total, Some(relinked));
+    let status = if relinked.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(body)).into_response())
+}
+
+/// A case.
+#[utoipa::path(
+    get, path = "/api/v1/cases/{case_id}", tag = "cases",
+    params(("case_id" = String, Path)),
+    responses((status = 200, body = CaseJson), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn get_case(
+    State(s): State<ApiState>,
+    PathParams(case_id): PathParams<String>,
+) -> Result<Json<CaseJson>, ApiError> {
+    case_id_param(&case_id)?;
+    let index = s.index.clone();
+    let id = case_id.clone();
+    let (record, n) =
+        tokio::task::spawn_blocking(move || index.read(|c| Ok((ix::get_case(c, &id)?, ix::case_media(c, &id)?.len()))))
+            .await??;
+    let record = record.ok_or_else(|| ApiError::not_found(format!("no case {case_id:?}")))?;
+    Ok(Json(CaseJson::new(&record, n, None)))
+}
+
+/// Media items with their links.
+pub fn items(
+    c: &rusqlite::Connection,
+    rows: &[query::MediaRow],
+    archive: &std::path::Path,
+) -> rusqlite::Result<Vec<MediaItem>> {
+    rows.iter()
+        .map(|r| {
+            let links = ix::media_links(c, &r.id)?.iter().map(LinkJson::from).collect();
+            Ok(MediaItem {
+                media: MediaJson::from_row(r, archive),
+                links,
+            })
+        })
+        .collect()
+}
+
+/// Every original linked to a case, by recording start, with full metadata.
+#[utoipa::path(
+    get, path = "/api/v1/cases/{case_id}/media", tag = "cases",
+    params(("case_id" = String, Path)),
+    responses((status = 200, body = CaseMedia), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn case_media(
+    State(s): State<ApiState>,
+    PathParams(case_id): PathParams<String>,
+) -> Result<Json<CaseMedia>, ApiError> {
+    case_id_param(&case_id)?;
+    let (index, archive, id) = (s.index.clone(), s.archive.root().to_path_buf(), case_id.clone());
+    let media = tokio::task::spawn_blocking(move || {
+        index.read(|c| {
+            if ix::get_case(c, &id)?.is_none() {
+                return Ok(None);
+            }
+            let ids: Vec<String> = ix::case_media(c, &id)?.into_iter().map(|l| l.media_id).collect();
+            let rows = query::media_by_ids(c, &ids)?;
+            items(c, &rows, &archive).map(Some)
+        })
+    })
+    .await??;
+    let media = media.ok_or_else(|| ApiError::not_found(format!("no case {case_id:?}")))?;
+    Ok(Json(CaseMedia { case_id, media }))
+}
+
+/// Link an original to a case by hand.
+#[utoipa::path(
+    post, path = "/api/v1/cases/{case_id}/media", tag = "cases",
+    params(("case_id" = String, Path)),
+    request_body = LinkBody,
+    responses((status = 201, description = "Linked", body = LinkJson), (status = 200, description = "Already linked", body = LinkJson),
+               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+               (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn link(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    PathParams(case_id): PathParams<String>,
+    JsonBody(body): JsonBody<LinkBody>,
+) -> Result<Response, ApiError> {
+    case_id_param(&case_id)?;
+    let media = media_id_param(&body.media_id)?.to_hex();
+    if body.note.as_ref().is_some_and(|n| n.len() > 2000) {
+        return Err(ApiError::validation(vec!["note is longer than 2000 characters".into()]));
+    }
+    let now = to_ms(s.clock.now());
+    let (k, m, by, note) = (case_id.clone(), media.clone(), caller.name.clone(), body.note.clone());
+    let (outcome, link) = s
+        .index
+        .call(move |c| {
+            let o = ix::link_manual(c, &k, &m, &by, note.as_deref(), now)?;
+            let l = ix::media_links(c, &m)?.into_iter().find(|l| l.case_id == k);
+            Ok((o, l))
+        })
+        .await?;
+    let status = match outcome {
+        LinkOutcome::Linked => StatusCode::CREATED,
+        LinkOutcome::AlreadyLinked => StatusCode::OK,
+        LinkOutcome::NoSuchCase => return Err(ApiError::not_found(format!("no case {case_id:?}"))),
+        LinkOutcome::NoSuchMedia => return Err(ApiError::not_found(format!("no original {media}"))),
+    };
+    let link = link.ok_or_else(|| ApiError::internal("a link vanished after it was written"))?;
+    let mut resp = (status, Json(LinkJson::from(&link))).into_response();
+    resp.extensions_mut().insert(AuditNote {
+        media_id: Some(media),
+        ..Default::default()
+    });
+    Ok(resp)
+}
+
+/// Remove a link by hand. A rule link removed this way stays removed.
+#[utoipa::path(
+    delete, path = "/api/v1/cases/{case_id}/media/{media_id}", tag = "cases",
+    params(("case_id" = String, Path), ("media_id" = String, Path)),
+    responses((status = 200, description = "Removed", body = LinkJson), (status = 400, body = ErrorBody),
+               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn unlink(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    PathParams((case_id, media_id)): PathParams<(String, String)>,
+) -> Result<Json<LinkJson>, ApiError> {
+    case_id_param(&case_id)?;
+    let media = media_id_param(&media_id)?.to_hex();
+    let now = to_ms(s.clock.now());
+    let (k, m, by) = (case_id.clone(), media.clone(), caller.name.clone());
+    let (removed, link) = s
+        .index
+        .call(move |c| {
+            let r = ix::unlink(c, &k, &m, &by, now)?;
+            Ok((r, ix::media_links(c, &m)?.into_iter().find(|l| l.case_id == k)))
+        })
+        .await?;
+    match (removed, link) {
+        (true, Some(l)) => Ok(Json(LinkJson::from(&l))),
+        _ => Err(ApiError::not_found(format!(
+            "original {media} is not linked to case {case_id:?}"
+        ))),
+    }
+}

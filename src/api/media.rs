@@ -1,0 +1,376 @@
+//! Media: queries with keyset pagination, one original, and its bytes
+//! (streamed from the archive, with `Range` and an `ETag` that is its id).
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine as _;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use super::auth::AuditNote;
+use super::cases::items;
+use super::error::{media_id_param, time_param, ApiError, ErrorBody, PathParams, QueryParams};
+use super::types::{MediaItem, MediaPage, MediaParams};
+use super::ApiState;
+use crate::clock::to_ms;
+use crate::domain::MediaKind;
+use crate::index::query::{self, MediaQuery};
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+pub fn encode_cursor(start_at: i64, id: &str) -> String {
+    B64.encode(format!("{start_at}:{id}"))
+}
+
+fn decode_cursor(c: &str) -> Result<(i64, String), ApiError> {
+    let bad = || ApiError::bad_request("invalid_cursor", "cursor is not one this API gave out");
+    let raw = B64.decode(c).map_err(|_| bad())?;
+    let text = String::from_utf8(raw).map_err(|_| bad())?;
+    let (t, id) = text.split_once(':').ok_or_else(bad)?;
+    let t = t.parse().map_err(|_| bad())?;
+    let id = id.parse::<crate::domain::MediaId>().map_err(|_| bad())?;
+    Ok((t, id.to_hex()))
+}
+
+/// Query originals by case, officer, device, station, kind, recording time
+/// and timeliness, by recording start.
+#[utoipa::path(
+    get, path = "/api/v1/media", tag = "media",
+    params(MediaParams),
+    responses((status = 200, body = MediaPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+               (status = 403, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn list(
+    State(s): State<ApiState>,
+    QueryParams(p): QueryParams<MediaParams>,
+) -> Result<Json<MediaPage>, ApiError> {
+    let limit = p.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "limit must be between 1 and 1000",
+        ));
+    }
+    if let Some(k) = &p.kind {
+        if MediaKind::parse(k).is_none() {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "kind must be video, audio, photo or other",
+            ));
+        }
+    }
+    let q = MediaQuery {
+        case: p.case.clone(),
+        officer: p.officer,
+        device: p.device,
+        station: p.station,
+        kind: p.kind,
+        from: p.from.as_deref().map(|t| time_param("from", t)).transpose()?.map(to_ms),
+        to: p.to.as_deref().map(|t| time_param("to", t)).transpose()?.map(to_ms),
+        on_time: p.on_time,
+        after: p.cursor.as_deref().map(decode_cursor).transpose()?,
+        limit,
+    };
+    let (index, archive) = (s.index.clone(), s.archive.root().to_path_buf());
+    let (rows, media) = tokio::task::spawn_blocking(move || {
+        index.read(|c| {
+            let rows = query::media_page(c, &q)?;
+            let media = items(c, &rows, &archive)?;
+            Ok((rows, media))
+        })
+    })
+    .await??;
+    let next_cursor = if rows.len() as u32 == limit {
+        rows.last().map(|r| encode_cursor(r.start_at, &r.id))
+    } else {
+        None
+    };
+    Ok(Json(MediaPage { media, next_cursor }))
+}
+
+/// One original, with full metadata and its links.
+#[utoipa::path(
+    get, path = "/api/v1/media/{id}", tag = "media",
+    params(("id" = String, Path, description = "The media id (BLAKE3 of the original, 64 hex)")),
+    responses((status = 200, body = MediaItem), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn get(State(s): State<ApiState>, PathParams(id): PathParams<String>) -> Result<Json<MediaItem>, ApiError> {
+    let id = media_id_param(&id)?.to_hex();
+    let (index, archive, id2) = (s.index.clone(), s.archive.root().to_path_buf(), id.clone());
+    let item = tokio::task::spawn_blocking(move || {
+        index.read(|c| {
+            let rows = query::media_by_ids(c, std::slice::from_ref(&id2))?;
+            Ok(items(c, &rows, &archive)?.pop())
+        })
+    })
+    .await??;
+    item.map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no original {id}")))
+}
+
+/// The MIME type of an original, from what the describer found.
+pub fn content_type(kind: Option<&str>, container: Option<&str>) -> &'static str {
+    let c = container.unwrap_or("");
+    match (kind.unwrap_or(""), c) {
+        ("photo", "jpeg") => "image/jpeg",
+        ("photo", "png") => "image/png",
+        ("photo", "heif") => "image/heic",
+        ("photo", "avif") => "image/avif",
+        ("photo", "gif") => "image/gif",
+        ("photo", "tiff") => "image/tiff",
+        ("audio", c) if c.contains("mp4") || c.contains("m4a") => "audio/mp4",
+        ("audio", c) if c.contains("wav") => "audio/wav",
+        ("audio", c) if c.contains("mp3") => "audio/mpeg",
+        ("audio", c) if c.contains("amr") => "audio/amr",
+        ("audio", c) if c.contains("ogg") => "audio/ogg",
+        ("audio", c) if c.contains("flac") => "audio/flac",
+        ("audio", c) if c.contains("aac") => "audio/aac",
+        ("video", c) if c.contains("mp4") => "video/mp4",
+        ("video", c) if c.contains("mov") => "video/quicktime",
+        ("video", c) if c.contains("avi") => "video/x-msvideo",
+        ("video", c) if c.contains("matroska") => "video/x-matroska",
+        ("video", c) if c.contains("mpegts") => "video/mp2t",
+        _ => "application/octet-stream",
+    }
+}
+
+/// A parsed `Range: bytes=…` header against a file of `size` bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RangeReq {
+    Full,
+    /// Inclusive byte range.
+    Part(u64, u64),
+    Unsatisfiable,
+}
+
+/// Parse a single byte range (`a-b`, `a-`, `-n`). Several ranges are
+/// answered with the whole file (allowed by RFC 9110).
+pub fn parse_range(h: Option<&str>, size: u64) -> RangeReq {
+    let Some(h) = h else { return RangeReq::Full };
+    let Some(spec) = h.trim().strip_prefix("bytes=") else {
+        return RangeReq::Full;
+    };
+    if spec.contains(',') {
+        return RangeReq::Full;
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return RangeReq::Unsatisfiable;
+    };
+    let (a, b) = (a.trim(), b.trim());
+    let r = match (a.is_empty(), b.is_empty()) {
+        (false, _) => {
+            let Ok(start) = a.parse::<u64>() else {
+                return RangeReq::Unsatisfiable;
+            };
+            let end = if b.is_empty() {
+                size.saturating_sub(1)
+            } else {
+                match b.parse::<u64>() {
+                    Ok(e) if e >= start => e.min(size.saturating_sub(1)),
+                    _ => return RangeReq::Unsatisfiable,
+                }
+            };
+            (start, end)
+        }
+        (true, false) => {
+            let Ok(n) = b.parse::<u64>() else {
+                return RangeReq::Unsatisfiable;
+            };
+            if n == 0 {
+                return RangeReq::Unsatisfiable;
+            }
+            (size.saturating_sub(n), size.saturating_sub(1))
+        }
+        (true, true) => return RangeReq::Unsatisfiable,
+    };
+    if size == 0 || r.0 >= size {
+        RangeReq::Unsatisfiable
+    } else {
+        RangeReq::Part(r.0, r.1)
+    }
+}
+
+fn disposition(name: &str) -> HeaderValue {
+    let ascii: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let encoded: String = url::form_urlencoded::byte_serialize(name.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20");
+    HeaderValue::from_str(&format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}"))
+        .unwrap_or_else(|_| HeaderValue::from_static("attachment"))
+}
+
+/// The original's bytes, exactly as stored, streamed from the archive.
+#[utoipa::path(
+    get, path = "/api/v1/media/{id}/original", tag = "media",
+    params(("id" = String, Path), ("Range" = Option<String>, Header, description = "bytes=START-END")),
+    responses(
+        (status = 200, description = "The whole original", content_type = "application/octet-stream"),
+        (status = 206, description = "The requested byte range", content_type = "application/octet-stream"),
+        (status = 304, description = "Not modified (If-None-Match matched the ETag)"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 416, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn original(
+    State(s): State<ApiState>,
+    PathParams(id): PathParams<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let mid = media_id_param(&id)?;
+    let hex = mid.to_hex();
+    let (index, h2) = (s.index.clone(), hex.clone());
+    let row = tokio::task::spawn_blocking(move || index.read(|c| query::media_by_ids(c, &[h2])))
+        .await??
+        .pop();
+    let row = row.ok_or_else(|| ApiError::not_found(format!("no original {hex}")))?;
+    let path = s.archive.object_path(&mid);
+    let mut file = tokio::fs::File::open(&path).await.map_err(|e| {
+        ApiError::internal(format!(
+            "original {hex} is indexed but cannot be opened at {}: {e}",
+            path.display()
+        ))
+    })?;
+    let size = file.metadata().await.map_err(ApiError::internal)?.len();
+    let etag = format!("\"{hex}\"");
+    let mut note = AuditNote {
+        media_id: Some(hex.clone()),
+        ..Default::default()
+    };
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+    {
+        let mut r = StatusCode::NOT_MODIFIED.into_response();
+        r.headers_mut().insert(
+            header::ETAG,
+            HeaderValue::from_str(&etag).expect("hex is a valid header"),
+        );
+        r.extensions_mut().insert(note);
+        return Ok(r);
+    }
+    let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    // If-Range: the range applies only to this exact original.
+    let if_range_ok = headers
+        .get(header::IF_RANGE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|v| v.trim() == etag);
+    let range = if if_range_ok {
+        parse_range(range_header, size)
+    } else {
+        RangeReq::Full
+    };
+    let name = row
+        .sightings
+        .first()
+        .and_then(|s| s.path.file_name())
+        .map(|n| n.to_string_lossy().into_owned());
+    let mut builder = Response::builder()
+        .header(
+            header::CONTENT_TYPE,
+            content_type(row.kind.as_deref(), row.container.as_deref()),
+        )
+        .header(header::ETAG, &etag)
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::CACHE_CONTROL, "private, no-cache")
+        .header(
+            header::CONTENT_DISPOSITION,
+            disposition(name.as_deref().unwrap_or(&hex)),
+        );
+    let (status, start, len) = match range {
+        RangeReq::Full => (StatusCode::OK, 0, size),
+        RangeReq::Part(a, b) => {
+            builder = builder.header(header::CONTENT_RANGE, format!("bytes {a}-{b}/{size}"));
+            (StatusCode::PARTIAL_CONTENT, a, b - a + 1)
+        }
+        RangeReq::Unsatisfiable => {
+            let mut r = ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "range_not_satisfiable",
+                format!(
+                    "the original is {size} bytes; range {:?} is outside it",
+                    range_header.unwrap_or("")
+                ),
+            )
+            .into_response();
+            r.headers_mut().insert(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&format!("bytes */{size}")).expect("ascii"),
+            );
+            r.extensions_mut().insert(note);
+            return Ok(r);
+        }
+    };
+    note.details = Some(format!("bytes {start}+{len} of {size}"));
+    if start > 0 {
+        file.seek(std::io::SeekFrom::Start(start))
+            .await
+            .map_err(ApiError::internal)?;
+    }
+    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file.take(len), 256 * 1024));
+    let mut resp = builder
+        .status(status)
+        .header(header::CONTENT_LENGTH, len)
+        .body(body)
+        .map_err(ApiError::internal)?;
+    resp.extensions_mut().insert(note);
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range(None, 100), RangeReq::Full);
+        assert_eq!(parse_range(Some("bytes=0-9"), 100), RangeReq::Part(0, 9));
+        assert_eq!(parse_range(Some("bytes=90-"), 100), RangeReq::Part(90, 99));
+        assert_eq!(parse_range(Some("bytes=-10"), 100), RangeReq::Part(90, 99));
+        assert_eq!(parse_range(Some("bytes=50-500"), 100), RangeReq::Part(50, 99));
+        assert_eq!(parse_range(Some("bytes=100-"), 100), RangeReq::Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=9-3"), 100), RangeReq::Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=x-3"), 100), RangeReq::Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=0-1,5-6"), 100), RangeReq::Full);
+        assert_eq!(parse_range(Some("items=0-1"), 100), RangeReq::Full);
+        assert_eq!(parse_range(Some("bytes=0-0"), 0), RangeReq::Unsatisfiable);
+    }
+
+    #[test]
+    fn cursors_round_trip_and_reject_forgeries() {
+        let id = "a".repeat(64);
+        let c = encode_cursor(1234, &id);
+        assert_eq!(decode_cursor(&c).unwrap(), (1234, id));
+        assert!(decode_cursor("zzz").is_err());
+        assert!(decode_cursor(&B64.encode("12:not-an-id")).is_err());
+    }
+
+    #[test]
+    fn content_types() {
+        assert_eq!(
+            content_type(Some("video"), Some("mov,mp4,m4a,3gp,3g2,mj2")),
+            "video/mp4"
+        );
+        assert_eq!(
+            content_type(Some("audio"), Some("mov,mp4,m4a,3gp,3g2,mj2")),
+            "audio/mp4"
+        );
+        assert_eq!(content_type(Some("photo"), Some("jpeg")), "image/jpeg");
+        assert_eq!(content_type(Some("other"), None), "application/octet-stream");
+    }
+}
