@@ -20,6 +20,7 @@ test: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test
+	./scripts/api-fuzz.sh
 
 bench: build
 	./scripts/bench.sh

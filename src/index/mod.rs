@@ -61,6 +61,28 @@ pub struct Index {
     tx: std_mpsc::Sender<Op>,
     writer: std::sync::Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
     readers: std::sync::Arc<std::sync::Mutex<Vec<Connection>>>,
+    /// Dropping the last clone stops the checkpointer.
+    _checkpointer: std::sync::Arc<std_mpsc::Sender<()>>,
+}
+
+/// How often the WAL is folded back into the database, outside the writer.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// Checkpoint the WAL from its own connection, so that no commit (and no
+/// request waiting on one, like an audited API call) pays for it.
+fn checkpointer(path: PathBuf, stop: std_mpsc::Receiver<()>) {
+    let Ok(conn) = Connection::open(&path) else { return };
+    let _ = configure(&conn);
+    loop {
+        match stop.recv_timeout(CHECKPOINT_EVERY) {
+            Err(std_mpsc::RecvTimeoutError::Timeout) => {
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "WAL checkpoint failed");
+                }
+            }
+            _ => return,
+        }
+    }
 }
 
 /// Read connections kept for reuse (opening one parses the schema).
@@ -167,6 +189,14 @@ impl Index {
         conn.pragma_update(None, "synchronous", "FULL")?;
         configure(&conn)?;
         migrate(&mut conn, path)?;
+        // Checkpoints happen in the checkpointer thread, not in commits.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let (stop_tx, stop_rx) = std_mpsc::channel::<()>();
+        let cp_path = path.to_path_buf();
+        std::thread::Builder::new()
+            .name("index-checkpoint".into())
+            .spawn(move || checkpointer(cp_path, stop_rx))
+            .map_err(|e| IndexError::Commit(e.to_string()))?;
         let (tx, rx) = std_mpsc::channel::<Op>();
         let handle = std::thread::Builder::new()
             .name("index-writer".into())
@@ -177,6 +207,7 @@ impl Index {
             tx,
             writer: std::sync::Arc::new(std::sync::Mutex::new(Some(handle))),
             readers: std::sync::Arc::new(std::sync::Mutex::new(Vec::new())),
+            _checkpointer: std::sync::Arc::new(stop_tx),
         })
     }
 

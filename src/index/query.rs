@@ -141,22 +141,16 @@ fn attach_sightings(c: &Connection, rows: &mut [MediaRow]) -> rusqlite::Result<(
 
 /// Originals matching `f`, by recording start (then id).
 pub fn media_list(c: &Connection, f: &MediaFilter) -> rusqlite::Result<Vec<MediaRow>> {
-    let sql = format!(
-        "SELECT {MEDIA_COLUMNS} FROM originals o
-         WHERE (?1 IS NULL OR o.device = ?1) AND (?2 IS NULL OR o.officer = ?2)
-           AND (?3 IS NULL OR o.station = ?3)
-           AND (?4 IS NULL OR coalesce(o.recorded_start, o.name_start) >= ?4)
-           AND (?5 IS NULL OR coalesce(o.recorded_start, o.name_start) < ?5)
-         ORDER BY coalesce(o.recorded_start, o.name_start), o.id
-         LIMIT ?6"
-    );
-    let mut stmt = c.prepare(&sql)?;
-    let limit = f.limit.map(i64::from).unwrap_or(-1);
-    let mut rows: Vec<MediaRow> = stmt
-        .query_map(params![f.device, f.officer, f.station, f.from, f.to, limit], media_row)?
-        .collect::<Result<_, _>>()?;
-    attach_sightings(c, &mut rows)?;
-    Ok(rows)
+    let q = MediaQuery {
+        officer: f.officer.clone(),
+        device: f.device.clone(),
+        station: f.station.clone(),
+        from: f.from,
+        to: f.to,
+        limit: f.limit.unwrap_or(u32::MAX),
+        ..Default::default()
+    };
+    media_page(c, &q)
 }
 
 pub fn media_get(c: &Connection, id: &str) -> rusqlite::Result<Option<MediaRow>> {
@@ -504,33 +498,59 @@ pub struct MediaQuery {
 }
 
 /// One page of originals, by recording start then id.
+///
+/// The WHERE clause holds only the filters given, so that SQLite can use
+/// the (officer | device | station, start_at, id) indexes; `?x IS NULL OR`
+/// guards would force a scan of every original.
 pub fn media_page(c: &Connection, q: &MediaQuery) -> rusqlite::Result<Vec<MediaRow>> {
-    let join = if q.case.is_some() {
-        "JOIN case_links l ON l.media_id = o.id AND l.case_id = ?1 AND l.state = 'linked'"
+    use rusqlite::types::Value;
+    let mut conds: Vec<String> = Vec::new();
+    let mut args: Vec<Value> = Vec::new();
+    let mut arg = |v: Value| {
+        args.push(v);
+        format!("?{}", args.len())
+    };
+    let join = match &q.case {
+        Some(case) => format!(
+            "JOIN case_links l ON l.media_id = o.id AND l.case_id = {} AND l.state = 'linked'",
+            arg(Value::Text(case.clone()))
+        ),
+        None => String::new(),
+    };
+    for (column, v) in [
+        ("o.officer", &q.officer),
+        ("o.device", &q.device),
+        ("o.station", &q.station),
+        ("o.kind", &q.kind),
+    ] {
+        if let Some(v) = v {
+            conds.push(format!("{column} = {}", arg(Value::Text(v.clone()))));
+        }
+    }
+    if let Some(from) = q.from {
+        conds.push(format!("o.start_at >= {}", arg(Value::Integer(from))));
+    }
+    if let Some(to) = q.to {
+        conds.push(format!("o.start_at < {}", arg(Value::Integer(to))));
+    }
+    if let Some(on_time) = q.on_time {
+        conds.push(format!("o.on_time = {}", arg(Value::Integer(i64::from(on_time)))));
+    }
+    if let Some((t, id)) = &q.after {
+        let (a, b) = (arg(Value::Integer(*t)), arg(Value::Text(id.clone())));
+        conds.push(format!("(o.start_at, o.id) > ({a}, {b})"));
+    }
+    let limit = arg(Value::Integer(i64::from(q.limit)));
+    let filter = if conds.is_empty() {
+        String::new()
     } else {
-        ""
+        format!("WHERE {}", conds.join(" AND "))
     };
-    let sql = format!(
-        "SELECT {MEDIA_COLUMNS} FROM originals o {join}
-         WHERE (?1 IS NULL OR ?1 IS NOT NULL)
-           AND (?2 IS NULL OR o.officer = ?2) AND (?3 IS NULL OR o.device = ?3) AND (?4 IS NULL OR o.station = ?4)
-           AND (?5 IS NULL OR o.kind = ?5) AND (?6 IS NULL OR o.start_at >= ?6) AND (?7 IS NULL OR o.start_at < ?7)
-           AND (?8 IS NULL OR o.on_time = ?8)
-           AND (?9 IS NULL OR o.start_at > ?9 OR (o.start_at = ?9 AND o.id > ?10))
-         ORDER BY o.start_at, o.id LIMIT ?11"
-    );
-    let (after_t, after_id) = match &q.after {
-        Some((t, id)) => (Some(*t), Some(id.clone())),
-        None => (None, None),
-    };
+    let sql =
+        format!("SELECT {MEDIA_COLUMNS} FROM originals o {join} {filter} ORDER BY o.start_at, o.id LIMIT {limit}");
     let mut rows: Vec<MediaRow> = c
         .prepare_cached(&sql)?
-        .query_map(
-            params![
-                q.case, q.officer, q.device, q.station, q.kind, q.from, q.to, q.on_time, after_t, after_id, q.limit
-            ],
-            media_row,
-        )?
+        .query_map(rusqlite::params_from_iter(args), media_row)?
         .collect::<Result<_, _>>()?;
     attach_sightings(c, &mut rows)?;
     Ok(rows)
