@@ -9,6 +9,10 @@ Benchmarks (names for --only):
   photos   10,000 small photos; files/s vs a shell pipeline (b3sum, cp, sqlite3 insert per file)
   memory   peak RSS of the daemon while storing one 4 GiB file (GNU time)
   latency  watch mode: last write -> row visible, p50/p99, vs settle time + 1 s
+  renditions
+           remux of a 1080p H.264 file (times real time, vs `ffmpeg -c copy`);
+           transcode of 1080p H.265 vs the `ffmpeg` CLI with the same settings;
+           storing throughput while a large transcode runs vs unloaded
 
 Files live under --work (default: a fresh folder in /var/tmp, on the same file
 system as the archive, so that cp and bodycamd write to the same disk).
@@ -227,6 +231,144 @@ def bench_latency(a, work):
         shutil.rmtree(p)
 
 
+def ffmpeg_make(out, size, secs, vcodec):
+    """A test-pattern clip with a tone, encoded fast (the source, not what is measured)."""
+    x265 = "-x265-params log-level=error -tag:v hvc1" if vcodec == "libx265" else ""
+    sh(
+        f"ffmpeg -hide_banner -loglevel error -y -f lavfi -i testsrc2=size={size}:rate=30:duration={secs} "
+        f"-f lavfi -i sine=frequency=440:sample_rate=48000:duration={secs} "
+        f"-c:v {vcodec} -preset ultrafast {x265} -pix_fmt yuv420p -c:a aac -b:a 128k {out}"
+    )
+
+
+def render(a, job):
+    """One rendition through bodycamd's render worker (the daemon's code path)."""
+    import json
+
+    out = subprocess.run([a.bin, "render-worker"], input=json.dumps(job).encode(), capture_output=True, check=True)
+    ans = json.loads(out.stdout)
+    if "ok" not in ans:
+        raise SystemExit(f"render failed: {ans}")
+    return ans["ok"]
+
+
+def playable_job(src, out, video, audio):
+    return {
+        "task": "playable",
+        "input": src,
+        "output": out,
+        "spec": {"video": video, "audio": audio, "max_height": 1080, "preset": "veryfast", "crf": 23,
+                 "audio_bitrate": 128000},
+    }
+
+
+def bench_renditions(a, work):
+    d = os.path.join(work, "renditions")
+    fresh(d)
+    secs = a.render_secs
+    h264, hevc = os.path.join(d, "h264.mp4"), os.path.join(d, "hevc.mp4")
+    print(f"renditions: making {secs} s 1080p30 sources ...")
+    ffmpeg_make(h264, "1920x1080", secs, "libx264")
+    ffmpeg_make(hevc, "1920x1080", secs, "libx265")
+    out = os.path.join(d, "out.mp4")
+
+    # Remux: bodycamd vs `ffmpeg -c copy -movflags +faststart`.
+    rem, cli = [], []
+    for _ in range(3):
+        rem.append(timed(lambda: render(a, playable_job(h264, out, "copy", "copy"))))
+        cli.append(timed(lambda: sh(f"ffmpeg -hide_banner -loglevel error -y -i {h264} -c copy -movflags +faststart {out}")))
+    r, c = statistics.median(rem), statistics.median(cli)
+    print(f"REMUX: 1080p H.264 {secs} s: bodycamd {r:.3f} s = {secs / r:.0f}x real time; "
+          f"ffmpeg -c copy {c:.3f} s; ratio bodycamd/ffmpeg {r / c:.2f}")
+
+    # Transcode: H.265 -> H.264 veryfast CRF 23, audio copied, fast start: same settings for both.
+    rounds = []
+    for rnd in range(3):
+        def ours():
+            return timed(lambda: render(a, playable_job(hevc, out, "encode", "copy")))
+
+        def theirs():
+            return timed(lambda: sh(
+                f"ffmpeg -hide_banner -loglevel error -y -i {hevc} -map 0:v:0 -map 0:a:0 -c:v libx264 -preset veryfast "
+                f"-crf 23 -pix_fmt yuv420p -c:a copy -movflags +faststart {out}"))
+        if rnd % 2 == 0:
+            t_b, t_c = ours(), theirs()
+        else:
+            t_c, t_b = theirs(), ours()
+        rounds.append((t_b, t_c))
+        print(f"transcode round {rnd + 1}: bodycamd {t_b:.2f} s  ffmpeg CLI {t_c:.2f} s  ratio {t_b / t_c:.3f}")
+    ratio = statistics.median([b / c for b, c in rounds])
+    print(f"TRANSCODE: wall time bodycamd / ffmpeg CLI = {ratio:.3f} (median of 3; goal <= 1.05)")
+
+    # Storing while a large transcode runs: the daemon, watching a dock; N files
+    # are renamed into it at once and timed until all are stored.
+    n, size_mb = 8, 128
+    staging = os.path.join(d, "staging")
+    os.makedirs(staging)
+    for i in range(n):
+        sh(f"head -c {size_mb}M /dev/urandom > {staging}/CAM0042_004711_2026112609{i:02d}00_{i:04d}.mp4")
+
+    def storing(loaded):
+        dock, state, cfg = os.path.join(d, "dock"), os.path.join(d, "state"), os.path.join(d, "cfg.toml")
+        fresh(dock)
+        fresh(state)
+        extra = '[renditions]\npreset = "veryfast"\nthumbnails = false\n' if loaded else "[renditions]\nenabled = false\n"
+        write_config(cfg, state, dock, settle="0.2", extra=extra)
+        if loaded:
+            shutil.copy(hevc, os.path.join(dock, "big.mp4"))
+        p = subprocess.Popen([a.bin, "run", "--config", cfg], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        db = os.path.join(state, "index.sqlite3")
+
+        def q(sql):
+            try:
+                c = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+                try:
+                    return c.execute(sql).fetchone()[0]
+                finally:
+                    c.close()
+            except sqlite3.Error:
+                return None
+
+        if loaded:
+            while q("SELECT count(*) FROM rendition_jobs WHERE state = 'running'") != 1:
+                time.sleep(0.05)
+            time.sleep(1)  # the encoder is at full speed
+        else:
+            while q("SELECT count(*) FROM stations") != 1:
+                time.sleep(0.05)
+        base = q("SELECT count(*) FROM originals") or 0
+        sh("sync")
+        t0 = time.monotonic()
+        for f in sorted(os.listdir(staging)):
+            os.rename(os.path.join(staging, f), os.path.join(dock, f))
+        while (q("SELECT count(*) FROM originals") or 0) < base + n:
+            time.sleep(0.01)
+        t = time.monotonic() - t0
+        still = q("SELECT count(*) FROM rendition_jobs WHERE state = 'running'") if loaded else 0
+        p.terminate()
+        p.wait()
+        for f in os.listdir(dock):
+            if f != "big.mp4":
+                os.rename(os.path.join(dock, f), os.path.join(staging, f))
+        shutil.rmtree(state)
+        if loaded and still != 1:
+            print("  (warning: the transcode ended before storing did; use a longer --render-secs)")
+        return t
+
+    res = []
+    for rnd in range(3):
+        drop_caches()
+        t_u = storing(False)
+        drop_caches()
+        t_l = storing(True)
+        res.append(t_u / t_l)
+        mb = n * size_mb
+        print(f"storing round {rnd + 1}: {mb} MiB unloaded {t_u:.2f} s ({mb / t_u:.0f} MiB/s), during a 1080p transcode "
+              f"{t_l:.2f} s ({mb / t_l:.0f} MiB/s), kept {t_u / t_l:.2f}")
+    print(f"STORING UNDER TRANSCODE: throughput kept = {statistics.median(res):.2f} of unloaded (median of 3; goal >= 0.8)")
+    shutil.rmtree(d)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default="target/release/bodycamd")
@@ -237,12 +379,14 @@ def main():
     ap.add_argument("--big-gib", type=int, default=4)
     ap.add_argument("--latency-files", type=int, default=200)
     ap.add_argument("--rounds", type=int, default=5, help="rounds of the video benchmark")
+    ap.add_argument("--render-secs", type=int, default=30, help="length of the rendition benchmark's clips")
     a = ap.parse_args()
     a.bin = os.path.abspath(a.bin)
     work = a.work or tempfile.mkdtemp(prefix="bodycamd-bench-", dir="/var/tmp")
     os.makedirs(work, exist_ok=True)
     print(f"bench: {a.bin}; work {work}; {os.cpu_count()} cores; {time.strftime('%Y-%m-%d %H:%M:%S')}")
-    benches = {"video": bench_video, "photos": bench_photos, "memory": bench_memory, "latency": bench_latency}
+    benches = {"video": bench_video, "photos": bench_photos, "memory": bench_memory, "latency": bench_latency,
+               "renditions": bench_renditions}
     for name, fn in benches.items():
         if a.only and name not in a.only:
             continue

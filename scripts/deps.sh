@@ -6,7 +6,8 @@ set -eu
 PKGS="pkg-config clang libclang-dev \
 libavcodec-dev libavformat-dev libavutil-dev libavfilter-dev libavdevice-dev \
 libswscale-dev libswresample-dev \
-ffmpeg sqlite3 b3sum time python3 python3-venv curl wrk prometheus util-linux coreutils"
+ffmpeg sqlite3 b3sum time python3 python3-venv curl wrk prometheus util-linux coreutils \
+libheif-examples"
 
 missing=""
 for p in $PKGS; do

@@ -16,9 +16,10 @@ use crate::api::{self, ApiState};
 use crate::clock::{to_ms, SharedClock};
 use crate::config::Config;
 use crate::index::{ingest as ix, Index};
+use crate::media::worker::RenderLimits;
 use crate::media::worker::{ProberPool, ProberSettings};
 use crate::pipeline::station::Progress;
-use crate::pipeline::{alerting, describe, recovery, station, store, Ctx, Stats};
+use crate::pipeline::{alerting, describe, recovery, renditions, station, store, Ctx, Stats};
 use crate::store::Archive;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -31,6 +32,8 @@ pub struct RunOptions {
     pub prober_exe: PathBuf,
     /// How long shutdown waits for in-flight work.
     pub shutdown_grace: Duration,
+    /// Make renditions (with `once`: finish the rendition queue first).
+    pub renditions: bool,
 }
 
 impl RunOptions {
@@ -39,6 +42,7 @@ impl RunOptions {
             once,
             prober_exe: std::env::current_exe().context("cannot find the bodycamd executable")?,
             shutdown_grace: Duration::from_secs(30),
+            renditions: true,
         })
     }
 }
@@ -105,6 +109,22 @@ async fn until_idle(ctx: &Ctx, progress: &[watch::Receiver<Progress>]) {
     }
 }
 
+/// Wait until no rendition job is queued or running (failed jobs have
+/// retried their bounded number of times).
+async fn until_rendered(ctx: &Ctx) -> anyhow::Result<()> {
+    loop {
+        let index = ctx.index.clone();
+        let left = tokio::task::spawn_blocking(move || index.read(crate::index::renditions::outstanding)).await??;
+        if left == 0 && ctx.rendering.load(Ordering::SeqCst) == 0 {
+            return Ok(());
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            _ = ctx.shutdown.cancelled() => return Ok(()),
+        }
+    }
+}
+
 /// Run the daemon until `shutdown` is cancelled (or, with `once`, until
 /// everything on the stations is stored and described).
 pub async fn run(
@@ -127,10 +147,7 @@ pub async fn run(
         .with_context(|| format!("cannot open the archive at {}", config.archive_dir().display()))?;
     let removed = archive.recover().context("cannot clean the archive's tmp folder")?;
     if !removed.is_empty() {
-        tracing::warn!(
-            count = removed.len(),
-            "removed interrupted copies from the archive (their dock files remain)"
-        );
+        tracing::warn!(count = removed.len(), "removed interrupted copies from the archive (their dock files remain)");
     }
     let index = Index::open(&config.index_path())
         .with_context(|| format!("cannot open the index at {}", config.index_path().display()))?;
@@ -138,9 +155,7 @@ pub async fn run(
     for st in &config.stations {
         let (id, path) = (st.id.clone(), st.path.display().to_string());
         let mode = format!("{:?}", st.watch).to_lowercase();
-        index
-            .call(move |c| ix::upsert_station(c, &id, &path, &mode, now))
-            .await?;
+        index.call(move |c| ix::upsert_station(c, &id, &path, &mode, now)).await?;
     }
     // Bind early: a port in use is a start-up error, before any work.
     let listener = match config.api.listen {
@@ -157,7 +172,20 @@ pub async fn run(
         timeout: config.probe.timeout,
         memory_limit_bytes: config.probe.memory_limit_bytes,
     });
-    let (ctx, describe_rx) = Ctx::new(archive, index, prober, clock, &config, shutdown.child_token());
+    let rendition_store = Archive::open(&config.renditions_dir())
+        .with_context(|| format!("cannot open the renditions store in {}", config.state_dir.display()))?;
+    let runtime = renditions::Runtime {
+        cfg: config.renditions.clone(),
+        store: rendition_store,
+        limits: RenderLimits {
+            exe: opts.prober_exe.clone(),
+            timeout: config.renditions.timeout,
+            memory_limit_bytes: config.renditions.memory_limit_bytes,
+        },
+        wake: tokio::sync::Notify::new(),
+    };
+    let (ctx, describe_rx) = Ctx::new(archive, index, prober, clock, &config, runtime, shutdown.child_token());
+    renditions::prepare(&ctx).await?;
 
     let deletions = recovery::resume_deletions(&ctx).await?;
     if deletions > 0 {
@@ -167,8 +195,7 @@ pub async fn run(
     if undescribed > 0 {
         tracing::info!(count = undescribed, "describing originals stored before a restart");
     }
-    ctx.tasks
-        .spawn(describe::run(ctx.clone(), describe_rx, config.probe.workers));
+    ctx.tasks.spawn(describe::run(ctx.clone(), describe_rx, config.probe.workers));
     for _ in 0..config.ingest.workers {
         ctx.tasks.spawn(store::worker(ctx.clone()));
     }
@@ -184,6 +211,7 @@ pub async fn run(
         let state = ApiState {
             index: ctx.index.clone(),
             archive: ctx.archive.clone(),
+            renditions: ctx.renditions.store.clone(),
             clock: ctx.clock.clone(),
             ready: ready.clone(),
             stations: Arc::new(config.stations.iter().map(|s| s.id.clone()).collect()),
@@ -193,6 +221,11 @@ pub async fn run(
             hooks: ctx.alerting.hooks.clone(),
         };
         ctx.tasks.spawn(api::serve(listener, state, ctx.shutdown.clone()));
+    }
+    if opts.renditions && config.renditions.enabled {
+        for _ in 0..config.renditions.workers {
+            ctx.tasks.spawn(renditions::worker(ctx.clone()));
+        }
     }
     ctx.tasks.spawn(alerting::evaluator(ctx.clone()));
     ctx.tasks.spawn(alerting::deliverer(ctx.clone()));
@@ -210,18 +243,21 @@ pub async fn run(
         });
     }
 
-    let mut report = RunReport {
-        recovered_tmp: removed.len(),
-        ..Default::default()
-    };
+    let mut report = RunReport { recovered_tmp: removed.len(), ..Default::default() };
     if opts.once {
         until_idle(&ctx, &progress).await;
         if !was_clean {
             report.recovered_orphans = recovery::orphan_sweep(&ctx, started).await?;
             until_idle(&ctx, &progress).await;
         }
+        if opts.renditions && config.renditions.enabled {
+            until_rendered(&ctx).await?;
+        }
         // Leave the alerts as the state now is.
         alerting::evaluate_once(&ctx).await?;
+        if opts.renditions && config.renditions.enabled {
+            until_rendered(&ctx).await?;
+        }
         // Leave the alerts as the state now is.
         alerting::evaluate_once(&ctx).await?;
     } else {
@@ -242,9 +278,7 @@ pub async fn run(
     }
     ctx.shutdown.cancel();
     ctx.tasks.close();
-    let clean = tokio::time::timeout(opts.shutdown_grace, ctx.tasks.wait())
-        .await
-        .is_ok();
+    let clean = tokio::time::timeout(opts.shutdown_grace, ctx.tasks.wait()).await.is_ok();
     let s = &ctx.stats;
     report.stored_new = Stats::get(&s.stored_new);
     report.duplicates = Stats::get(&s.duplicates);

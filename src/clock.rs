@@ -68,9 +68,7 @@ pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
         return Ok(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
     }
-    Err(format!(
-        "{s:?} is not an RFC 3339 time (2026-11-26T09:30:00Z) or a date (2026-11-26)"
-    ))
+    Err(format!("{s:?} is not an RFC 3339 time (2026-11-26T09:30:00Z) or a date (2026-11-26)"))
 }
 
 #[cfg(test)]

@@ -61,6 +61,7 @@ pub struct Config {
     pub alerts: AlertConfig,
     pub api: ApiConfig,
     pub cases: CasesConfig,
+    pub renditions: RenditionConfig,
 }
 
 /// The 24-hour rule.
@@ -133,6 +134,33 @@ pub struct TokenConfig {
     pub role: Role,
     /// SHA-256 of the token (the token itself is never stored).
     pub sha256: [u8; 32],
+}
+
+/// Playable renditions and thumbnails.
+#[derive(Debug, Clone)]
+pub struct RenditionConfig {
+    pub enabled: bool,
+    /// Renditions made at once (each uses the cores through the encoder).
+    pub workers: usize,
+    /// Encoded video is scaled down to at most this height.
+    pub max_height: u32,
+    /// libx264 preset and CRF for transcoded video.
+    pub preset: String,
+    pub crf: u32,
+    pub audio_bitrate: u32,
+    /// Whether video originals that are not browser-playable are transcoded.
+    pub transcode_video: bool,
+    /// Whether audio originals that are not browser-playable are transcoded.
+    pub transcode_audio: bool,
+    pub thumbnails: bool,
+    /// Longest side of a thumbnail, in pixels.
+    pub thumbnail_size: u32,
+    /// Time limit of one rendition (the worker is killed after it).
+    pub timeout: Duration,
+    /// Address-space limit of a render worker.
+    pub memory_limit_bytes: u64,
+    pub max_attempts: u32,
+    pub retry_base: Duration,
 }
 
 /// Cases from case systems.
@@ -269,6 +297,8 @@ struct RawConfig {
     api: RawApi,
     #[serde(default)]
     cases: RawCases,
+    #[serde(default)]
+    renditions: RawRenditions,
 }
 
 #[derive(Deserialize, Default)]
@@ -313,6 +343,25 @@ struct RawToken {
     name: Spanned<String>,
     role: Role,
     token_sha256: Spanned<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRenditions {
+    enabled: Option<bool>,
+    workers: Option<Spanned<i64>>,
+    max_height: Option<Spanned<i64>>,
+    preset: Option<Spanned<String>>,
+    crf: Option<Spanned<i64>>,
+    audio_bitrate_kbps: Option<Spanned<i64>>,
+    transcode_video: Option<bool>,
+    transcode_audio: Option<bool>,
+    thumbnails: Option<bool>,
+    thumbnail_size: Option<Spanned<i64>>,
+    timeout: Option<Spanned<String>>,
+    memory_limit_mb: Option<Spanned<i64>>,
+    max_attempts: Option<Spanned<i64>>,
+    retry_base: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -390,11 +439,7 @@ impl Ctx<'_> {
         };
         let s = v.get_ref().get();
         if !(s.is_finite() && s >= min && s <= max) {
-            self.err(
-                Some(v.span()),
-                key,
-                format!("must be between {min} and {max} seconds, got {s}"),
-            );
+            self.err(Some(v.span()), key, format!("must be between {min} and {max} seconds, got {s}"));
             return Duration::from_secs_f64(default);
         }
         Duration::from_secs_f64(s)
@@ -501,11 +546,7 @@ impl Config {
         } else {
             std::env::current_dir().unwrap_or_default().join(file)
         };
-        let mut ctx = Ctx {
-            file: &abs_file,
-            text,
-            errors: Vec::new(),
-        };
+        let mut ctx = Ctx { file: &abs_file, text, errors: Vec::new() };
         let raw: RawConfig = match toml::from_str(text) {
             Ok(r) => r,
             Err(e) => {
@@ -533,6 +574,11 @@ impl Config {
     /// Where the content-addressed archive lives.
     pub fn archive_dir(&self) -> PathBuf {
         self.state_dir.join("archive")
+    }
+
+    /// Where playable renditions and thumbnails are stored.
+    pub fn renditions_dir(&self) -> PathBuf {
+        self.state_dir.join("renditions")
     }
 
     pub fn station(&self, id: &str) -> Option<&StationConfig> {
@@ -585,20 +631,13 @@ fn resolve(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
                     ctx.err(
                         Some(tz.span()),
                         k("timezone"),
-                        format!(
-                            "{:?} is not an IANA time zone name (like \"Asia/Shanghai\")",
-                            tz.get_ref()
-                        ),
+                        format!("{:?} is not an IANA time zone name (like \"Asia/Shanghai\")", tz.get_ref()),
                     );
                     chrono_tz::UTC
                 }
             },
         };
-        let pattern_text = st
-            .pattern
-            .as_ref()
-            .map(|p| p.get_ref().as_str())
-            .unwrap_or(DEFAULT_PATTERN);
+        let pattern_text = st.pattern.as_ref().map(|p| p.get_ref().as_str()).unwrap_or(DEFAULT_PATTERN);
         let pattern = if pattern_text.is_empty() {
             None
         } else {
@@ -656,12 +695,7 @@ fn resolve(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
                 ctx.err(
                     span.clone(),
                     format!("stations[{i}].path"),
-                    format!(
-                        "{} overlaps station {:?} at {}",
-                        a.path.display(),
-                        b.id,
-                        b.path.display()
-                    ),
+                    format!("{} overlaps station {:?} at {}", a.path.display(), b.id, b.path.display()),
                 );
             }
         }
@@ -670,20 +704,8 @@ fn resolve(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
     let ingest = IngestConfig {
         workers: ctx.int(&raw.ingest.workers, "ingest.workers", 2, 1, 64) as usize,
         max_attempts: ctx.int(&raw.ingest.max_attempts, "ingest.max_attempts", 5, 1, 1000) as u32,
-        retry_base: ctx.secs(
-            &raw.ingest.retry_base_secs,
-            "ingest.retry_base_secs",
-            2.0,
-            0.0,
-            86_400.0,
-        ),
-        retry_max: ctx.secs(
-            &raw.ingest.retry_max_secs,
-            "ingest.retry_max_secs",
-            600.0,
-            0.0,
-            86_400.0,
-        ),
+        retry_base: ctx.secs(&raw.ingest.retry_base_secs, "ingest.retry_base_secs", 2.0, 0.0, 86_400.0),
+        retry_max: ctx.secs(&raw.ingest.retry_max_secs, "ingest.retry_max_secs", 600.0, 0.0, 86_400.0),
         min_free_bytes: ctx.int(&raw.ingest.min_free_mb, "ingest.min_free_mb", 256, 0, 1 << 40) as u64 * 1024 * 1024,
     };
     let probe = ProbeConfig {
@@ -693,19 +715,10 @@ fn resolve(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
             * 1024
             * 1024,
     };
-    let level = raw
-        .log
-        .level
-        .as_ref()
-        .map(|l| l.get_ref().clone())
-        .unwrap_or_else(|| "info".into());
+    let level = raw.log.level.as_ref().map(|l| l.get_ref().clone()).unwrap_or_else(|| "info".into());
     if let Some(l) = &raw.log.level {
         if tracing_subscriber::EnvFilter::try_new(l.get_ref()).is_err() {
-            ctx.err(
-                Some(l.span()),
-                "log.level",
-                format!("{:?} is not a log level or filter", l.get_ref()),
-            );
+            ctx.err(Some(l.span()), "log.level", format!("{:?} is not a log level or filter", l.get_ref()));
         }
     }
     const H: u64 = 3600;
@@ -744,10 +757,7 @@ fn resolve(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
                 "must be at least 16 characters (it keys the HMAC-SHA256 signature)",
             );
         }
-        webhooks.push(WebhookConfig {
-            url,
-            secret: w.secret.get_ref().clone(),
-        });
+        webhooks.push(WebhookConfig { url, secret: w.secret.get_ref().clone() });
     }
     let alerts = AlertConfig {
         evaluate: ctx.duration(
@@ -764,13 +774,7 @@ fn resolve(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
             Duration::ZERO,
             Duration::from_secs(30 * 24 * H),
         ),
-        storage_low_bytes: ctx.int(
-            &raw.alerts.storage_low_mb,
-            "alerts.storage_low_mb",
-            10 * 1024,
-            0,
-            1 << 40,
-        ) as u64
+        storage_low_bytes: ctx.int(&raw.alerts.storage_low_mb, "alerts.storage_low_mb", 10 * 1024, 0, 1 << 40) as u64
             * 1024
             * 1024,
         degraded_hold: ctx.duration(
@@ -805,10 +809,7 @@ fn resolve(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
                 ctx.err(
                     Some(l.span()),
                     "api.listen",
-                    format!(
-                        "{:?} is not an address like \"127.0.0.1:8640\" (or \"off\")",
-                        l.get_ref()
-                    ),
+                    format!("{:?} is not an address like \"127.0.0.1:8640\" (or \"off\")", l.get_ref()),
                 );
                 None
             }
@@ -820,17 +821,9 @@ fn resolve(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
         let t = t.get_ref();
         let name = t.name.get_ref().trim().to_string();
         if name.is_empty() || name.len() > 64 {
-            ctx.err(
-                Some(t.name.span()),
-                format!("api.tokens[{i}].name"),
-                "must be 1-64 characters",
-            );
+            ctx.err(Some(t.name.span()), format!("api.tokens[{i}].name"), "must be 1-64 characters");
         } else if !names.insert(name.clone()) {
-            ctx.err(
-                Some(t.name.span()),
-                format!("api.tokens[{i}].name"),
-                format!("token name {name:?} is used twice"),
-            );
+            ctx.err(Some(t.name.span()), format!("api.tokens[{i}].name"), format!("token name {name:?} is used twice"));
         }
         let mut sha = [0u8; 32];
         let hex_ok = t.token_sha256.get_ref().len() == 64
@@ -842,11 +835,7 @@ fn resolve(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
                 "must be the 64 hex digits of the token's SHA-256 (e.g. `printf %s TOKEN | sha256sum`)",
             );
         }
-        tokens.push(TokenConfig {
-            name,
-            role: t.role,
-            sha256: sha,
-        });
+        tokens.push(TokenConfig { name, role: t.role, sha256: sha });
     }
     let max_body_bytes = ctx.int(&raw.api.max_body_bytes, "api.max_body_bytes", 1 << 20, 1024, 64 << 20) as usize;
     let cases = CasesConfig {
@@ -858,24 +847,63 @@ fn resolve(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
             Duration::from_secs(366 * 24 * H),
         ),
     };
+    let r = &raw.renditions;
+    const PRESETS: &[&str] =
+        &["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"];
+    let preset = match &r.preset {
+        Some(p) if PRESETS.contains(&p.get_ref().as_str()) => p.get_ref().clone(),
+        Some(p) => {
+            ctx.err(
+                Some(p.span()),
+                "renditions.preset",
+                format!("{:?} is not an x264 preset ({})", p.get_ref(), PRESETS.join(", ")),
+            );
+            "veryfast".into()
+        }
+        None => "veryfast".into(),
+    };
+    let renditions = RenditionConfig {
+        enabled: r.enabled.unwrap_or(true),
+        workers: ctx.int(&r.workers, "renditions.workers", 1, 1, 16) as usize,
+        max_height: ctx.int(&r.max_height, "renditions.max_height", 1080, 120, 4320) as u32,
+        preset,
+        crf: ctx.int(&r.crf, "renditions.crf", 23, 0, 51) as u32,
+        audio_bitrate: ctx.int(&r.audio_bitrate_kbps, "renditions.audio_bitrate_kbps", 128, 16, 512) as u32 * 1000,
+        transcode_video: r.transcode_video.unwrap_or(true),
+        transcode_audio: r.transcode_audio.unwrap_or(true),
+        thumbnails: r.thumbnails.unwrap_or(true),
+        thumbnail_size: ctx.int(&r.thumbnail_size, "renditions.thumbnail_size", 320, 16, 4096) as u32,
+        timeout: ctx.duration(
+            &r.timeout,
+            "renditions.timeout",
+            Duration::from_secs(2 * H),
+            Duration::from_millis(100),
+            Duration::from_secs(48 * H),
+        ),
+        memory_limit_bytes: ctx.int(&r.memory_limit_mb, "renditions.memory_limit_mb", 4096, 256, 1 << 20) as u64
+            * 1024
+            * 1024,
+        max_attempts: ctx.int(&r.max_attempts, "renditions.max_attempts", 3, 1, 100) as u32,
+        retry_base: ctx.duration(
+            &r.retry_base,
+            "renditions.retry_base",
+            Duration::from_secs(30),
+            Duration::from_millis(10),
+            Duration::from_secs(24 * H),
+        ),
+    };
     Config {
         deadlines,
         alerts,
         cases,
-        api: ApiConfig {
-            listen,
-            tokens,
-            max_body_bytes,
-        },
+        renditions,
+        api: ApiConfig { listen, tokens, max_body_bytes },
         source: ctx.file.to_path_buf(),
         state_dir,
         stations,
         ingest,
         probe,
-        log: LogConfig {
-            level,
-            format: raw.log.format.unwrap_or(LogFormat::Auto),
-        },
+        log: LogConfig { level, format: raw.log.format.unwrap_or(LogFormat::Auto) },
     }
 }
 
@@ -920,10 +948,7 @@ after_ingest = "keep"
         assert_eq!(e.line, Some(5));
         assert_eq!(e.key, "after_injest");
         let shown = e.to_string();
-        assert!(
-            shown.starts_with("/etc/bodycamd/bodycamd.toml:5: `after_injest`"),
-            "{shown}"
-        );
+        assert!(shown.starts_with("/etc/bodycamd/bodycamd.toml:5: `after_injest`"), "{shown}");
     }
 
     #[test]

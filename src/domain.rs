@@ -184,10 +184,7 @@ pub fn clock_plausible(t: DateTime<Utc>, first_seen: DateTime<Utc>) -> bool {
 /// plausible *and* not the dock mtime (an mtime is when the dock copied the
 /// file, not when the camera recorded it, so it cannot vouch for a clock).
 pub fn resolve_recording_time(ev: &TimeEvidence, first_seen: DateTime<Utc>) -> Option<RecordingTime> {
-    let dur = ev
-        .duration_secs
-        .filter(|d| d.is_finite() && *d >= 0.0 && *d < 1e7)
-        .unwrap_or(0.0);
+    let dur = ev.duration_secs.filter(|d| d.is_finite() && *d >= 0.0 && *d < 1e7).unwrap_or(0.0);
     let dur = Duration::milliseconds((dur * 1000.0).round() as i64);
     let candidates = [
         (StartSource::FileName, ev.file_name),
@@ -201,33 +198,18 @@ pub fn resolve_recording_time(ev: &TimeEvidence, first_seen: DateTime<Utc>) -> O
         let plausible = clock_plausible(t, first_seen);
         match primary {
             None if plausible => {
-                return Some(RecordingTime {
-                    start: t,
-                    end: t + dur,
-                    source,
-                    trusted: true,
-                });
+                return Some(RecordingTime { start: t, end: t + dur, source, trusted: true });
             }
             None => primary = Some((source, t)),
             // The primary clock is wrong: another camera-clock source may
             // still place the recording, but the clock remains in doubt.
             Some(_) if plausible && source != StartSource::FileMtime => {
-                return Some(RecordingTime {
-                    start: t,
-                    end: t + dur,
-                    source,
-                    trusted: false,
-                });
+                return Some(RecordingTime { start: t, end: t + dur, source, trusted: false });
             }
             Some(_) => {}
         }
     }
-    primary.map(|(source, t)| RecordingTime {
-        start: t,
-        end: t + dur,
-        source,
-        trusted: false,
-    })
+    primary.map(|(source, t)| RecordingTime { start: t, end: t + dur, source, trusted: false })
 }
 
 #[cfg(test)]

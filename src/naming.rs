@@ -62,11 +62,7 @@ impl NamePattern {
         let Some(caps) = self.regex.captures(rel_path) else {
             return NameInfo::default();
         };
-        let text = |name: &str| {
-            caps.name(name)
-                .map(|m| m.as_str().to_string())
-                .filter(|s| !s.is_empty())
-        };
+        let text = |name: &str| caps.name(name).map(|m| m.as_str().to_string()).filter(|s| !s.is_empty());
         let mut info = NameInfo {
             device: text("device"),
             officer: text("officer"),
@@ -154,9 +150,6 @@ mod tests {
             NamePattern::new("(?P<badge>x)", chrono_tz::UTC).unwrap_err(),
             PatternError::UnknownGroup("badge".into())
         );
-        assert!(matches!(
-            NamePattern::new("(", chrono_tz::UTC).unwrap_err(),
-            PatternError::Regex(_)
-        ));
+        assert!(matches!(NamePattern::new("(", chrono_tz::UTC).unwrap_err(), PatternError::Regex(_)));
     }
 }

@@ -80,10 +80,7 @@ fn name_time(t: DateTime<Utc>, tz: Tz) -> String {
 /// Write `bytes` to `path` as a docking station does: under a temporary
 /// name first, then renamed into place.
 fn place(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let part = path.with_file_name(format!(
-        "{}.part",
-        path.file_name().unwrap_or_default().to_string_lossy()
-    ));
+    let part = path.with_file_name(format!("{}.part", path.file_name().unwrap_or_default().to_string_lossy()));
     fs::write(&part, bytes)?;
     fs::rename(&part, path)
 }
@@ -116,50 +113,27 @@ pub fn run(opts: &SimOptions) -> Result<Vec<SimFile>, String> {
     fs::create_dir_all(&opts.out).map_err(|e| format!("{}: {e}", opts.out.display()))?;
     let mut out = Vec::new();
     let gap = chrono::Duration::milliseconds((opts.duration_secs * 1000.0) as i64) + chrono::Duration::minutes(3);
-    let video = |codec| VideoSpec {
-        codec,
-        width: opts.width,
-        height: opts.height,
-        fps: 15,
-    };
+    let video = |codec| VideoSpec { codec, width: opts.width, height: opts.height, fps: 15 };
     for cam in 0..opts.cameras {
         let device = format!("CAM{:04}", 42 + cam);
         let officer = format!("{:06}", 4711 + cam);
         let dir = opts.out.join(&device);
         fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let (what, ext, format, spec_v, spec_a) = match cam % 3 {
-            0 => (
-                "h264/aac mp4",
-                "mp4",
-                "mp4",
-                video(VideoCodec::H264),
-                Some(AudioCodec::Aac),
-            ),
+            0 => ("h264/aac mp4", "mp4", "mp4", video(VideoCodec::H264), Some(AudioCodec::Aac)),
             1 => ("h265 mp4", "mp4", "mp4", video(VideoCodec::Hevc), Some(AudioCodec::Aac)),
-            _ => (
-                "mjpeg/pcm avi",
-                "avi",
-                "avi",
-                video(VideoCodec::Mjpeg),
-                Some(AudioCodec::PcmS16),
-            ),
+            _ => ("mjpeg/pcm avi", "avi", "avi", video(VideoCodec::Mjpeg), Some(AudioCodec::PcmS16)),
         };
         let mut seq = 1;
         let mut t = opts.start + chrono::Duration::minutes(i64::from(cam) * 7);
         let file = |ext: &str, start: DateTime<Utc>, seq: u32| {
-            dir.join(format!(
-                "{device}_{officer}_{}_{seq:04}.{ext}",
-                name_time(start, opts.timezone)
-            ))
+            dir.join(format!("{device}_{officer}_{}_{seq:04}.{ext}", name_time(start, opts.timezone)))
         };
         for _ in 0..opts.clips {
             let spec = ClipSpec {
                 format,
                 video: Some(spec_v),
-                audio: spec_a.map(|codec| AudioSpec {
-                    codec,
-                    sample_rate: 16_000,
-                }),
+                audio: spec_a.map(|codec| AudioSpec { codec, sample_rate: 16_000 }),
                 duration_secs: opts.duration_secs,
                 creation_time: Some(t),
                 seed: opts.seed.wrapping_mul(1000) + u64::from(cam) * 100 + u64::from(seq),
@@ -200,10 +174,7 @@ pub fn run(opts: &SimOptions) -> Result<Vec<SimFile>, String> {
             let spec = ClipSpec {
                 format: "mp4",
                 video: Some(spec_v),
-                audio: Some(AudioSpec {
-                    codec: AudioCodec::Aac,
-                    sample_rate: 16_000,
-                }),
+                audio: Some(AudioSpec { codec: AudioCodec::Aac, sample_rate: 16_000 }),
                 duration_secs: opts.duration_secs,
                 creation_time: Some(t),
                 seed: opts.seed + 999,
@@ -254,30 +225,21 @@ pub fn run(opts: &SimOptions) -> Result<Vec<SimFile>, String> {
         let dir = opts.out.join(&device);
         fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let mut t = opts.start + chrono::Duration::minutes(30 + i64::from(rec) * 5);
-        for (seq, (format, ext, codec, what)) in [
-            ("wav", "wav", AudioCodec::PcmS16, "pcm wav"),
-            ("mp3", "mp3", AudioCodec::Mp3, "mp3"),
-        ]
-        .into_iter()
-        .enumerate()
+        for (seq, (format, ext, codec, what)) in
+            [("wav", "wav", AudioCodec::PcmS16, "pcm wav"), ("mp3", "mp3", AudioCodec::Mp3, "mp3")]
+                .into_iter()
+                .enumerate()
         {
             let spec = ClipSpec {
                 format,
                 video: None,
-                audio: Some(AudioSpec {
-                    codec,
-                    sample_rate: 16_000,
-                }),
+                audio: Some(AudioSpec { codec, sample_rate: 16_000 }),
                 duration_secs: opts.duration_secs,
                 creation_time: Some(t),
                 seed: opts.seed + 500 + seq as u64,
             };
             let bytes = clip_bytes(&opts.out, &spec, ext)?;
-            let path = dir.join(format!(
-                "{device}_{officer}_{}_{:04}.{ext}",
-                name_time(t, opts.timezone),
-                seq + 1
-            ));
+            let path = dir.join(format!("{device}_{officer}_{}_{:04}.{ext}", name_time(t, opts.timezone), seq + 1));
             place(&path, &bytes).map_err(|e| e.to_string())?;
             out.push(SimFile {
                 path,
@@ -299,10 +261,7 @@ pub fn run(opts: &SimOptions) -> Result<Vec<SimFile>, String> {
         let spec = ClipSpec {
             format: "mp4",
             video: Some(video(VideoCodec::H264)),
-            audio: Some(AudioSpec {
-                codec: AudioCodec::Aac,
-                sample_rate: 16_000,
-            }),
+            audio: Some(AudioSpec { codec: AudioCodec::Aac, sample_rate: 16_000 }),
             duration_secs: opts.duration_secs,
             creation_time: Some(t),
             seed: opts.seed + 777,

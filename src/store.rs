@@ -42,11 +42,7 @@ enum Buffer {
 
 impl Buffer {
     fn new(len: usize, aligned: bool) -> io::Result<Buffer> {
-        Ok(if aligned {
-            Buffer::Aligned(memmap2::MmapMut::map_anon(len)?)
-        } else {
-            Buffer::Plain(vec![0; len])
-        })
+        Ok(if aligned { Buffer::Aligned(memmap2::MmapMut::map_anon(len)?) } else { Buffer::Plain(vec![0; len]) })
     }
 }
 
@@ -125,11 +121,7 @@ impl Drop for Staged {
 impl Archive {
     /// Open (and create) the archive below `root`.
     pub fn open(root: &Path) -> io::Result<Archive> {
-        let a = Archive {
-            root: root.to_path_buf(),
-            objects: root.join("objects"),
-            tmp: root.join("tmp"),
-        };
+        let a = Archive { root: root.to_path_buf(), objects: root.join("objects"), tmp: root.join("tmp") };
         for d in [&a.root, &a.objects, &a.tmp] {
             fs::create_dir_all(d)?;
         }
@@ -187,24 +179,13 @@ impl Archive {
     pub fn stage(&self, src: &mut dyn Read, expected_size: u64, reserve: u64) -> Result<Staged, StoreError> {
         let available = self.free_bytes().map_err(StoreError::Write)?;
         if available < expected_size.saturating_add(reserve) {
-            return Err(StoreError::NoSpace {
-                needed: expected_size,
-                reserve,
-                available,
-            });
+            return Err(StoreError::NoSpace { needed: expected_size, reserve, available });
         }
         let (tmp_path, out) = self.create_tmp().map_err(StoreError::Write)?;
-        let mut staged = Staged {
-            tmp_path: Some(tmp_path),
-            id: MediaId([0; 32]),
-            size: 0,
-        };
+        let mut staged = Staged { tmp_path: Some(tmp_path), id: MediaId([0; 32]), size: 0 };
         // Small files (photos) gain nothing from O_DIRECT and need no large
         // buffer; one byte more than expected shows a file still growing.
-        let cap = (expected_size as usize)
-            .saturating_add(1)
-            .next_multiple_of(ALIGN)
-            .clamp(ALIGN, BUF_SIZE);
+        let cap = (expected_size as usize).saturating_add(1).next_multiple_of(ALIGN).clamp(ALIGN, BUF_SIZE);
         let mut hasher = blake3::Hasher::new();
         let total = if expected_size >= DIRECT_MIN {
             copy_pipelined(src, &out, cap, expected_size, reserve, &mut hasher)?
@@ -212,10 +193,7 @@ impl Archive {
             copy_simple(src, &out, cap, expected_size, reserve, &mut hasher)?
         };
         if total != expected_size {
-            return Err(StoreError::SizeChanged {
-                expected: expected_size,
-                read: total,
-            });
+            return Err(StoreError::SizeChanged { expected: expected_size, read: total });
         }
         out.sync_all().map_err(|e| write_error(e, expected_size, reserve))?;
         staged.id = MediaId::from_hash(hasher.finalize());
@@ -235,11 +213,7 @@ impl Archive {
         }
         if let Ok(meta) = fs::symlink_metadata(&target) {
             if meta.is_file() && meta.len() == staged.size {
-                return Ok(Stored {
-                    id: staged.id,
-                    size: staged.size,
-                    new: false,
-                });
+                return Ok(Stored { id: staged.id, size: staged.size, new: false });
             }
             // Same name, different size: the stored copy was damaged after it
             // was written. Keep it aside for investigation, install the good one.
@@ -271,11 +245,7 @@ impl Archive {
             Ok(true)
         })();
         match result {
-            Ok(new) => Ok(Stored {
-                id: staged.id,
-                size: staged.size,
-                new,
-            }),
+            Ok(new) => Ok(Stored { id: staged.id, size: staged.size, new }),
             Err(e) => {
                 let _ = fs::remove_file(&tmp_path);
                 Err(StoreError::Write(e))
@@ -298,17 +268,30 @@ impl Archive {
         hash_reader(f)
     }
 
+    /// A fresh path in `tmp/` for a file another process writes (a render
+    /// worker); it is removed at the next start if never adopted.
+    pub fn tmp_path(&self, ext: &str) -> PathBuf {
+        self.tmp.join(format!("{:016x}.{ext}", fastrand::u64(..)))
+    }
+
+    /// Take a complete file that was written into `tmp/`: fsync it and hash
+    /// it, ready to [`Archive::persist`].
+    pub fn adopt(&self, tmp_path: &Path) -> io::Result<Staged> {
+        if tmp_path.parent() != Some(self.tmp.as_path()) {
+            return Err(io::Error::other("only files in the archive's tmp/ can be adopted"));
+        }
+        let f = File::open(tmp_path)?;
+        f.sync_all()?;
+        let size = f.metadata()?.len();
+        let id = hash_reader(f)?;
+        Ok(Staged { tmp_path: Some(tmp_path.to_path_buf()), id, size })
+    }
+
     fn create_tmp(&self) -> io::Result<(PathBuf, File)> {
         loop {
             let name = format!("{:016x}.tmp", fastrand::u64(..));
             let path = self.tmp.join(name);
-            match OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-            {
+            match OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&path) {
                 Ok(f) => return Ok((path, f)),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
@@ -397,9 +380,7 @@ fn copy_pipelined(
             Ok(())
         })();
         drop(full_tx);
-        let written = writer
-            .join()
-            .unwrap_or_else(|_| Err(io::Error::other("the writer thread panicked")));
+        let written = writer.join().unwrap_or_else(|_| Err(io::Error::other("the writer thread panicked")));
         read?;
         written.map_err(|e| write_error(e, expected, reserve))?;
         Ok(total)
@@ -413,11 +394,7 @@ fn set_direct(f: &File, on: bool) -> bool {
     let Ok(flags) = rustix::fs::fcntl_getfl(f) else {
         return false;
     };
-    let want = if on {
-        flags | OFlags::DIRECT
-    } else {
-        flags - OFlags::DIRECT
-    };
+    let want = if on { flags | OFlags::DIRECT } else { flags - OFlags::DIRECT };
     rustix::fs::fcntl_setfl(f, want).is_ok() && on
 }
 
@@ -476,11 +453,7 @@ pub fn hash_reader(mut r: impl Read) -> io::Result<MediaId> {
 
 fn write_error(e: io::Error, needed: u64, reserve: u64) -> StoreError {
     if e.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error()) {
-        StoreError::NoSpace {
-            needed,
-            reserve,
-            available: 0,
-        }
+        StoreError::NoSpace { needed, reserve, available: 0 }
     } else {
         StoreError::Write(e)
     }
@@ -518,19 +491,8 @@ mod tests {
     #[test]
     fn files_of_every_size_round_the_blocks_are_stored_exactly() {
         let (d, a) = archive();
-        for len in [
-            0usize,
-            1,
-            4095,
-            4096,
-            4097,
-            8 * 1024 * 1024,
-            8 * 1024 * 1024 + 13,
-            20 * 1024 * 1024,
-        ] {
-            let data: Vec<u8> = (0..len as u32)
-                .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-                .collect();
+        for len in [0usize, 1, 4095, 4096, 4097, 8 * 1024 * 1024, 8 * 1024 * 1024 + 13, 20 * 1024 * 1024] {
+            let data: Vec<u8> = (0..len as u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
             let src = d.path().join("src");
             fs::write(&src, &data).unwrap();
             let staged = a.stage(&mut File::open(&src).unwrap(), len as u64, 0).unwrap();
@@ -555,9 +517,7 @@ mod tests {
         };
         let a = Archive::open(&d.path().join("archive")).unwrap();
         let data = vec![7u8; 3 * 4096 + 5];
-        let s = a
-            .persist(a.stage(&mut &data[..], data.len() as u64, 0).unwrap())
-            .unwrap();
+        let s = a.persist(a.stage(&mut &data[..], data.len() as u64, 0).unwrap()).unwrap();
         assert_eq!(fs::read(a.object_path(&s.id)).unwrap(), data);
     }
 

@@ -17,16 +17,11 @@ pub fn init(level: &str, format: LogFormat) {
         LogFormat::Text => false,
         LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let result = if json {
         builder.json().flatten_event(true).with_current_span(false).try_init()
     } else {
-        builder
-            .with_target(false)
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init()
+        builder.with_target(false).with_ansi(std::io::stderr().is_terminal()).try_init()
     };
     // A second init (tests, the demo) keeps the first subscriber.
     let _ = result;

@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::clock::{from_ms, rfc3339};
 use crate::domain::MediaId;
 use crate::index::query::{Counts, MediaRow, PendingRow, StationRow};
+use crate::index::renditions::{JobState, RenditionRow};
 use crate::store::Archive;
 
 fn t(ms: Option<i64>) -> Option<String> {
@@ -162,13 +163,7 @@ impl StationJson {
 
 impl StatusJson {
     pub fn build(stations: &[StationRow], counts: &Counts, pending: &[PendingRow]) -> StatusJson {
-        let of = |state: &str| {
-            pending
-                .iter()
-                .filter(|p| p.state == state)
-                .map(problem)
-                .collect::<Vec<_>>()
-        };
+        let of = |state: &str| pending.iter().filter(|p| p.state == state).map(problem).collect::<Vec<_>>();
         StatusJson {
             stations: stations.iter().map(StationJson::from_row).collect(),
             counts: CountsJson {
@@ -218,11 +213,7 @@ impl StatusJson {
             c.originals,
             human_bytes(c.bytes),
             c.sightings,
-            if kinds.is_empty() {
-                "none".into()
-            } else {
-                kinds.join(", ")
-            },
+            if kinds.is_empty() { "none".into() } else { kinds.join(", ") },
             c.unreadable,
             c.untrusted_clock,
             c.undescribed
@@ -298,4 +289,94 @@ pub fn render_media_table(rows: &[MediaJson]) -> String {
         );
     }
     s
+}
+
+/// One rendition of an original (made or not yet), for `media show`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RenditionJson {
+    /// `playable` or `thumbnail`.
+    pub kind: String,
+    /// `queued`, `running`, `done`, `failed` or `skipped`.
+    pub state: String,
+    /// `remux`, `transcode` or `image` once made.
+    pub method: Option<String>,
+    /// BLAKE3 of the rendition's bytes.
+    pub hash: Option<String>,
+    pub path: Option<String>,
+    pub mime: Option<String>,
+    pub size: Option<u64>,
+    pub duration_secs: Option<f64>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    /// libavcodec version and the encoders used.
+    pub encoder: Option<String>,
+    /// What was asked of the encoder (or why nothing was made).
+    #[schema(value_type = Object)]
+    pub settings: serde_json::Value,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub created_at: Option<String>,
+}
+
+impl RenditionJson {
+    /// Join jobs with the renditions they made.
+    pub fn join(jobs: &[JobState], made: &[RenditionRow], dir: &Path) -> Vec<RenditionJson> {
+        jobs.iter()
+            .map(|j| {
+                let r = made.iter().find(|r| r.kind == j.kind);
+                let path = r.and_then(|r| r.id.parse::<MediaId>().ok()).map(|id| Archive::object_path_in(dir, &id));
+                RenditionJson {
+                    kind: j.kind.clone(),
+                    state: j.state.clone(),
+                    method: r.map(|r| r.method.clone()),
+                    hash: r.map(|r| r.id.clone()),
+                    path: path.map(|p| p.display().to_string()),
+                    mime: r.map(|r| r.mime.clone()),
+                    size: r.map(|r| r.size),
+                    duration_secs: r.and_then(|r| r.duration_secs),
+                    width: r.and_then(|r| r.width),
+                    height: r.and_then(|r| r.height),
+                    encoder: r.map(|r| r.encoder.clone()),
+                    settings: serde_json::from_str(r.map(|r| r.settings.as_str()).unwrap_or(&j.plan))
+                        .unwrap_or_default(),
+                    attempts: j.attempts,
+                    last_error: j.last_error.clone(),
+                    created_at: t(r.map(|r| r.created_at)),
+                }
+            })
+            .collect()
+    }
+}
+
+/// Text lines for `media show`.
+pub fn render_renditions(rs: &[RenditionJson]) -> String {
+    let mut out = String::new();
+    if rs.is_empty() {
+        out.push_str("renditions: none planned\n");
+    }
+    for r in rs {
+        let _ = write!(out, "rendition {}: {}", r.kind, r.state);
+        if let Some(m) = &r.method {
+            let _ = write!(out, " by {m}");
+        }
+        if let (Some(w), Some(h)) = (r.width, r.height) {
+            let _ = write!(out, ", {w}x{h}");
+        }
+        if let Some(d) = r.duration_secs {
+            let _ = write!(out, ", {d:.3} s");
+        }
+        if r.attempts > 0 {
+            let _ = write!(out, ", {} attempt(s)", r.attempts);
+        }
+        out.push('\n');
+        for (k, v) in [("hash", &r.hash), ("path", &r.path), ("encoder", &r.encoder), ("error", &r.last_error)] {
+            if let Some(v) = v {
+                let _ = writeln!(out, "    {k}: {v}");
+            }
+        }
+        if r.state == "skipped" {
+            let _ = writeln!(out, "    why: {}", r.settings["skip"].as_str().unwrap_or("not needed"));
+        }
+    }
+    out
 }

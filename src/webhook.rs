@@ -69,10 +69,7 @@ mod tests {
     fn signatures_match_a_known_vector_and_verify() {
         // RFC 4231 test case 2.
         let sig = signature("Jefe", b"what do ya want for nothing?");
-        assert_eq!(
-            sig,
-            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-        );
+        assert_eq!(sig, "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
         assert!(verify("Jefe", b"what do ya want for nothing?", &sig));
         assert!(!verify("Jefe", b"what do ya want for nothing!", &sig));
         assert!(!verify("other", b"what do ya want for nothing?", &sig));

@@ -11,11 +11,7 @@ fn check(config_text: &str) -> (i32, String, String) {
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("bodycamd.toml");
     fs::write(&p, config_text).unwrap();
-    let out = Command::new(bin())
-        .args(["check-config", "--config"])
-        .arg(&p)
-        .output()
-        .unwrap();
+    let out = Command::new(bin()).args(["check-config", "--config"]).arg(&p).output().unwrap();
     (
         out.status.code().unwrap(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -26,11 +22,7 @@ fn check(config_text: &str) -> (i32, String, String) {
 #[test]
 fn the_shipped_example_configuration_is_valid() {
     let out = Command::new(bin())
-        .args([
-            "check-config",
-            "--config",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/config/bodycamd.toml"),
-        ])
+        .args(["check-config", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config/bodycamd.toml")])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -57,10 +49,7 @@ fn bad_configurations_name_file_line_and_key() {
     assert_eq!(code, 2);
     assert!(err.contains("FILE:"), "{err}");
 
-    let out = Command::new(bin())
-        .args(["check-config", "--config", "/nonexistent/b.toml"])
-        .output()
-        .unwrap();
+    let out = Command::new(bin()).args(["check-config", "--config", "/nonexistent/b.toml"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/b.toml: cannot read"));
 }
@@ -77,11 +66,7 @@ fn commands_on_a_state_dir_that_was_never_used_say_so() {
     let h = Harness::new("", "");
     let out = h.cmd(&["status"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("no index at"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no index at"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
@@ -110,40 +95,19 @@ fn simulate_writes_a_realistic_station() {
     let out = Command::new(bin())
         .args(["simulate", "--out"])
         .arg(d.path())
-        .args([
-            "--corrupt",
-            "--timezone",
-            "Asia/Shanghai",
-            "--start",
-            "2026-11-26T01:30:00Z",
-            "--duration",
-            "1",
-        ])
+        .args(["--corrupt", "--timezone", "Asia/Shanghai", "--start", "2026-11-26T01:30:00Z", "--duration", "1"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let listing = String::from_utf8_lossy(&out.stdout);
-    for what in [
-        "h264/aac mp4",
-        "h265 mp4",
-        "mjpeg/pcm avi",
-        "pcm wav",
-        "mp3",
-        "jpeg photo with exif",
-        "truncated",
-        "empty",
-    ] {
+    for what in
+        ["h264/aac mp4", "h265 mp4", "mjpeg/pcm avi", "pcm wav", "mp3", "jpeg photo with exif", "truncated", "empty"]
+    {
         assert!(listing.contains(what), "{what} missing:\n{listing}");
     }
     // Names carry device, officer, local start time and sequence.
-    assert!(
-        d.path().join("CAM0042/CAM0042_004711_20261126093000_0001.mp4").exists(),
-        "{listing}"
-    );
+    assert!(d.path().join("CAM0042/CAM0042_004711_20261126093000_0001.mp4").exists(), "{listing}");
     assert!(!listing.contains(".part"));
-    let bad = Command::new(bin())
-        .args(["simulate", "--out", "/tmp/x", "--size", "huge"])
-        .output()
-        .unwrap();
+    let bad = Command::new(bin()).args(["simulate", "--out", "/tmp/x", "--size", "huge"]).output().unwrap();
     assert_eq!(bad.status.code(), Some(2));
 }

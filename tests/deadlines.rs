@@ -18,19 +18,15 @@ use tokio_util::sync::CancellationToken;
 /// `run --once`, in-process, with the wall clock at `at`.
 fn run_at(h: &Harness, at: DateTime<Utc>) -> RunReport {
     let cfg = Config::load(&h.config).unwrap_or_else(|e| panic!("{e}"));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let opts = RunOptions {
             once: true,
             prober_exe: bin().into(),
             shutdown_grace: StdDuration::from_secs(30),
+            renditions: false,
         };
-        app::run(cfg, opts, Arc::new(ManualClock::new(at)), CancellationToken::new())
-            .await
-            .unwrap()
+        app::run(cfg, opts, Arc::new(ManualClock::new(at)), CancellationToken::new()).await.unwrap()
     })
 }
 
@@ -45,24 +41,16 @@ fn configure(h: &Harness, blocked: bool, extra: &str) {
         ),
     );
     let text = fs::read_to_string(&h.config).unwrap();
-    let ingest = if blocked {
-        "[ingest]\nmax_attempts = 1\nmin_free_mb = 1099511627776\n"
-    } else {
-        "[ingest]\n"
-    };
-    let text = text
-        .replace("[ingest]\n", ingest)
-        .replace("min_free_mb = 0\n", if blocked { "" } else { "min_free_mb = 0\n" });
+    let ingest = if blocked { "[ingest]\nmax_attempts = 1\nmin_free_mb = 1099511627776\n" } else { "[ingest]\n" };
+    let text =
+        text.replace("[ingest]\n", ingest).replace("min_free_mb = 0\n", if blocked { "" } else { "min_free_mb = 0\n" });
     fs::write(&h.config, text).unwrap();
 }
 
 /// A real JPEG named as a camera names it. Photos end when they start, so
 /// deadlines and delays are exact.
 fn photo(h: &Harness, device: &str, officer: &str, start: DateTime<Utc>, seq: u32) -> String {
-    let name = format!(
-        "{device}/{device}_{officer}_{}_{seq:04}.jpg",
-        start.format("%Y%m%d%H%M%S")
-    );
+    let name = format!("{device}/{device}_{officer}_{}_{seq:04}.jpg", start.format("%Y%m%d%H%M%S"));
     let path = h.dock.join(&name);
     fs::create_dir_all(path.parent().unwrap()).unwrap();
     let bytes = bodycamd::media::encode::encode_jpeg(32, 24, u64::from(seq) + start.timestamp() as u64).unwrap();
@@ -83,9 +71,7 @@ fn alerts(h: &Harness) -> Vec<Value> {
 }
 
 fn has(alerts: &[Value], kind: &str, subject: &str, state: &str) -> bool {
-    alerts
-        .iter()
-        .any(|a| a["kind"] == kind && a["subject"] == subject && a["state"] == state)
+    alerts.iter().any(|a| a["kind"] == kind && a["subject"] == subject && a["state"] == state)
 }
 
 #[test]
@@ -99,34 +85,19 @@ fn timing_scenarios_on_time_late_docking_and_a_1970_clock() {
     run_at(&h, t);
     let m = h.media();
     let f = find(&m, &fresh);
-    assert_eq!(
-        (f["on_time"].clone(), f["late"].clone()),
-        (Value::Bool(true), Value::Null)
-    );
+    assert_eq!((f["on_time"].clone(), f["late"].clone()), (Value::Bool(true), Value::Null));
     assert_eq!(f["deadline"], bodycamd::clock::rfc3339(t + Duration::hours(1)));
     let s = find(&m, &stale);
-    assert_eq!(
-        (s["on_time"].clone(), s["late"].clone()),
-        (Value::Bool(false), Value::from("late_docking"))
-    );
+    assert_eq!((s["on_time"].clone(), s["late"].clone()), (Value::Bool(false), Value::from("late_docking")));
     let e = find(&m, &epoch);
     assert_eq!(e["clock_trusted"], false);
-    assert_eq!(
-        (e["on_time"].clone(), e["late"].clone()),
-        (Value::Bool(false), Value::from("late_docking"))
-    );
+    assert_eq!((e["on_time"].clone(), e["late"].clone()), (Value::Bool(false), Value::from("late_docking")));
     let a = alerts(&h);
     assert!(has(&a, "late_docking", &stale, "open"), "{a:#?}");
     assert!(has(&a, "late_docking", &epoch, "open"));
     assert!(has(&a, "clock_invalid", &epoch, "open"));
-    assert!(
-        !a.iter().any(|x| x["subject"] == fresh),
-        "an on-time file raises nothing: {a:#?}"
-    );
-    let v = a
-        .iter()
-        .find(|x| x["kind"] == "late_docking" && x["subject"] == stale)
-        .unwrap();
+    assert!(!a.iter().any(|x| x["subject"] == fresh), "an on-time file raises nothing: {a:#?}");
+    let v = a.iter().find(|x| x["kind"] == "late_docking" && x["subject"] == stale).unwrap();
     assert_eq!(v["severity"], "violation");
     assert_eq!(v["details"]["device"], "CAM1");
     assert_eq!(v["details"]["officer"], "004711");
@@ -141,10 +112,7 @@ fn docked_in_time_but_stored_late_is_late_processing() {
     let id = photo(&h, "CAM1", "004711", t0 - Duration::hours(20), 1);
     run_at(&h, t0);
     assert!(h.media().is_empty(), "the backlog: nothing stored yet");
-    let subject = format!(
-        "dock-01/CAM1/CAM1_004711_{}_0001.jpg",
-        (t0 - Duration::hours(20)).format("%Y%m%d%H%M%S")
-    );
+    let subject = format!("dock-01/CAM1/CAM1_004711_{}_0001.jpg", (t0 - Duration::hours(20)).format("%Y%m%d%H%M%S"));
     assert!(has(&alerts(&h), "ingest_failed", &subject, "open"));
     // ...and stored 25 h after it.
     configure(&h, false, "");
@@ -153,19 +121,10 @@ fn docked_in_time_but_stored_late_is_late_processing() {
     let x = find(&m, &id);
     assert_eq!(x["on_time"], false);
     assert_eq!(x["late"], "late_processing", "{x:#}");
-    assert_eq!(
-        x["first_seen"],
-        bodycamd::clock::rfc3339(t0),
-        "first seen is kept across the restart"
-    );
+    assert_eq!(x["first_seen"], bodycamd::clock::rfc3339(t0), "first seen is kept across the restart");
     let a = alerts(&h);
     assert!(has(&a, "late_processing", &id, "open"), "{a:#?}");
-    assert!(
-        a.iter()
-            .filter(|x| x["kind"] == "ingest_failed")
-            .all(|x| x["state"] == "resolved"),
-        "{a:#?}"
-    );
+    assert!(a.iter().filter(|x| x["kind"] == "ingest_failed").all(|x| x["state"] == "resolved"), "{a:#?}");
 }
 
 #[test]
@@ -179,10 +138,7 @@ fn at_risk_then_overdue_then_stored_in_that_order() {
     let rel = format!("CAM1/CAM1_004711_{}_0001.jpg", name_start.format("%Y%m%d%H%M%S"));
     let subject = format!("dock-01/{rel}");
     run_at(&h, t);
-    assert!(
-        !alerts(&h).iter().any(|a| a["kind"] == "deadline_at_risk"),
-        "2.5 h left: not yet at risk"
-    );
+    assert!(!alerts(&h).iter().any(|a| a["kind"] == "deadline_at_risk"), "2.5 h left: not yet at risk");
     run_at(&h, t + Duration::hours(1));
     let a = alerts(&h);
     assert!(has(&a, "deadline_at_risk", &subject, "open"), "{a:#?}");
@@ -194,20 +150,13 @@ fn at_risk_then_overdue_then_stored_in_that_order() {
     run_at(&h, t + Duration::minutes(210));
     let a = alerts(&h);
     assert!(has(&a, "overdue", &subject, "resolved"), "{a:#?}");
-    assert!(
-        has(&a, "late_processing", &id, "open"),
-        "the late record remains: {a:#?}"
-    );
+    assert!(has(&a, "late_processing", &id, "open"), "the late record remains: {a:#?}");
     // The order of transitions, as kept in the history.
     let c = h.sqlite();
     let mut stmt = c
         .prepare("SELECT a.kind || ' ' || e.event FROM alert_events e JOIN alerts a ON a.id = e.alert_id WHERE a.subject IN (?1, ?2) AND a.kind != 'ingest_failed' ORDER BY e.id")
         .unwrap();
-    let events: Vec<String> = stmt
-        .query_map([&subject, &id], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let events: Vec<String> = stmt.query_map([&subject, &id], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap();
     assert_eq!(
         events,
         [
@@ -243,10 +192,7 @@ fn a_station_missing_longer_than_the_grace_is_alerted_and_resolves_on_return() {
     fs::remove_dir(&h.dock).unwrap();
     let t = now();
     run_at(&h, t);
-    assert!(
-        !alerts(&h).iter().any(|a| a["kind"] == "station_unavailable"),
-        "within the grace"
-    );
+    assert!(!alerts(&h).iter().any(|a| a["kind"] == "station_unavailable"), "within the grace");
     run_at(&h, t + Duration::minutes(11));
     let a = alerts(&h);
     assert!(has(&a, "station_unavailable", "dock-01", "open"), "{a:#?}");
@@ -286,47 +232,23 @@ fn the_compliance_report_counts_exactly() {
     let from = bodycamd::clock::rfc3339(t - Duration::hours(40));
     let to = bodycamd::clock::rfc3339(t + Duration::hours(1));
     let out = h
-        .cmd(&[
-            "report",
-            "compliance",
-            "--from",
-            &from,
-            "--to",
-            &to,
-            "--by",
-            "officer",
-            "--format",
-            "json",
-        ])
+        .cmd(&["report", "compliance", "--from", &from, "--to", &to, "--by", "officer", "--format", "json"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     let rows = r["rows"].as_array().unwrap();
-    let row = |k: &str| {
-        rows.iter()
-            .find(|x| x["key"] == k)
-            .unwrap_or_else(|| panic!("no row {k}: {r:#}"))
-            .clone()
-    };
+    let row = |k: &str| rows.iter().find(|x| x["key"] == k).unwrap_or_else(|| panic!("no row {k}: {r:#}")).clone();
     let a = row("004711");
     assert_eq!(
-        (
-            a["files"].clone(),
-            a["on_time"].clone(),
-            a["late_docking"].clone(),
-            a["late_processing"].clone()
-        ),
+        (a["files"].clone(), a["on_time"].clone(), a["late_docking"].clone(), a["late_processing"].clone()),
         (4.into(), 2.into(), 1.into(), 1.into())
     );
     assert_eq!(a["on_time_pct"], 50.0);
     assert_eq!(a["median_delay_secs"], 86400.0);
     assert_eq!(a["max_delay_secs"], 111600.0);
     let b = row("004712");
-    assert_eq!(
-        (b["files"].clone(), b["on_time"].clone(), b["clock_invalid"].clone()),
-        (2.into(), 1.into(), 1.into())
-    );
+    assert_eq!((b["files"].clone(), b["on_time"].clone(), b["clock_invalid"].clone()), (2.into(), 1.into(), 1.into()));
     assert_eq!(b["median_delay_secs"], 7200.0);
     let total = row("TOTAL");
     assert_eq!((total["files"].clone(), total["on_time"].clone()), (6.into(), 3.into()));
@@ -334,25 +256,11 @@ fn the_compliance_report_counts_exactly() {
     assert_eq!(total["median_delay_secs"], 82800.0);
     // The same figures by device, as CSV.
     let out = h
-        .cmd(&[
-            "report",
-            "compliance",
-            "--from",
-            &from,
-            "--to",
-            &to,
-            "--by",
-            "device",
-            "--format",
-            "csv",
-        ])
+        .cmd(&["report", "compliance", "--from", &from, "--to", &to, "--by", "device", "--format", "csv"])
         .output()
         .unwrap();
     let csv = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        csv.starts_with("device,files,on_time,late_docking,late_processing,clock_invalid,on_time_pct"),
-        "{csv}"
-    );
+    assert!(csv.starts_with("device,files,on_time,late_docking,late_processing,clock_invalid,on_time_pct"), "{csv}");
     assert!(csv.contains("\nCAM1,4,2,1,1,0,50.00,86400,111600\n"), "{csv}");
     assert!(csv.contains("\nTOTAL,6,3,2,1,1,50.00,82800,111600"), "{csv}");
 }

@@ -19,9 +19,7 @@ fn a_slowly_written_file_is_stored_whole_once() {
     let path = h.dock.join("CAM0042/CAM0042_004711_20261126093000_0001.mp4");
     // 10 pieces, 0.4 s apart: longer than settle/3, shorter than settle.
     bodycamd::simulate::write_slowly(&path, &bytes, Duration::from_secs(4)).unwrap();
-    wait_until("the clip to be stored", Duration::from_secs(30), || {
-        h.media().len() == 1
-    });
+    wait_until("the clip to be stored", Duration::from_secs(30), || h.media().len() == 1);
     std::thread::sleep(Duration::from_millis(500));
     let m = h.media();
     assert_eq!(m.len(), 1, "one original, never a truncated one as well: {m:#?}");
@@ -42,20 +40,13 @@ fn the_same_bytes_under_two_names_are_one_original_with_two_sightings() {
     h.run_once();
     let m = h.media();
     assert_eq!(m.len(), 1);
-    let mut paths: Vec<String> = m[0]["source_paths"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p.as_str().unwrap().into())
-        .collect();
+    let mut paths: Vec<String> =
+        m[0]["source_paths"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().into()).collect();
     paths.sort();
     assert_eq!(
         paths,
-        [
-            h.dock.join("A/CAM1_004711_20261126093000_0001.mp4"),
-            h.dock.join("A/renamed copy.mp4")
-        ]
-        .map(|p| p.display().to_string())
+        [h.dock.join("A/CAM1_004711_20261126093000_0001.mp4"), h.dock.join("A/renamed copy.mp4")]
+            .map(|p| p.display().to_string())
     );
     // The name that carries metadata fills it in, whichever was stored first.
     assert_eq!(m[0]["device"], "CAM1");
@@ -80,22 +71,12 @@ fn a_symlink_in_a_dock_is_reported_not_followed() {
     let m = h.media();
     assert_eq!(ids(&m), [blake3_hex(b"inside")]);
     let status = h.status();
-    let rejected: Vec<&str> = status["rejected"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["path"].as_str().unwrap())
-        .collect();
+    let rejected: Vec<&str> =
+        status["rejected"].as_array().unwrap().iter().map(|r| r["path"].as_str().unwrap()).collect();
     for name in ["link.mp4", "passwd.mp4", "updir"] {
-        assert!(
-            rejected.iter().any(|p| p.ends_with(name)),
-            "{name} not reported: {status:#}"
-        );
+        assert!(rejected.iter().any(|p| p.ends_with(name)), "{name} not reported: {status:#}");
     }
-    assert!(status["rejected"][0]["reason"]
-        .as_str()
-        .unwrap()
-        .contains("symbolic link"));
+    assert!(status["rejected"][0]["reason"].as_str().unwrap().contains("symbolic link"));
     let passwd = fs::read("/etc/passwd").unwrap();
     assert!(!h.objects().iter().any(|o| fs::read(o).unwrap() == passwd));
 }
@@ -105,14 +86,7 @@ fn odd_names_are_ingested_and_shown_exactly() {
     let h = Harness::new("", "");
     let long = format!("{}.mp4", "x".repeat(251));
     assert_eq!(long.len(), 255);
-    let names = [
-        "with space.mp4",
-        "证据_视频 ü.mp4",
-        "new\nline.mp4",
-        long.as_str(),
-        "-rf.mp4",
-        "a;b&c|d.mp4",
-    ];
+    let names = ["with space.mp4", "证据_视频 ü.mp4", "new\nline.mp4", long.as_str(), "-rf.mp4", "a;b&c|d.mp4"];
     for (i, n) in names.iter().enumerate() {
         fs::write(h.dock.join(n), format!("content {i}")).unwrap();
     }
@@ -121,10 +95,7 @@ fn odd_names_are_ingested_and_shown_exactly() {
     assert_eq!(m.len(), names.len());
     for (i, n) in names.iter().enumerate() {
         let m = find(&m, &blake3_hex(format!("content {i}").as_bytes()));
-        assert_eq!(
-            m["source_paths"][0].as_str().unwrap(),
-            h.dock.join(n).display().to_string()
-        );
+        assert_eq!(m["source_paths"][0].as_str().unwrap(), h.dock.join(n).display().to_string());
     }
 }
 
@@ -165,22 +136,13 @@ fn unprivileged(h: &Harness, args: &[&str]) -> std::process::Output {
     let root = rustix::process::geteuid().is_root();
     let mut c = if root {
         let mut c = std::process::Command::new("setpriv");
-        c.args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-            "--bounding-set=-all",
-        ])
-        .arg(bin());
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"])
+            .arg(bin());
         c
     } else {
         std::process::Command::new(bin())
     };
-    c.args(args)
-        .arg("--config")
-        .arg(&h.config)
-        .env("RUST_LOG", "bodycamd=debug");
+    c.args(args).arg("--config").arg(&h.config).env("RUST_LOG", "bodycamd=debug");
     c.output().unwrap()
 }
 
@@ -205,9 +167,7 @@ fn walk(p: &Path) -> Vec<std::path::PathBuf> {
 fn an_unreadable_file_is_retried_reported_and_does_not_stop_the_others() {
     let h = Harness::new("", "[log]\nlevel = \"debug\"\n");
     h.write_config("", "");
-    let cfg = fs::read_to_string(&h.config)
-        .unwrap()
-        .replace("[ingest]\n", "[ingest]\nmax_attempts = 3\n");
+    let cfg = fs::read_to_string(&h.config).unwrap().replace("[ingest]\n", "[ingest]\nmax_attempts = 3\n");
     fs::write(&h.config, cfg).unwrap();
     for i in 0..5 {
         fs::write(h.dock.join(format!("ok{i}.mp4")), format!("ok {i}")).unwrap();
@@ -224,16 +184,9 @@ fn an_unreadable_file_is_retried_reported_and_does_not_stop_the_others() {
     let failed = status["failed"].as_array().unwrap();
     assert_eq!(failed.len(), 1, "{status:#}");
     assert!(failed[0]["path"].as_str().unwrap().ends_with("locked.mp4"));
-    assert!(
-        failed[0]["reason"].as_str().unwrap().contains("Permission denied"),
-        "{status:#}"
-    );
+    assert!(failed[0]["reason"].as_str().unwrap().contains("Permission denied"), "{status:#}");
     assert_eq!(failed[0]["attempts"], 3);
-    assert_eq!(
-        stderr.matches("store attempt failed; will retry").count(),
-        2,
-        "{stderr}"
-    );
+    assert_eq!(stderr.matches("store attempt failed; will retry").count(), 2, "{stderr}");
     assert!(h.dock.join("locked.mp4").exists(), "a failed file stays on the dock");
     // Once readable, the next run stores it.
     fs::set_permissions(h.dock.join("locked.mp4"), fs::Permissions::from_mode(0o644)).unwrap();
@@ -261,9 +214,7 @@ fn a_station_that_disappears_loses_nothing_and_deletes_nothing() {
     assert!(st["stations"][0]["unavailable_since"].is_string());
     assert_eq!(h.media().len(), 3, "absence is not deletion");
     let conn = h.sqlite();
-    let sightings: i64 = conn
-        .query_row("SELECT count(*) FROM sightings", [], |r| r.get(0))
-        .unwrap();
+    let sightings: i64 = conn.query_row("SELECT count(*) FROM sightings", [], |r| r.get(0)).unwrap();
     assert_eq!(sightings, 3);
     // Files arrive on the dock while it is away; then it comes back.
     fs::write(away.join("CAM1/f3.mp4"), b"f3").unwrap();
@@ -340,9 +291,7 @@ fn a_file_that_changes_while_it_is_copied_is_stored_as_it_ends() {
     let p = h.dock.join("big.mp4");
     fs::write(&p, &big).unwrap();
     // As soon as a copy starts, append to the file.
-    wait_until("a copy to start", Duration::from_secs(20), || {
-        h.tmp_leftovers() > 0 || !h.media().is_empty()
-    });
+    wait_until("a copy to start", Duration::from_secs(20), || h.tmp_leftovers() > 0 || !h.media().is_empty());
     let changed_during_copy = h.media().is_empty();
     use std::io::Write;
     let mut f = fs::OpenOptions::new().append(true).open(&p).unwrap();
@@ -351,9 +300,7 @@ fn a_file_that_changes_while_it_is_copied_is_stored_as_it_ends() {
     let mut full = big.clone();
     full.extend_from_slice(b"appended");
     let want = blake3_hex(&full);
-    wait_until("the final content", Duration::from_secs(60), || {
-        h.media().iter().any(|m| m["id"] == want)
-    });
+    wait_until("the final content", Duration::from_secs(60), || h.media().iter().any(|m| m["id"] == want));
     d.stop();
     if changed_during_copy {
         assert_eq!(h.media().len(), 1, "the copy of the moving file was discarded");
@@ -366,16 +313,8 @@ fn a_file_that_changes_while_it_is_copied_is_stored_as_it_ends() {
 fn names_are_read_in_the_station_zone_and_bad_clocks_are_not_trusted() {
     let h = Harness::new("timezone = \"Asia/Shanghai\"", "");
     fs::create_dir_all(h.dock.join("CAM0042")).unwrap();
-    fs::write(
-        h.dock.join("CAM0042/CAM0042_004711_20261126093000_0007.mp4"),
-        clip(h.dir.path(), 5),
-    )
-    .unwrap();
-    fs::write(
-        h.dock.join("CAM0042/CAM0042_004711_19700101000000_0008.mp4"),
-        clip(h.dir.path(), 6),
-    )
-    .unwrap();
+    fs::write(h.dock.join("CAM0042/CAM0042_004711_20261126093000_0007.mp4"), clip(h.dir.path(), 5)).unwrap();
+    fs::write(h.dock.join("CAM0042/CAM0042_004711_19700101000000_0008.mp4"), clip(h.dir.path(), 6)).unwrap();
     h.run_once();
     let m = h.media_args(&["--device", "CAM0042"]);
     assert_eq!(m.len(), 2);
@@ -394,16 +333,8 @@ fn names_are_read_in_the_station_zone_and_bad_clocks_are_not_trusted() {
     let start = chrono::DateTime::parse_from_rfc3339(good["recorded_start"].as_str().unwrap()).unwrap();
     assert!(((end - start).num_milliseconds() - 1000).abs() < 150);
     // Filters.
-    assert_eq!(
-        h.media_args(&["--officer", "004711", "--from", "2026-11-26", "--to", "2026-11-27"])
-            .len(),
-        2
-    );
-    assert_eq!(
-        h.media_args(&["--officer", "004711", "--from", "2026-11-26T01:30:00.001Z"])
-            .len(),
-        0
-    );
+    assert_eq!(h.media_args(&["--officer", "004711", "--from", "2026-11-26", "--to", "2026-11-27"]).len(), 2);
+    assert_eq!(h.media_args(&["--officer", "004711", "--from", "2026-11-26T01:30:00.001Z"]).len(), 0);
     assert_eq!(h.media_args(&["--station", "dock-01", "--limit", "1"]).len(), 1);
     assert_eq!(h.media_args(&["--officer", "999999"]).len(), 0);
     let all = h.media();
@@ -437,8 +368,6 @@ fn non_utf8_names_round_trip() {
     fs::write(h.dock.join(name), b"latin1").unwrap();
     h.run_once();
     let conn = h.sqlite();
-    let rel: Vec<u8> = conn
-        .query_row("SELECT rel_path FROM sightings", [], |r| r.get(0))
-        .unwrap();
+    let rel: Vec<u8> = conn.query_row("SELECT rel_path FROM sightings", [], |r| r.get(0)).unwrap();
     assert_eq!(rel, b"latin1-\xe9t\xe9.mp4");
 }

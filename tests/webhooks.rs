@@ -36,9 +36,7 @@ fn webhooks_are_signed_retried_and_delivered_after_a_restart() {
     let mut d = h.spawn_daemon();
     fs::write(h.dock.join("junk.mp4"), b"not a video at all").unwrap();
     let id = blake3_hex(b"not a video at all");
-    wait_until("the webhook to be accepted", Duration::from_secs(30), || {
-        !rx.accepted().is_empty()
-    });
+    wait_until("the webhook to be accepted", Duration::from_secs(30), || !rx.accepted().is_empty());
     let all = rx.all();
     assert!(all.len() >= 3, "two refusals, then the delivery: {}", all.len());
     let ok = &rx.accepted()[0];
@@ -48,10 +46,7 @@ fn webhooks_are_signed_retried_and_delivered_after_a_restart() {
     assert_eq!(b["alert"]["subject"], id);
     assert_eq!(b["alert"]["severity"], "warning");
     let sig = &ok.headers["x-bodycamd-signature"];
-    assert!(
-        bodycamd::webhook::verify(SECRET, &ok.body, sig),
-        "signature {sig} must verify"
-    );
+    assert!(bodycamd::webhook::verify(SECRET, &ok.body, sig), "signature {sig} must verify");
     assert!(!bodycamd::webhook::verify("wrong-secret-wrong-secret", &ok.body, sig));
     // Every attempt carried the same body, signature and idempotency key.
     let key = ok.headers["idempotency-key"].clone();
@@ -78,44 +73,24 @@ fn webhooks_are_signed_retried_and_delivered_after_a_restart() {
 
     // An acknowledgement is delivered too.
     let alert_id = b["alert"]["id"].as_i64().unwrap().to_string();
-    let out = h
-        .cmd(&[
-            "alerts",
-            "ack",
-            &alert_id,
-            "--by",
-            "duty officer",
-            "--note",
-            "checked the card",
-        ])
-        .output()
-        .unwrap();
+    let out =
+        h.cmd(&["alerts", "ack", &alert_id, "--by", "duty officer", "--note", "checked the card"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     wait_until("the acknowledgement", Duration::from_secs(30), || {
         rx.accepted().iter().any(|r| body(r)["event"] == "acknowledged")
     });
-    let ack = rx
-        .accepted()
-        .into_iter()
-        .find(|r| body(r)["event"] == "acknowledged")
-        .unwrap();
+    let ack = rx.accepted().into_iter().find(|r| body(r)["event"] == "acknowledged").unwrap();
     let ab = body(&ack);
     assert_eq!(ab["alert"]["acknowledged"]["by"], "duty officer");
     assert_eq!(ab["alert"]["acknowledged"]["note"], "checked the card");
     assert_ne!(ack.headers["idempotency-key"], key);
     d.stop();
     // Delivered events are not sent again.
-    let opened_for_junk = rx
-        .accepted()
-        .iter()
-        .filter(|r| body(r)["alert"]["subject"] == id && body(r)["event"] == "opened")
-        .count();
+    let opened_for_junk =
+        rx.accepted().iter().filter(|r| body(r)["alert"]["subject"] == id && body(r)["event"] == "opened").count();
     assert_eq!(opened_for_junk, 1);
     // Acknowledging twice is refused.
-    let out = h
-        .cmd(&["alerts", "ack", &alert_id, "--by", "someone"])
-        .output()
-        .unwrap();
+    let out = h.cmd(&["alerts", "ack", &alert_id, "--by", "someone"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("already acknowledged"));
 }
@@ -126,9 +101,7 @@ fn metrics_are_valid_prometheus_text_with_the_figures() {
     fs::write(h.dock.join("ok.mp4"), b"whatever").unwrap();
     let mut d = h.spawn_daemon();
     let addr = d.api_addr();
-    wait_until("the file to be stored", Duration::from_secs(20), || {
-        h.media().len() == 1
-    });
+    wait_until("the file to be stored", Duration::from_secs(20), || h.media().len() == 1);
     wait_until("metrics to show it", Duration::from_secs(20), || {
         let t = http_get(addr, "/metrics").1;
         t.contains("bodycamd_files_ingested_total 1")
@@ -173,17 +146,8 @@ fn metrics_are_valid_prometheus_text_with_the_figures() {
 #[test]
 fn the_example_alerting_rules_pass_promtool() {
     let out = std::process::Command::new("promtool")
-        .args([
-            "check",
-            "rules",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/config/prometheus/bodycamd.rules.yml"),
-        ])
+        .args(["check", "rules", concat!(env!("CARGO_MANIFEST_DIR"), "/config/prometheus/bodycamd.rules.yml")])
         .output()
         .expect("promtool is installed (make test installs Debian's prometheus package)");
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 }

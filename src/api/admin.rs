@@ -22,12 +22,7 @@ use crate::views::StationJson;
 pub async fn stations(State(s): State<ApiState>) -> Result<Json<Vec<StationJson>>, ApiError> {
     let (index, ids) = (s.index.clone(), s.stations.clone());
     let rows = tokio::task::spawn_blocking(move || index.read(query::stations)).await??;
-    Ok(Json(
-        rows.iter()
-            .filter(|r| ids.contains(&r.id))
-            .map(StationJson::from_row)
-            .collect(),
-    ))
+    Ok(Json(rows.iter().filter(|r| ids.contains(&r.id)).map(StationJson::from_row).collect()))
 }
 
 /// Alerts, newest first.
@@ -56,18 +51,12 @@ pub async fn alerts(
     };
     if let Some(k) = &p.kind {
         if crate::rules::alerts::AlertKind::parse(k).is_none() {
-            return Err(ApiError::bad_request(
-                "invalid_request",
-                format!("unknown alert kind {k:?}"),
-            ));
+            return Err(ApiError::bad_request("invalid_request", format!("unknown alert kind {k:?}")));
         }
     }
     let limit = p.limit.unwrap_or(500);
     if !(1..=10_000).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_request",
-            "limit must be between 1 and 10000",
-        ));
+        return Err(ApiError::bad_request("invalid_request", "limit must be between 1 and 10000"));
     }
     let index = s.index.clone();
     let rows = tokio::task::spawn_blocking(move || index.read(|c| ax::list(c, state, p.kind.as_deref(), Some(limit))))
@@ -106,11 +95,7 @@ pub async fn ack(
         (AckOutcome::AlreadyAcked(r), _) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "conflict",
-            format!(
-                "alert {} was already acknowledged by {}",
-                r.id,
-                r.acked_by.unwrap_or_default()
-            ),
+            format!("alert {} was already acknowledged by {}", r.id, r.acked_by.unwrap_or_default()),
         )),
         _ => Err(ApiError::not_found(format!("no alert {id}"))),
     }

@@ -23,10 +23,7 @@ pub async fn list(
 ) -> Result<Json<AuditPage>, ApiError> {
     let limit = p.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_request",
-            "limit must be between 1 and 1000",
-        ));
+        return Err(ApiError::bad_request("invalid_request", "limit must be between 1 and 1000"));
     }
     let after = match p.cursor.as_deref() {
         None => None,
@@ -48,13 +45,6 @@ pub async fn list(
     };
     let index = s.index.clone();
     let rows = tokio::task::spawn_blocking(move || index.read(|c| audit::query(c, &f))).await??;
-    let next_cursor = if rows.len() as u32 == limit {
-        rows.last().map(|r| r.id.to_string())
-    } else {
-        None
-    };
-    Ok(Json(AuditPage {
-        entries: rows.iter().map(AuditJson::from).collect(),
-        next_cursor,
-    }))
+    let next_cursor = if rows.len() as u32 == limit { rows.last().map(|r| r.id.to_string()) } else { None };
+    Ok(Json(AuditPage { entries: rows.iter().map(AuditJson::from).collect(), next_cursor }))
 }

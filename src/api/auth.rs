@@ -40,9 +40,7 @@ pub struct AuditNote {
 /// Find the token (compared by SHA-256, in constant time).
 pub fn lookup<'a>(tokens: &'a [TokenConfig], bearer: &str) -> Option<&'a TokenConfig> {
     let digest: [u8; 32] = Sha256::digest(bearer.as_bytes()).into();
-    tokens
-        .iter()
-        .find(|t| constant_time_eq::constant_time_eq_32(&t.sha256, &digest))
+    tokens.iter().find(|t| constant_time_eq::constant_time_eq_32(&t.sha256, &digest))
 }
 
 fn action_of(method: &str, route: &str) -> String {
@@ -55,6 +53,8 @@ fn action_of(method: &str, route: &str) -> String {
         ("GET", "/api/v1/media") => "media.query",
         ("GET", "/api/v1/media/{id}") => "media.get",
         ("GET" | "HEAD", "/api/v1/media/{id}/original") => "media.original",
+        ("GET" | "HEAD", "/api/v1/media/{id}/rendition") => "media.rendition",
+        ("GET" | "HEAD", "/api/v1/media/{id}/thumbnail") => "media.thumbnail",
         ("GET", "/api/v1/stations") => "stations.list",
         ("GET", "/api/v1/alerts") => "alerts.list",
         ("POST", "/api/v1/alerts/{id}/ack") => "alert.ack",
@@ -75,9 +75,7 @@ fn outcome_of(status: StatusCode) -> &'static str {
 }
 
 fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    url::form_urlencoded::parse(query?.as_bytes())
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
+    url::form_urlencoded::parse(query?.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
 }
 
 /// Authenticate and audit one request.
@@ -101,24 +99,17 @@ pub async fn authenticate(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(|t| t.trim().to_string());
-    let caller = bearer.as_deref().and_then(|b| lookup(&s.tokens, b)).map(|t| Caller {
-        name: t.name.clone(),
-        role: t.role,
-    });
+    let caller =
+        bearer.as_deref().and_then(|b| lookup(&s.tokens, b)).map(|t| Caller { name: t.name.clone(), role: t.role });
     let mut resp = match &caller {
         None => {
             let mut r = ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
-                if bearer.is_some() {
-                    "unknown token"
-                } else {
-                    "an Authorization: Bearer token is required"
-                },
+                if bearer.is_some() { "unknown token" } else { "an Authorization: Bearer token is required" },
             )
             .into_response();
-            r.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
             r
         }
         Some(c) => {
@@ -139,10 +130,7 @@ pub async fn authenticate(
         action: action_of(&method, &route_name),
         method: Some(method),
         route: Some(route_name),
-        case_id: note
-            .case_id
-            .or_else(|| param("case_id"))
-            .or_else(|| query_param(query.as_deref(), "case")),
+        case_id: note.case_id.or_else(|| param("case_id")).or_else(|| query_param(query.as_deref(), "case")),
         media_id: note
             .media_id
             .or_else(|| param("media_id"))
@@ -165,20 +153,11 @@ pub async fn require(role: Role, req: Request, next: Next) -> Response {
         Some(c) => ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
-            format!(
-                "this needs the {} role; token {:?} has {}",
-                role.as_str(),
-                c.name,
-                c.role.as_str()
-            ),
+            format!("this needs the {} role; token {:?} has {}", role.as_str(), c.name, c.role.as_str()),
         )
         .into_response(),
-        None => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "an Authorization: Bearer token is required",
-        )
-        .into_response(),
+        None => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "an Authorization: Bearer token is required")
+            .into_response(),
     }
 }
 
@@ -188,11 +167,7 @@ mod tests {
 
     #[test]
     fn tokens_are_found_by_their_hash_only() {
-        let t = TokenConfig {
-            name: "cms".into(),
-            role: Role::CaseSystem,
-            sha256: Sha256::digest(b"s3cret").into(),
-        };
+        let t = TokenConfig { name: "cms".into(), role: Role::CaseSystem, sha256: Sha256::digest(b"s3cret").into() };
         let tokens = [t];
         assert_eq!(lookup(&tokens, "s3cret").unwrap().name, "cms");
         assert!(lookup(&tokens, "s3cret ").is_none());

@@ -19,10 +19,7 @@ fn case_id_param(id: &str) -> Result<(), ApiError> {
     if valid_case_id(id) {
         Ok(())
     } else {
-        Err(ApiError::bad_request(
-            "invalid_id",
-            format!("case id {id:?} must be 1-128 printable characters without /"),
-        ))
+        Err(ApiError::bad_request("invalid_id", format!("case id {id:?} must be 1-128 printable characters without /")))
     }
 }
 
@@ -85,11 +82,7 @@ pub async fn put_case(
         .await?;
     let record = record.ok_or_else(|| ApiError::internal("a case vanished after it was written"))?;
     let body = CaseJson::new(&record, relinked.total, Some(relinked));
-    let status = if relinked.created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
+    let status = if relinked.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(body)).into_response())
 }
 
@@ -124,10 +117,7 @@ pub fn items(
     rows.iter()
         .map(|r| {
             let links = ix::media_links(c, &r.id)?.iter().map(LinkJson::from).collect();
-            Ok(MediaItem {
-                media: MediaJson::from_row(r, archive),
-                links,
-            })
+            Ok(MediaItem { media: MediaJson::from_row(r, archive), links })
         })
         .collect()
 }
@@ -200,10 +190,7 @@ pub async fn link(
     };
     let link = link.ok_or_else(|| ApiError::internal("a link vanished after it was written"))?;
     let mut resp = (status, Json(LinkJson::from(&link))).into_response();
-    resp.extensions_mut().insert(AuditNote {
-        media_id: Some(media),
-        ..Default::default()
-    });
+    resp.extensions_mut().insert(AuditNote { media_id: Some(media), ..Default::default() });
     Ok(resp)
 }
 
@@ -233,8 +220,6 @@ pub async fn unlink(
         .await?;
     match (removed, link) {
         (true, Some(l)) => Ok(Json(LinkJson::from(&l))),
-        _ => Err(ApiError::not_found(format!(
-            "original {media} is not linked to case {case_id:?}"
-        ))),
+        _ => Err(ApiError::not_found(format!("original {media} is not linked to case {case_id:?}"))),
     }
 }

@@ -34,14 +34,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            body: ErrorBody {
-                code,
-                message: message.into(),
-                details: Vec::new(),
-            },
-        }
+        ApiError { status, body: ErrorBody { code, message: message.into(), details: Vec::new() } }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
@@ -53,22 +46,14 @@ impl ApiError {
     }
 
     pub fn validation(details: Vec<String>) -> ApiError {
-        let mut e = ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-            "the request is not valid",
-        );
+        let mut e = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", "the request is not valid");
         e.body.details = details;
         e
     }
 
     pub fn internal(e: impl std::fmt::Display) -> ApiError {
         tracing::error!(error = %e, "API request failed");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error; see the daemon's log",
-        )
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the daemon's log")
     }
 }
 
@@ -110,11 +95,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 "invalid_request",
                 "the body must be JSON (Content-Type: application/json)",
             )),
-            Err(JsonRejection::BytesRejection(e)) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                "the request body is too large",
-            )),
+            Err(JsonRejection::BytesRejection(e)) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the request body is too large"))
+            }
             Err(JsonRejection::JsonDataError(e)) => Err(ApiError::bad_request("invalid_json", e.body_text())),
             Err(e) => Err(ApiError::new(e.status(), "invalid_json", e.body_text())),
         }
@@ -158,6 +141,5 @@ pub fn time_param(name: &str, v: &str) -> Result<chrono::DateTime<chrono::Utc>, 
 
 /// Parse a media id given in a request.
 pub fn media_id_param(v: &str) -> Result<crate::domain::MediaId, ApiError> {
-    v.parse()
-        .map_err(|e: crate::domain::BadMediaId| ApiError::bad_request("invalid_id", e.to_string()))
+    v.parse().map_err(|e: crate::domain::BadMediaId| ApiError::bad_request("invalid_id", e.to_string()))
 }

@@ -49,17 +49,11 @@ pub async fn list(
 ) -> Result<Json<MediaPage>, ApiError> {
     let limit = p.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_request",
-            "limit must be between 1 and 1000",
-        ));
+        return Err(ApiError::bad_request("invalid_request", "limit must be between 1 and 1000"));
     }
     if let Some(k) = &p.kind {
         if MediaKind::parse(k).is_none() {
-            return Err(ApiError::bad_request(
-                "invalid_request",
-                "kind must be video, audio, photo or other",
-            ));
+            return Err(ApiError::bad_request("invalid_request", "kind must be video, audio, photo or other"));
         }
     }
     let q = MediaQuery {
@@ -83,11 +77,8 @@ pub async fn list(
         })
     })
     .await??;
-    let next_cursor = if rows.len() as u32 == limit {
-        rows.last().map(|r| encode_cursor(r.start_at, &r.id))
-    } else {
-        None
-    };
+    let next_cursor =
+        if rows.len() as u32 == limit { rows.last().map(|r| encode_cursor(r.start_at, &r.id)) } else { None };
     Ok(Json(MediaPage { media, next_cursor }))
 }
 
@@ -109,8 +100,7 @@ pub async fn get(State(s): State<ApiState>, PathParams(id): PathParams<String>) 
         })
     })
     .await??;
-    item.map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("no original {id}")))
+    item.map(Json).ok_or_else(|| ApiError::not_found(format!("no original {id}")))
 }
 
 /// The MIME type of an original, from what the describer found.
@@ -196,19 +186,9 @@ pub fn parse_range(h: Option<&str>, size: u64) -> RangeReq {
 }
 
 fn disposition(name: &str) -> HeaderValue {
-    let ascii: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_graphic() && c != '"' && c != '\\' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let encoded: String = url::form_urlencoded::byte_serialize(name.as_bytes())
-        .collect::<String>()
-        .replace('+', "%20");
+    let ascii: String =
+        name.chars().map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' { c } else { '_' }).collect();
+    let encoded: String = url::form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>().replace('+', "%20");
     HeaderValue::from_str(&format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}"))
         .unwrap_or_else(|_| HeaderValue::from_static("attachment"))
 }
@@ -234,64 +214,61 @@ pub async fn original(
     let mid = media_id_param(&id)?;
     let hex = mid.to_hex();
     let (index, h2) = (s.index.clone(), hex.clone());
-    let row = tokio::task::spawn_blocking(move || index.read(|c| query::media_by_ids(c, &[h2])))
-        .await??
-        .pop();
+    let row = tokio::task::spawn_blocking(move || index.read(|c| query::media_by_ids(c, &[h2]))).await??.pop();
     let row = row.ok_or_else(|| ApiError::not_found(format!("no original {hex}")))?;
-    let path = s.archive.object_path(&mid);
-    let mut file = tokio::fs::File::open(&path).await.map_err(|e| {
+    let name = row.sightings.first().and_then(|s| s.path.file_name()).map(|n| n.to_string_lossy().into_owned());
+    let obj = Object {
+        path: s.archive.object_path(&mid),
+        etag_id: hex.clone(),
+        content_type: content_type(row.kind.as_deref(), row.container.as_deref()).to_string(),
+        filename: name.unwrap_or_else(|| hex.clone()),
+        what: "original",
+    };
+    serve(obj, &headers, AuditNote { media_id: Some(hex), ..Default::default() }).await
+}
+
+/// A stored file to send.
+pub struct Object {
+    pub path: std::path::PathBuf,
+    /// Its content address (the ETag).
+    pub etag_id: String,
+    pub content_type: String,
+    pub filename: String,
+    pub what: &'static str,
+}
+
+/// Stream a stored file with `ETag`, `If-None-Match`, `Range` and `If-Range`.
+pub async fn serve(obj: Object, headers: &HeaderMap, mut note: AuditNote) -> Result<Response, ApiError> {
+    let mut file = tokio::fs::File::open(&obj.path).await.map_err(|e| {
         ApiError::internal(format!(
-            "original {hex} is indexed but cannot be opened at {}: {e}",
-            path.display()
+            "{} {} is indexed but cannot be opened at {}: {e}",
+            obj.what,
+            obj.etag_id,
+            obj.path.display()
         ))
     })?;
     let size = file.metadata().await.map_err(ApiError::internal)?.len();
-    let etag = format!("\"{hex}\"");
-    let mut note = AuditNote {
-        media_id: Some(hex.clone()),
-        ..Default::default()
-    };
+    let etag = format!("\"{}\"", obj.etag_id);
     if headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
     {
         let mut r = StatusCode::NOT_MODIFIED.into_response();
-        r.headers_mut().insert(
-            header::ETAG,
-            HeaderValue::from_str(&etag).expect("hex is a valid header"),
-        );
+        r.headers_mut().insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex is a valid header"));
         r.extensions_mut().insert(note);
         return Ok(r);
     }
     let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
-    // If-Range: the range applies only to this exact original.
-    let if_range_ok = headers
-        .get(header::IF_RANGE)
-        .and_then(|v| v.to_str().ok())
-        .is_none_or(|v| v.trim() == etag);
-    let range = if if_range_ok {
-        parse_range(range_header, size)
-    } else {
-        RangeReq::Full
-    };
-    let name = row
-        .sightings
-        .first()
-        .and_then(|s| s.path.file_name())
-        .map(|n| n.to_string_lossy().into_owned());
+    // If-Range: the range applies only to this exact file.
+    let if_range_ok = headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok()).is_none_or(|v| v.trim() == etag);
+    let range = if if_range_ok { parse_range(range_header, size) } else { RangeReq::Full };
     let mut builder = Response::builder()
-        .header(
-            header::CONTENT_TYPE,
-            content_type(row.kind.as_deref(), row.container.as_deref()),
-        )
+        .header(header::CONTENT_TYPE, &obj.content_type)
         .header(header::ETAG, &etag)
         .header(header::ACCEPT_RANGES, "bytes")
         .header(header::CACHE_CONTROL, "private, no-cache")
-        .header(
-            header::CONTENT_DISPOSITION,
-            disposition(name.as_deref().unwrap_or(&hex)),
-        );
+        .header(header::CONTENT_DISPOSITION, disposition(&obj.filename));
     let (status, start, len) = match range {
         RangeReq::Full => (StatusCode::OK, 0, size),
         RangeReq::Part(a, b) => {
@@ -302,34 +279,97 @@ pub async fn original(
             let mut r = ApiError::new(
                 StatusCode::RANGE_NOT_SATISFIABLE,
                 "range_not_satisfiable",
-                format!(
-                    "the original is {size} bytes; range {:?} is outside it",
-                    range_header.unwrap_or("")
-                ),
+                format!("the {} is {size} bytes; range {:?} is outside it", obj.what, range_header.unwrap_or("")),
             )
             .into_response();
-            r.headers_mut().insert(
-                header::CONTENT_RANGE,
-                HeaderValue::from_str(&format!("bytes */{size}")).expect("ascii"),
-            );
+            r.headers_mut()
+                .insert(header::CONTENT_RANGE, HeaderValue::from_str(&format!("bytes */{size}")).expect("ascii"));
             r.extensions_mut().insert(note);
             return Ok(r);
         }
     };
-    note.details = Some(format!("bytes {start}+{len} of {size}"));
+    note.details = Some(format!("{}: bytes {start}+{len} of {size}", obj.what));
     if start > 0 {
-        file.seek(std::io::SeekFrom::Start(start))
-            .await
-            .map_err(ApiError::internal)?;
+        file.seek(std::io::SeekFrom::Start(start)).await.map_err(ApiError::internal)?;
     }
     let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file.take(len), 256 * 1024));
-    let mut resp = builder
-        .status(status)
-        .header(header::CONTENT_LENGTH, len)
-        .body(body)
-        .map_err(ApiError::internal)?;
+    let mut resp = builder.status(status).header(header::CONTENT_LENGTH, len).body(body).map_err(ApiError::internal)?;
     resp.extensions_mut().insert(note);
     Ok(resp)
+}
+
+async fn rendition_of(s: ApiState, id: String, kind: &'static str, headers: HeaderMap) -> Result<Response, ApiError> {
+    let hex = media_id_param(&id)?.to_hex();
+    let (index, h2) = (s.index.clone(), hex.clone());
+    let (exists, row) = tokio::task::spawn_blocking(move || {
+        index.read(|c| {
+            let exists = !query::media_by_ids(c, std::slice::from_ref(&h2))?.is_empty();
+            Ok((exists, crate::index::renditions::get(c, &h2, kind)?))
+        })
+    })
+    .await??;
+    if !exists {
+        return Err(ApiError::not_found(format!("no original {hex}")));
+    }
+    let row = row.ok_or_else(|| ApiError::not_found(format!("original {hex} has no {kind} rendition (yet)")))?;
+    let rid: crate::domain::MediaId = row.id.parse().map_err(ApiError::internal)?;
+    let ext = if kind == "thumbnail" {
+        "jpg"
+    } else if row.mime.starts_with("audio") {
+        "m4a"
+    } else {
+        "mp4"
+    };
+    let obj = Object {
+        path: s.renditions.object_path(&rid),
+        etag_id: row.id.clone(),
+        content_type: row.mime.clone(),
+        filename: format!("{}-{kind}.{ext}", &hex[..16]),
+        what: kind,
+    };
+    serve(obj, &headers, AuditNote { media_id: Some(hex), ..Default::default() }).await
+}
+
+/// The original's browser-playable rendition (MP4, H.264/AAC, fast start).
+#[utoipa::path(
+    get, path = "/api/v1/media/{id}/rendition", tag = "media",
+    params(("id" = String, Path), ("Range" = Option<String>, Header, description = "bytes=START-END")),
+    responses(
+        (status = 200, description = "The rendition", content_type = "video/mp4"),
+        (status = 206, description = "The requested byte range", content_type = "video/mp4"),
+        (status = 304, description = "Not modified"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 416, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn rendition(
+    State(s): State<ApiState>,
+    PathParams(id): PathParams<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    rendition_of(s, id, "playable", headers).await
+}
+
+/// The original's JPEG thumbnail.
+#[utoipa::path(
+    get, path = "/api/v1/media/{id}/thumbnail", tag = "media",
+    params(("id" = String, Path), ("Range" = Option<String>, Header, description = "bytes=START-END")),
+    responses(
+        (status = 200, description = "The thumbnail", content_type = "image/jpeg"),
+        (status = 206, description = "The requested byte range", content_type = "image/jpeg"),
+        (status = 304, description = "Not modified"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 416, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn thumbnail(
+    State(s): State<ApiState>,
+    PathParams(id): PathParams<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    rendition_of(s, id, "thumbnail", headers).await
 }
 
 #[cfg(test)]
@@ -362,14 +402,8 @@ mod tests {
 
     #[test]
     fn content_types() {
-        assert_eq!(
-            content_type(Some("video"), Some("mov,mp4,m4a,3gp,3g2,mj2")),
-            "video/mp4"
-        );
-        assert_eq!(
-            content_type(Some("audio"), Some("mov,mp4,m4a,3gp,3g2,mj2")),
-            "audio/mp4"
-        );
+        assert_eq!(content_type(Some("video"), Some("mov,mp4,m4a,3gp,3g2,mj2")), "video/mp4");
+        assert_eq!(content_type(Some("audio"), Some("mov,mp4,m4a,3gp,3g2,mj2")), "audio/mp4");
         assert_eq!(content_type(Some("photo"), Some("jpeg")), "image/jpeg");
         assert_eq!(content_type(Some("other"), None), "application/octet-stream");
     }

@@ -51,33 +51,19 @@ impl<'a> Family<'a> {
 pub fn render(c: &rusqlite::Connection, inp: &Inputs) -> anyhow::Result<String> {
     let mut out = String::new();
 
-    let mut open: std::collections::BTreeMap<(String, String), u64> = ALL_KINDS
-        .iter()
-        .map(|k| ((k.as_str().to_string(), k.severity().as_str().to_string()), 0))
-        .collect();
+    let mut open: std::collections::BTreeMap<(String, String), u64> =
+        ALL_KINDS.iter().map(|k| ((k.as_str().to_string(), k.severity().as_str().to_string()), 0)).collect();
     for (kind, severity, n) in ax::open_counts(c)? {
         open.insert((kind, severity), n);
     }
-    let mut f = Family::new(
-        &mut out,
-        "bodycamd_alerts_open",
-        "gauge",
-        "Open alerts by kind and severity.",
-    );
+    let mut f = Family::new(&mut out, "bodycamd_alerts_open", "gauge", "Open alerts by kind and severity.");
     for ((kind, severity), n) in &open {
         f.sample(&[("kind", kind), ("severity", severity)], *n as f64);
     }
 
-    let pending: Vec<_> = query::pending_by_station(c)?
-        .into_iter()
-        .filter(|p| inp.stations.contains(&p.station))
-        .collect();
-    let mut f = Family::new(
-        &mut out,
-        "bodycamd_pending_files",
-        "gauge",
-        "Files seen on a station and not stored yet.",
-    );
+    let pending: Vec<_> =
+        query::pending_by_station(c)?.into_iter().filter(|p| inp.stations.contains(&p.station)).collect();
+    let mut f = Family::new(&mut out, "bodycamd_pending_files", "gauge", "Files seen on a station and not stored yet.");
     for p in &pending {
         f.sample(&[("station", &p.station)], p.files as f64);
     }
@@ -88,9 +74,7 @@ pub fn render(c: &rusqlite::Connection, inp: &Inputs) -> anyhow::Result<String> 
         "Age of the oldest file seen on a station and not stored yet (0 when none).",
     );
     for p in &pending {
-        let age = p
-            .oldest_first_seen
-            .map_or(0.0, |t| (inp.now_ms - t).max(0) as f64 / 1000.0);
+        let age = p.oldest_first_seen.map_or(0.0, |t| (inp.now_ms - t).max(0) as f64 / 1000.0);
         f.sample(&[("station", &p.station)], age);
     }
     let mut f = Family::new(
@@ -118,19 +102,9 @@ pub fn render(c: &rusqlite::Connection, inp: &Inputs) -> anyhow::Result<String> 
     }
 
     let counts = query::counts(c)?;
-    let mut f = Family::new(
-        &mut out,
-        "bodycamd_files_ingested_total",
-        "counter",
-        "Originals stored and indexed.",
-    );
+    let mut f = Family::new(&mut out, "bodycamd_files_ingested_total", "counter", "Originals stored and indexed.");
     f.sample(&[], counts.originals as f64);
-    let mut f = Family::new(
-        &mut out,
-        "bodycamd_originals",
-        "gauge",
-        "Originals in the archive by kind.",
-    );
+    let mut f = Family::new(&mut out, "bodycamd_originals", "gauge", "Originals in the archive by kind.");
     for (kind, n) in &counts.by_kind {
         f.sample(&[("kind", kind)], *n as f64);
     }
@@ -153,19 +127,11 @@ pub fn render(c: &rusqlite::Connection, inp: &Inputs) -> anyhow::Result<String> 
     }
 
     if let Some(free) = inp.free_bytes {
-        let mut f = Family::new(
-            &mut out,
-            "bodycamd_archive_free_bytes",
-            "gauge",
-            "Free space on the archive's file system.",
-        );
+        let mut f =
+            Family::new(&mut out, "bodycamd_archive_free_bytes", "gauge", "Free space on the archive's file system.");
         f.sample(&[], free as f64);
     }
-    let n: i64 = c.query_row(
-        "SELECT count(*) FROM webhook_deliveries WHERE delivered_at IS NULL",
-        [],
-        |r| r.get(0),
-    )?;
+    let n: i64 = c.query_row("SELECT count(*) FROM webhook_deliveries WHERE delivered_at IS NULL", [], |r| r.get(0))?;
     let mut f = Family::new(
         &mut out,
         "bodycamd_webhook_deliveries_pending",

@@ -48,6 +48,8 @@ use error::ApiError;
 pub struct ApiState {
     pub index: Index,
     pub archive: Archive,
+    /// Where renditions are stored.
+    pub renditions: Archive,
     pub clock: SharedClock,
     /// Set once recovery and the first scan of every station are done.
     pub ready: Arc<AtomicBool>,
@@ -99,7 +101,9 @@ pub fn api_routes(state: ApiState) -> (Router<ApiState>, utoipa::openapi::OpenAp
         .routes(routes!(cases::unlink))
         .routes(routes!(media::list))
         .routes(routes!(media::get))
-        .routes(routes!(media::original));
+        .routes(routes!(media::original))
+        .routes(routes!(media::rendition))
+        .routes(routes!(media::thumbnail));
     let admin = OpenApiRouter::new()
         .routes(routes!(admin::stations))
         .routes(routes!(admin::alerts))
@@ -114,12 +118,8 @@ pub fn api_routes(state: ApiState) -> (Router<ApiState>, utoipa::openapi::OpenAp
     let router = router
         .fallback(|| async { ApiError::not_found("no such route").into_response() })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "this route does not take that method",
-            )
-            .into_response()
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
+                .into_response()
         })
         .layer(from_fn_with_state(state.clone(), auth::authenticate))
         .layer(DefaultBodyLimit::max(state.max_body_bytes));
@@ -133,10 +133,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_handler))
-        .route(
-            "/api/v1/openapi.json",
-            get(move || async move { Json(doc.as_ref().clone()) }),
-        )
+        .route("/api/v1/openapi.json", get(move || async move { Json(doc.as_ref().clone()) }))
         .merge(api)
         .fallback(|| async { ApiError::not_found("no such route").into_response() })
         .with_state(state)
@@ -146,10 +143,7 @@ async fn readyz(State(s): State<ApiState>) -> Response {
     if s.ready.load(Ordering::SeqCst) {
         (StatusCode::OK, "ready\n").into_response()
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "starting: recovery or the first scan of the stations is not done\n",
-        )
+        (StatusCode::SERVICE_UNAVAILABLE, "starting: recovery or the first scan of the stations is not done\n")
             .into_response()
     }
 }
@@ -176,18 +170,13 @@ fn to_sql_err(e: anyhow::Error) -> rusqlite::Error {
 
 /// Bind the listener (so that a port in use is a start-up error).
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (api.listen): {e}"))
+    TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr} (api.listen): {e}"))
 }
 
 /// Serve until `shutdown`.
 pub async fn serve(listener: TcpListener, state: ApiState, shutdown: CancellationToken) {
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
-    {
+    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await {
         tracing::error!(error = %e, "the HTTP listener failed");
     }
 }

@@ -84,21 +84,14 @@ impl CaseJson {
                 .case
                 .windows
                 .iter()
-                .map(|w| WindowBody {
-                    start: rfc3339(w.start),
-                    end: rfc3339(w.end),
-                })
+                .map(|w| WindowBody { start: rfc3339(w.start), end: rfc3339(w.end) })
                 .collect(),
             buffer_minutes: r.case.buffer_minutes,
             created_at: rfc3339(from_ms(r.created_at)),
             updated_at: rfc3339(from_ms(r.updated_at)),
             updated_by: r.updated_by.clone(),
             linked_media,
-            relink: relink.map(|x| RelinkJson {
-                created: x.created,
-                linked: x.linked,
-                unlinked: x.unlinked,
-            }),
+            relink: relink.map(|x| RelinkJson { created: x.created, linked: x.linked, unlinked: x.unlinked }),
         }
     }
 }

@@ -113,14 +113,9 @@ fn ack(a: AckArgs) -> anyhow::Result<i32> {
     let hooks: Vec<String> = cfg.alerts.webhooks.iter().map(|w| w.url.clone()).collect();
     let now = to_ms(SystemClock.now());
     let (id, by, note) = (a.id, a.by.clone(), a.note.clone());
-    match write_once(&cfg.index_path(), move |c| {
-        ax::ack(c, id, &by, note.as_deref(), now, &hooks)
-    })? {
+    match write_once(&cfg.index_path(), move |c| ax::ack(c, id, &by, note.as_deref(), now, &hooks))? {
         AckOutcome::Acked(t) => {
-            println!(
-                "acknowledged alert {} ({} {}) by {}",
-                t.alert_id, t.kind, t.subject, a.by
-            );
+            println!("acknowledged alert {} ({} {}) by {}", t.alert_id, t.kind, t.subject, a.by);
             Ok(0)
         }
         AckOutcome::AlreadyAcked(r) => {

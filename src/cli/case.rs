@@ -97,12 +97,7 @@ fn status(s: Option<&str>) -> Result<CaseStatus, String> {
 }
 
 fn split(s: Option<&str>) -> Vec<String> {
-    s.unwrap_or("")
-        .split([';', '|'])
-        .map(str::trim)
-        .filter(|x| !x.is_empty())
-        .map(str::to_string)
-        .collect()
+    s.unwrap_or("").split([';', '|']).map(str::trim).filter(|x| !x.is_empty()).map(str::to_string).collect()
 }
 
 /// Cases read from the file, with the number of the row (or array entry)
@@ -122,27 +117,25 @@ fn from_json(text: &str) -> Result<Parsed, String> {
     let (mut ok, mut bad) = (Vec::new(), Vec::new());
     for (i, item) in items.into_iter().enumerate() {
         let row = format!("case {}", i + 1);
-        let parsed = serde_json::from_value::<JsonCase>(item)
-            .map_err(|e| e.to_string())
-            .and_then(|j| {
-                let mut windows = Vec::new();
-                for (k, w) in j.windows.iter().enumerate() {
-                    windows.push(Window {
-                        start: time(&format!("windows[{k}].start"), &w.start)?,
-                        end: time(&format!("windows[{k}].end"), &w.end)?,
-                    });
-                }
-                Ok(Case {
-                    id: j.case_id,
-                    title: j.title,
-                    status: status(j.status.as_deref())?,
-                    closed_at: j.closed_at.as_deref().map(|t| time("closed_at", t)).transpose()?,
-                    officers: j.officers,
-                    devices: j.devices,
-                    windows,
-                    buffer_minutes: j.buffer_minutes.unwrap_or(0),
-                })
-            });
+        let parsed = serde_json::from_value::<JsonCase>(item).map_err(|e| e.to_string()).and_then(|j| {
+            let mut windows = Vec::new();
+            for (k, w) in j.windows.iter().enumerate() {
+                windows.push(Window {
+                    start: time(&format!("windows[{k}].start"), &w.start)?,
+                    end: time(&format!("windows[{k}].end"), &w.end)?,
+                });
+            }
+            Ok(Case {
+                id: j.case_id,
+                title: j.title,
+                status: status(j.status.as_deref())?,
+                closed_at: j.closed_at.as_deref().map(|t| time("closed_at", t)).transpose()?,
+                officers: j.officers,
+                devices: j.devices,
+                windows,
+                buffer_minutes: j.buffer_minutes.unwrap_or(0),
+            })
+        });
         match parsed {
             Ok(c) => ok.push((row, c)),
             Err(e) => bad.push(format!("{row}: {e}")),
@@ -152,10 +145,7 @@ fn from_json(text: &str) -> Result<Parsed, String> {
 }
 
 fn from_csv(text: &str) -> Result<Parsed, String> {
-    let mut rdr = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .flexible(false)
-        .from_reader(text.as_bytes());
+    let mut rdr = csv::ReaderBuilder::new().trim(csv::Trim::All).flexible(false).from_reader(text.as_bytes());
     let mut cases: BTreeMap<String, (String, Case)> = BTreeMap::new();
     let mut bad = Vec::new();
     for (i, rec) in rdr.deserialize::<CsvRow>().enumerate() {
@@ -172,17 +162,12 @@ fn from_csv(text: &str) -> Result<Parsed, String> {
                 r.window_start.as_deref().filter(|s| !s.is_empty()),
                 r.window_end.as_deref().filter(|s| !s.is_empty()),
             ) {
-                (Some(a), Some(b)) => Some(Window {
-                    start: time("window_start", a)?,
-                    end: time("window_end", b)?,
-                }),
+                (Some(a), Some(b)) => Some(Window { start: time("window_start", a)?, end: time("window_end", b)? }),
                 (None, None) => None,
                 _ => return Err("window_start and window_end go together".into()),
             };
             let buffer = match r.buffer_minutes.as_deref().filter(|s| !s.is_empty()) {
-                Some(b) => b
-                    .parse::<i64>()
-                    .map_err(|_| format!("buffer_minutes {b:?} is not a number"))?,
+                Some(b) => b.parse::<i64>().map_err(|_| format!("buffer_minutes {b:?} is not a number"))?,
                 None => 0,
             };
             Ok((
@@ -259,13 +244,7 @@ pub fn main(cmd: Command) -> anyhow::Result<i32> {
             Err(errs) => bad.push(format!("{row} (case {:?}): {}", c.id, errs.join("; "))),
         }
     }
-    let by = format!(
-        "import:{}",
-        a.file
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    );
+    let by = format!("import:{}", a.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
     let now = to_ms(SystemClock.now());
     let results = write_once(&cfg.index_path(), move |c| {
         valid

@@ -5,12 +5,7 @@ pub fn main(a: ConfigArg) -> anyhow::Result<i32> {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
-    println!(
-        "{}: ok ({} station(s), state_dir {})",
-        a.config.display(),
-        cfg.stations.len(),
-        cfg.state_dir.display()
-    );
+    println!("{}: ok ({} station(s), state_dir {})", a.config.display(), cfg.stations.len(), cfg.state_dir.display());
     for s in &cfg.stations {
         if !s.path.is_dir() {
             println!(

@@ -45,16 +45,9 @@ pub fn main(a: Args) -> anyhow::Result<i32> {
     sim.corrupt = true;
     let files = simulate::run(&sim).map_err(anyhow::Error::msg)?;
     for f in &files {
-        println!(
-            "  {:<60} {}",
-            f.path.strip_prefix(&dock).unwrap_or(&f.path).display(),
-            f.what
-        );
+        println!("  {:<60} {}", f.path.strip_prefix(&dock).unwrap_or(&f.path).display(), f.what);
     }
-    std::os::unix::fs::symlink(
-        "/etc/passwd",
-        dock.join("CAM0042/CAM0042_004711_20261126093000_0050.mp4"),
-    )?;
+    std::os::unix::fs::symlink("/etc/passwd", dock.join("CAM0042/CAM0042_004711_20261126093000_0050.mp4"))?;
     println!(
         "  {:<60} symbolic link to /etc/passwd (must not be followed)",
         "CAM0042/CAM0042_004711_20261126093000_0050.mp4"
@@ -68,10 +61,7 @@ pub fn main(a: Args) -> anyhow::Result<i32> {
     )?;
     println!("  {:<60} a photo taken 36 h ago, docked only now (late)", late_name);
     std::fs::write(dock.join("CAM0043/upload.mp4.part"), b"half an upload")?;
-    println!(
-        "  {:<60} a copy still in progress (must be left alone)",
-        "CAM0043/upload.mp4.part"
-    );
+    println!("  {:<60} a copy still in progress (must be left alone)", "CAM0043/upload.mp4.part");
 
     let config_path = dir.join("bodycamd.toml");
     let config_text = format!(
@@ -94,30 +84,15 @@ after_ingest = "keep"
     );
     std::fs::write(&config_path, &config_text)?;
     let cfg = Config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    heading(&format!(
-        "2. The daemon ({}), while more files arrive",
-        config_path.display()
-    ));
-    println!(
-        "{}",
-        config_text
-            .trim_end()
-            .lines()
-            .map(|l| format!("  | {l}"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    heading(&format!("2. The daemon ({}), while more files arrive", config_path.display()));
+    println!("{}", config_text.trim_end().lines().map(|l| format!("  | {l}")).collect::<Vec<_>>().join("\n"));
 
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let expected = files.len() as u64 + 2;
     let (report, waited) = rt.block_on(async {
         let shutdown = CancellationToken::new();
-        let daemon = tokio::spawn(app::run(
-            cfg.clone(),
-            RunOptions::new(false)?,
-            Arc::new(SystemClock),
-            shutdown.clone(),
-        ));
+        let daemon =
+            tokio::spawn(app::run(cfg.clone(), RunOptions::new(false)?, Arc::new(SystemClock), shutdown.clone()));
         // While it runs: a duplicate under a new name, and a clip written slowly.
         let dock2 = dock.clone();
         let first = files[0].path.clone();
@@ -126,16 +101,8 @@ after_ingest = "keep"
             std::fs::copy(&first, dock2.join("CAM0042/copy-of-first-clip.mp4"))?;
             let spec = ClipSpec {
                 format: "mp4",
-                video: Some(VideoSpec {
-                    codec: VideoCodec::H264,
-                    width: 320,
-                    height: 240,
-                    fps: 15,
-                }),
-                audio: Some(AudioSpec {
-                    codec: AudioCodec::Aac,
-                    sample_rate: 16_000,
-                }),
+                video: Some(VideoSpec { codec: VideoCodec::H264, width: 320, height: 240, fps: 15 }),
+                audio: Some(AudioSpec { codec: AudioCodec::Aac, sample_rate: 16_000 }),
                 duration_secs: 2.0,
                 creation_time: Some(chrono::Utc::now()),
                 seed: 4242,
@@ -143,9 +110,7 @@ after_ingest = "keep"
             let bytes = simulate::clip_bytes(&dock2, &spec, "mp4").map_err(anyhow::Error::msg)?;
             let name = format!(
                 "CAM0044/CAM0044_004713_{}_0006.mp4",
-                chrono::Utc::now()
-                    .with_timezone(&chrono_tz::Asia::Shanghai)
-                    .format("%Y%m%d%H%M%S")
+                chrono::Utc::now().with_timezone(&chrono_tz::Asia::Shanghai).format("%Y%m%d%H%M%S")
             );
             println!("  (writing {name} slowly, over 3 s)");
             simulate::write_slowly(&dock2.join(name), &bytes, Duration::from_secs(3))?;
@@ -167,6 +132,15 @@ after_ingest = "keep"
                 break false;
             }
         };
+        // Renditions follow the originals, in the background.
+        let t1 = Instant::now();
+        while done && t1.elapsed() < Duration::from_secs(120) {
+            let left = open_reader(&index).and_then(|c| Ok(crate::index::renditions::outstanding(&c)?));
+            if matches!(left, Ok(0)) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         shutdown.cancel();
         let report = daemon.await??;
         Ok::<_, anyhow::Error>((report, done))
@@ -188,7 +162,31 @@ after_ingest = "keep"
         report.duplicates,
         cfg.archive_dir().join("objects").display()
     );
-    heading("4. What failed, and why");
+    heading("4. Renditions (made in the background, after the originals)");
+    let mut made = c.prepare(
+        "SELECT j.kind, j.state, coalesce(r.method, ''), count(*), sum(coalesce(r.size, 0)) FROM rendition_jobs j
+         LEFT JOIN renditions r ON r.original_id = j.original_id AND r.kind = j.kind
+         GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+    )?;
+    let lines = made.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, i64>(3)?,
+            r.get::<_, i64>(4)?,
+        ))
+    })?;
+    for l in lines {
+        let (kind, state, method, n, bytes) = l?;
+        let how = if method.is_empty() { String::new() } else { format!(" by {method}") };
+        println!("  {kind:<10} {state:<8}{how:<13} {n:>3} file(s), {bytes:>9} bytes");
+    }
+    println!(
+        "  stored under {}; `bodycamd media show ID` lists an original's renditions",
+        cfg.renditions_dir().join("objects").display()
+    );
+    heading("5. What failed, and why");
     for r in rows.iter().filter(|r| r.probe_error.is_some()) {
         println!(
             "  stored, content unreadable: {} ({}): {}",
@@ -199,16 +197,9 @@ after_ingest = "keep"
     }
     let status = StatusJson::build(&query::stations(&c)?, &query::counts(&c)?, &query::pending(&c, &[])?);
     print!("{}", status.render());
-    heading("5. Alerts (bodycamd alerts list)");
+    heading("6. Alerts (bodycamd alerts list)");
     for a in crate::index::alerts::list(&c, crate::index::alerts::StateFilter::All, None, None)? {
-        println!(
-            "  #{:<3} {:<9} {:<17} {:<8} {}",
-            a.id,
-            a.severity,
-            a.kind,
-            a.state(),
-            a.subject
-        );
+        println!("  #{:<3} {:<9} {:<17} {:<8} {}", a.id, a.severity, a.kind, a.state(), a.subject);
     }
     if tmp_kept(&dir) {
         println!("\nEverything is in {}", dir.display());
@@ -218,7 +209,5 @@ after_ingest = "keep"
 
 fn tmp_kept(dir: &std::path::Path) -> bool {
     !dir.starts_with(std::env::temp_dir())
-        || !dir
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with("bodycamd-demo-"))
+        || !dir.file_name().is_some_and(|n| n.to_string_lossy().starts_with("bodycamd-demo-"))
 }

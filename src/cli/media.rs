@@ -1,7 +1,8 @@
 use super::{load_config, ConfigArg};
 use crate::clock::{parse_time, to_ms};
+use crate::index::renditions as rx;
 use crate::index::{open_reader, query};
-use crate::views::{render_media_table, MediaJson};
+use crate::views::{render_media_table, render_renditions, MediaJson, RenditionJson};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {
@@ -67,10 +68,8 @@ fn list(a: ListArgs) -> anyhow::Result<i32> {
         to: a.to.map(to_ms),
         limit: a.limit,
     };
-    let rows: Vec<MediaJson> = query::media_list(&c, &filter)?
-        .iter()
-        .map(|r| MediaJson::from_row(r, &cfg.archive_dir()))
-        .collect();
+    let rows: Vec<MediaJson> =
+        query::media_list(&c, &filter)?.iter().map(|r| MediaJson::from_row(r, &cfg.archive_dir())).collect();
     if a.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
@@ -94,20 +93,24 @@ fn show(a: ShowArgs) -> anyhow::Result<i32> {
         return Ok(1);
     };
     let m = MediaJson::from_row(&row, &cfg.archive_dir());
+    let renditions = RenditionJson::join(&rx::jobs_of(&c, &a.id)?, &rx::of_original(&c, &a.id)?, &cfg.renditions_dir());
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&m)?);
+        #[derive(serde::Serialize)]
+        struct Show<'a> {
+            #[serde(flatten)]
+            media: &'a MediaJson,
+            renditions: &'a [RenditionJson],
+        }
+        println!("{}", serde_json::to_string_pretty(&Show { media: &m, renditions: &renditions })?);
     } else {
         let v = serde_json::to_value(&m)?;
         for (k, v) in v.as_object().into_iter().flatten() {
             println!(
                 "{k:>15}: {}",
-                if v.is_string() {
-                    v.as_str().unwrap_or_default().to_string()
-                } else {
-                    v.to_string()
-                }
+                if v.is_string() { v.as_str().unwrap_or_default().to_string() } else { v.to_string() }
             );
         }
+        print!("{}", render_renditions(&renditions));
     }
     Ok(0)
 }

@@ -51,6 +51,9 @@ enum Command {
     /// (internal) Describe files for the daemon, one JSON request per line.
     #[command(hide = true)]
     ProbeWorker,
+    /// (internal) Make one rendition for the daemon (a JSON job on stdin).
+    #[command(hide = true)]
+    RenderWorker,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -88,6 +91,11 @@ pub fn main() -> i32 {
         Command::Report(c) => report::main(c),
         Command::Simulate(a) => simulate::main(a),
         Command::Demo(a) => demo::main(a),
+        Command::RenderWorker => {
+            let stdin = std::io::stdin().lock();
+            let stdout = std::io::stdout().lock();
+            crate::media::worker::serve_render(stdin, stdout).map(|()| 0).map_err(anyhow::Error::from)
+        }
         Command::ProbeWorker => {
             let stdin = std::io::stdin().lock();
             let stdout = std::io::stdout().lock();

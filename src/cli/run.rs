@@ -24,6 +24,10 @@ pub struct Args {
     /// (0 when it ran, even if some files failed; they are reported).
     #[arg(long)]
     once: bool,
+    /// With --once: do not make renditions (they are made by the daemon
+    /// later); without it, --once also finishes the rendition queue.
+    #[arg(long)]
+    no_renditions: bool,
     /// Log format (default: from the configuration, else text on a terminal
     /// and JSON lines otherwise).
     #[arg(long, value_enum)]
@@ -61,7 +65,9 @@ pub fn main(a: Args) -> anyhow::Result<i32> {
     rt.block_on(async {
         let shutdown = CancellationToken::new();
         handle_signals(shutdown.clone());
-        let report = app::run(cfg.clone(), RunOptions::new(a.once)?, Arc::new(SystemClock), shutdown).await?;
+        let mut opts = RunOptions::new(a.once)?;
+        opts.renditions = !a.no_renditions;
+        let report = app::run(cfg.clone(), opts, Arc::new(SystemClock), shutdown).await?;
         if a.once {
             println!(
                 "Stored {} new original(s) ({}), {} duplicate sighting(s), {} described, {} removed from docks.",

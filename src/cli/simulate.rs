@@ -44,11 +44,7 @@ pub struct Args {
 }
 
 pub fn main(a: Args) -> anyhow::Result<i32> {
-    let Some((w, h)) = a
-        .size
-        .split_once('x')
-        .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
-    else {
+    let Some((w, h)) = a.size.split_once('x').and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?))) else {
         eprintln!("error: --size must be WIDTHxHEIGHT, like 320x240");
         return Ok(2);
     };

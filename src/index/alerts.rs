@@ -85,17 +85,13 @@ fn row(r: &Row<'_>) -> rusqlite::Result<AlertRow> {
 }
 
 pub fn get(c: &Connection, id: i64) -> rusqlite::Result<Option<AlertRow>> {
-    c.prepare_cached(&format!("SELECT {COLUMNS} FROM alerts WHERE id = ?1"))?
-        .query_row([id], row)
-        .optional()
+    c.prepare_cached(&format!("SELECT {COLUMNS} FROM alerts WHERE id = ?1"))?.query_row([id], row).optional()
 }
 
 fn open_one(c: &Connection, kind: &str, subject: &str) -> rusqlite::Result<Option<AlertRow>> {
-    c.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM alerts WHERE kind = ?1 AND subject = ?2 AND resolved_at IS NULL"
-    ))?
-    .query_row(params![kind, subject], row)
-    .optional()
+    c.prepare_cached(&format!("SELECT {COLUMNS} FROM alerts WHERE kind = ?1 AND subject = ?2 AND resolved_at IS NULL"))?
+        .query_row(params![kind, subject], row)
+        .optional()
 }
 
 /// Record a transition and queue it for every webhook.
@@ -164,8 +160,7 @@ pub fn resolve(
     let Some(mut alert) = open_one(c, kind.as_str(), subject)? else {
         return Ok(None);
     };
-    c.prepare_cached("UPDATE alerts SET resolved_at = ?2 WHERE id = ?1")?
-        .execute(params![alert.id, now_ms])?;
+    c.prepare_cached("UPDATE alerts SET resolved_at = ?2 WHERE id = ?1")?.execute(params![alert.id, now_ms])?;
     alert.resolved_at = Some(now_ms);
     record_event(c, &alert, "resolved", now_ms, hooks).map(Some)
 }
@@ -289,10 +284,8 @@ pub fn sync_sequence_gaps(
         .prepare_cached("SELECT subject FROM alerts WHERE kind = 'sequence_gap' AND resolved_at IS NULL AND subject >= ?1 AND subject < ?2")?
         .query_map(params![prefix, format!("{device}$")], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
-    let want: std::collections::HashSet<String> = missing
-        .iter()
-        .map(|s| crate::rules::alerts::gap_subject(device, *s))
-        .collect();
+    let want: std::collections::HashSet<String> =
+        missing.iter().map(|s| crate::rules::alerts::gap_subject(device, *s)).collect();
     for subject in open_now {
         if !want.contains(&subject) {
             out.extend(resolve(c, AlertKind::SequenceGap, &subject, now_ms, hooks)?);
@@ -328,13 +321,7 @@ pub fn due_deliveries(c: &Connection, now_ms: i64, limit: u32) -> rusqlite::Resu
          WHERE d.delivered_at IS NULL AND d.next_try <= ?1 ORDER BY d.id LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![now_ms, limit], |r| {
-        Ok(Delivery {
-            id: r.get(0)?,
-            url: r.get(1)?,
-            body: r.get(2)?,
-            attempts: r.get(3)?,
-            event: r.get(4)?,
-        })
+        Ok(Delivery { id: r.get(0)?, url: r.get(1)?, body: r.get(2)?, attempts: r.get(3)?, event: r.get(4)? })
     })?;
     rows.collect()
 }
@@ -367,11 +354,7 @@ mod tests {
     use crate::index::Index;
 
     fn spec(kind: AlertKind, subject: &str) -> AlertSpec {
-        AlertSpec {
-            kind,
-            subject: subject.into(),
-            details: json!({"x": 1}),
-        }
+        AlertSpec { kind, subject: subject.into(), details: json!({"x": 1}) }
     }
 
     #[tokio::test]

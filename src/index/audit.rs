@@ -53,25 +53,22 @@ pub fn query(c: &Connection, f: &AuditFilter) -> rusqlite::Result<Vec<AuditEntry
            AND (?4 IS NULL OR at >= ?4) AND (?5 IS NULL OR at < ?5) AND id > ?6
          ORDER BY id LIMIT ?7",
     )?;
-    let rows = stmt.query_map(
-        params![f.media, f.case, f.actor, f.from, f.to, f.after.unwrap_or(0), f.limit],
-        |r| {
-            Ok(AuditEntry {
-                id: r.get(0)?,
-                at: r.get(1)?,
-                actor: r.get(2)?,
-                role: r.get(3)?,
-                remote: r.get(4)?,
-                action: r.get(5)?,
-                method: r.get(6)?,
-                route: r.get(7)?,
-                case_id: r.get(8)?,
-                media_id: r.get(9)?,
-                status: r.get(10)?,
-                outcome: r.get(11)?,
-                details: r.get(12)?,
-            })
-        },
-    )?;
+    let rows = stmt.query_map(params![f.media, f.case, f.actor, f.from, f.to, f.after.unwrap_or(0), f.limit], |r| {
+        Ok(AuditEntry {
+            id: r.get(0)?,
+            at: r.get(1)?,
+            actor: r.get(2)?,
+            role: r.get(3)?,
+            remote: r.get(4)?,
+            action: r.get(5)?,
+            method: r.get(6)?,
+            route: r.get(7)?,
+            case_id: r.get(8)?,
+            media_id: r.get(9)?,
+            status: r.get(10)?,
+            outcome: r.get(11)?,
+            details: r.get(12)?,
+        })
+    })?;
     rows.collect()
 }

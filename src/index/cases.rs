@@ -77,12 +77,7 @@ pub fn get_case(c: &Connection, id: &str) -> rusqlite::Result<Option<CaseRecord>
     let devices = list("SELECT device FROM case_devices WHERE case_id = ?1 ORDER BY device")?;
     let windows = c
         .prepare_cached("SELECT start, \"end\" FROM case_windows WHERE case_id = ?1 ORDER BY start, id")?
-        .query_map([id], |r| {
-            Ok(Window {
-                start: from_ms(r.get(0)?),
-                end: from_ms(r.get(1)?),
-            })
-        })?
+        .query_map([id], |r| Ok(Window { start: from_ms(r.get(0)?), end: from_ms(r.get(1)?) }))?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Some(CaseRecord {
         case: Case {
@@ -200,8 +195,7 @@ pub fn upsert_case(c: &Connection, case: &Case, by: &str, now_ms: i64) -> rusqli
             by
         ])?;
         for table in ["case_officers", "case_devices", "case_windows"] {
-            c.prepare_cached(&format!("DELETE FROM {table} WHERE case_id = ?1"))?
-                .execute([&case.id])?;
+            c.prepare_cached(&format!("DELETE FROM {table} WHERE case_id = ?1"))?.execute([&case.id])?;
         }
     }
     for o in dedup(&case.officers) {
@@ -209,8 +203,7 @@ pub fn upsert_case(c: &Connection, case: &Case, by: &str, now_ms: i64) -> rusqli
             .execute(params![case.id, o])?;
     }
     for d in dedup(&case.devices) {
-        c.prepare_cached("INSERT INTO case_devices (case_id, device) VALUES (?1, ?2)")?
-            .execute(params![case.id, d])?;
+        c.prepare_cached("INSERT INTO case_devices (case_id, device) VALUES (?1, ?2)")?.execute(params![case.id, d])?;
     }
     for w in &case.windows {
         c.prepare_cached("INSERT INTO case_windows (case_id, start, \"end\") VALUES (?1, ?2, ?3)")?
@@ -233,11 +226,7 @@ pub fn match_media(c: &Connection, media_id: &str, now_ms: i64) -> rusqlite::Res
     let row = c
         .prepare_cached("SELECT officer, device, coalesce(recorded_start, name_start) FROM originals WHERE id = ?1")?
         .query_row([media_id], |r| {
-            Ok((
-                r.get::<_, Option<String>>(0)?,
-                r.get::<_, Option<String>>(1)?,
-                r.get::<_, Option<i64>>(2)?,
-            ))
+            Ok((r.get::<_, Option<String>>(0)?, r.get::<_, Option<String>>(1)?, r.get::<_, Option<i64>>(2)?))
         })
         .optional()?;
     let Some((officer, device, start)) = row else {
@@ -245,17 +234,15 @@ pub fn match_media(c: &Connection, media_id: &str, now_ms: i64) -> rusqlite::Res
     };
     let mut candidates: HashSet<String> = HashSet::new();
     if let Some(o) = &officer {
-        for id in c
-            .prepare_cached("SELECT case_id FROM case_officers WHERE officer = ?1")?
-            .query_map([o], |r| r.get(0))?
+        for id in
+            c.prepare_cached("SELECT case_id FROM case_officers WHERE officer = ?1")?.query_map([o], |r| r.get(0))?
         {
             candidates.insert(id?);
         }
     }
     if let Some(d) = &device {
-        for id in c
-            .prepare_cached("SELECT case_id FROM case_devices WHERE device = ?1")?
-            .query_map([d], |r| r.get(0))?
+        for id in
+            c.prepare_cached("SELECT case_id FROM case_devices WHERE device = ?1")?.query_map([d], |r| r.get(0))?
         {
             candidates.insert(id?);
         }
@@ -389,9 +376,7 @@ pub fn case_media(c: &Connection, case_id: &str) -> rusqlite::Result<Vec<LinkRec
 
 /// Every link of an original (linked and removed).
 pub fn media_links(c: &Connection, media_id: &str) -> rusqlite::Result<Vec<LinkRecord>> {
-    c.prepare_cached(&format!(
-        "SELECT {LINK_COLUMNS} FROM case_links l WHERE l.media_id = ?1 ORDER BY l.case_id"
-    ))?
-    .query_map([media_id], link_row)?
-    .collect()
+    c.prepare_cached(&format!("SELECT {LINK_COLUMNS} FROM case_links l WHERE l.media_id = ?1 ORDER BY l.case_id"))?
+        .query_map([media_id], link_row)?
+        .collect()
 }

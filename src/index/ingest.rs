@@ -111,8 +111,7 @@ pub fn set_station_state(
 }
 
 pub fn set_station_watch_mode(c: &Connection, id: &str, mode: &str) -> rusqlite::Result<()> {
-    c.prepare_cached("UPDATE stations SET watch_mode = ?2 WHERE id = ?1")?
-        .execute(params![id, mode])?;
+    c.prepare_cached("UPDATE stations SET watch_mode = ?2 WHERE id = ?1")?.execute(params![id, mode])?;
     Ok(())
 }
 

@@ -15,6 +15,7 @@ pub mod audit;
 pub mod cases;
 pub mod ingest;
 pub mod query;
+pub mod renditions;
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
@@ -29,6 +30,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_alerts.sql"),
     include_str!("migrations/0003_cases.sql"),
+    include_str!("migrations/0004_renditions.sql"),
 ];
 
 /// Requests per transaction at most.
@@ -107,18 +109,10 @@ pub fn open_reader(path: &Path) -> Result<Connection, IndexError> {
     configure(&conn)?;
     let found: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if found > MIGRATIONS.len() {
-        return Err(IndexError::TooNew {
-            path: path.into(),
-            found,
-            known: MIGRATIONS.len(),
-        });
+        return Err(IndexError::TooNew { path: path.into(), found, known: MIGRATIONS.len() });
     }
     if found < MIGRATIONS.len() {
-        return Err(IndexError::TooOld {
-            path: path.into(),
-            found,
-            known: MIGRATIONS.len(),
-        });
+        return Err(IndexError::TooOld { path: path.into(), found, known: MIGRATIONS.len() });
     }
     Ok(conn)
 }
@@ -130,26 +124,16 @@ pub fn write_once<T>(path: &Path, f: impl FnOnce(&Connection) -> rusqlite::Resul
     if !path.exists() {
         return Err(IndexError::Missing(path.to_path_buf()));
     }
-    let mut conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
+    let mut conn =
+        Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
     configure(&conn)?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     let found: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if found != MIGRATIONS.len() {
         return Err(if found > MIGRATIONS.len() {
-            IndexError::TooNew {
-                path: path.into(),
-                found,
-                known: MIGRATIONS.len(),
-            }
+            IndexError::TooNew { path: path.into(), found, known: MIGRATIONS.len() }
         } else {
-            IndexError::TooOld {
-                path: path.into(),
-                found,
-                known: MIGRATIONS.len(),
-            }
+            IndexError::TooOld { path: path.into(), found, known: MIGRATIONS.len() }
         });
     }
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -161,11 +145,7 @@ pub fn write_once<T>(path: &Path, f: impl FnOnce(&Connection) -> rusqlite::Resul
 fn migrate(conn: &mut Connection, path: &Path) -> Result<(), IndexError> {
     let found: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if found > MIGRATIONS.len() {
-        return Err(IndexError::TooNew {
-            path: path.into(),
-            found,
-            known: MIGRATIONS.len(),
-        });
+        return Err(IndexError::TooNew { path: path.into(), found, known: MIGRATIONS.len() });
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(found) {
         let tx = conn.transaction()?;
@@ -345,11 +325,7 @@ mod tests {
         let c = idx.call(|c| c.execute("INSERT INTO devices VALUES ('C', 3, 3)", []));
         let (a, b, c) = tokio::join!(a, b, c);
         assert!(a.is_ok() && b.is_err() && c.is_ok());
-        let n: i64 = idx
-            .reader()
-            .unwrap()
-            .query_row("SELECT count(*) FROM devices", [], |r| r.get(0))
-            .unwrap();
+        let n: i64 = idx.reader().unwrap().query_row("SELECT count(*) FROM devices", [], |r| r.get(0)).unwrap();
         assert_eq!(n, 2);
         idx.close();
     }

@@ -104,9 +104,7 @@ fn media_row(r: &Row<'_>) -> rusqlite::Result<MediaRow> {
 
 fn station_paths(c: &Connection) -> rusqlite::Result<HashMap<String, PathBuf>> {
     let mut stmt = c.prepare_cached("SELECT id, path FROM stations")?;
-    let rows = stmt.query_map([], |r| {
-        Ok((r.get::<_, String>(0)?, PathBuf::from(r.get::<_, String>(1)?)))
-    })?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, PathBuf::from(r.get::<_, String>(1)?))))?;
     rows.collect()
 }
 
@@ -229,10 +227,7 @@ pub fn pending(c: &Connection, states: &[&str]) -> rusqlite::Result<Vec<PendingR
         })
     })?;
     let all: Vec<PendingRow> = rows.collect::<Result<_, _>>()?;
-    Ok(all
-        .into_iter()
-        .filter(|p| states.is_empty() || states.contains(&p.state.as_str()))
-        .collect())
+    Ok(all.into_iter().filter(|p| states.is_empty() || states.contains(&p.state.as_str())).collect())
 }
 
 #[derive(Debug, Clone, Default)]
@@ -266,9 +261,8 @@ pub fn counts(c: &Connection) -> rusqlite::Result<Counts> {
     )?;
     let sightings: i64 = c.query_row("SELECT count(*) FROM sightings", [], |r| r.get(0))?;
     let mut stmt = c.prepare("SELECT coalesce(kind, 'undescribed'), count(*) FROM originals GROUP BY 1 ORDER BY 1")?;
-    let by_kind = stmt
-        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?
-        .collect::<Result<_, _>>()?;
+    let by_kind =
+        stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?.collect::<Result<_, _>>()?;
     Ok(Counts {
         originals: originals as u64,
         bytes: bytes as u64,
@@ -517,12 +511,9 @@ pub fn media_page(c: &Connection, q: &MediaQuery) -> rusqlite::Result<Vec<MediaR
         ),
         None => String::new(),
     };
-    for (column, v) in [
-        ("o.officer", &q.officer),
-        ("o.device", &q.device),
-        ("o.station", &q.station),
-        ("o.kind", &q.kind),
-    ] {
+    for (column, v) in
+        [("o.officer", &q.officer), ("o.device", &q.device), ("o.station", &q.station), ("o.kind", &q.kind)]
+    {
         if let Some(v) = v {
             conds.push(format!("{column} = {}", arg(Value::Text(v.clone()))));
         }
@@ -541,17 +532,11 @@ pub fn media_page(c: &Connection, q: &MediaQuery) -> rusqlite::Result<Vec<MediaR
         conds.push(format!("(o.start_at, o.id) > ({a}, {b})"));
     }
     let limit = arg(Value::Integer(i64::from(q.limit)));
-    let filter = if conds.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", conds.join(" AND "))
-    };
+    let filter = if conds.is_empty() { String::new() } else { format!("WHERE {}", conds.join(" AND ")) };
     let sql =
         format!("SELECT {MEDIA_COLUMNS} FROM originals o {join} {filter} ORDER BY o.start_at, o.id LIMIT {limit}");
-    let mut rows: Vec<MediaRow> = c
-        .prepare_cached(&sql)?
-        .query_map(rusqlite::params_from_iter(args), media_row)?
-        .collect::<Result<_, _>>()?;
+    let mut rows: Vec<MediaRow> =
+        c.prepare_cached(&sql)?.query_map(rusqlite::params_from_iter(args), media_row)?.collect::<Result<_, _>>()?;
     attach_sightings(c, &mut rows)?;
     Ok(rows)
 }

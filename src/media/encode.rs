@@ -101,10 +101,7 @@ fn open_video(octx: &mut ff::format::context::Output, v: &VideoSpec, frames: i64
     let global = octx.format().flags().contains(ff::format::Flags::GLOBAL_HEADER);
     let mut ost = octx.add_stream(codec).map_err(err("adding a video stream"))?;
     let stream = ost.index();
-    let mut enc = ff::codec::context::Context::new_with_codec(codec)
-        .encoder()
-        .video()
-        .map_err(err("video encoder"))?;
+    let mut enc = ff::codec::context::Context::new_with_codec(codec).encoder().video().map_err(err("video encoder"))?;
     enc.set_width(v.width);
     enc.set_height(v.height);
     enc.set_format(pix);
@@ -134,14 +131,7 @@ fn open_video(octx: &mut ff::format::context::Output, v: &VideoSpec, frames: i64
     ost.set_parameters(&enc);
     ost.set_time_base(ff::Rational(1, v.fps as i32));
     let frame = ff::frame::Video::new(pix, v.width, v.height);
-    Ok(VideoOut {
-        enc,
-        frame,
-        stream,
-        fps: v.fps,
-        next: 0,
-        total: frames,
-    })
+    Ok(VideoOut { enc, frame, stream, fps: v.fps, next: 0, total: frames })
 }
 
 fn open_audio(octx: &mut ff::format::context::Output, a: &AudioSpec, duration: f64) -> Result<AudioOut, String> {
@@ -154,10 +144,7 @@ fn open_audio(octx: &mut ff::format::context::Output, a: &AudioSpec, duration: f
     let global = octx.format().flags().contains(ff::format::Flags::GLOBAL_HEADER);
     let mut ost = octx.add_stream(codec).map_err(err("adding an audio stream"))?;
     let stream = ost.index();
-    let mut enc = ff::codec::context::Context::new_with_codec(codec)
-        .encoder()
-        .audio()
-        .map_err(err("audio encoder"))?;
+    let mut enc = ff::codec::context::Context::new_with_codec(codec).encoder().audio().map_err(err("audio encoder"))?;
     enc.set_rate(a.sample_rate as i32);
     enc.set_format(format);
     enc.set_channel_layout(ChannelLayout::MONO);
@@ -170,9 +157,7 @@ fn open_audio(octx: &mut ff::format::context::Output, a: &AudioSpec, duration: f
     if global {
         enc.set_flags(ff::codec::Flags::GLOBAL_HEADER);
     }
-    let enc = enc
-        .open_with(ff::Dictionary::new())
-        .map_err(err("opening the audio encoder"))?;
+    let enc = enc.open_with(ff::Dictionary::new()).map_err(err("opening the audio encoder"))?;
     ost.set_parameters(&enc);
     ost.set_time_base(ff::Rational(1, a.sample_rate as i32));
     let frame_size = match enc.frame_size() {
@@ -241,11 +226,7 @@ pub fn write_clip(path: &Path, spec: &ClipSpec) -> Result<(), String> {
     super::probe::init();
     let mut octx = ff::format::output_as(&path, spec.format).map_err(err("creating the output"))?;
     let mut video = match &spec.video {
-        Some(v) => Some(open_video(
-            &mut octx,
-            v,
-            (spec.duration_secs * f64::from(v.fps)).round().max(1.0) as i64,
-        )?),
+        Some(v) => Some(open_video(&mut octx, v, (spec.duration_secs * f64::from(v.fps)).round().max(1.0) as i64)?),
         None => None,
     };
     let mut audio = match &spec.audio {
@@ -260,14 +241,8 @@ pub fn write_clip(path: &Path, spec: &ClipSpec) -> Result<(), String> {
     octx.set_metadata(meta);
     octx.write_header().map_err(err("writing the header"))?;
     loop {
-        let vt = video
-            .as_ref()
-            .filter(|v| v.next < v.total)
-            .map(|v| v.next as f64 / f64::from(v.fps));
-        let at = audio
-            .as_ref()
-            .filter(|a| a.next_sample < a.total)
-            .map(|a| a.next_sample as f64 / f64::from(a.rate));
+        let vt = video.as_ref().filter(|v| v.next < v.total).map(|v| v.next as f64 / f64::from(v.fps));
+        let at = audio.as_ref().filter(|a| a.next_sample < a.total).map(|a| a.next_sample as f64 / f64::from(a.rate));
         match (vt, at) {
             (None, None) => break,
             (Some(vt), at) if at.is_none_or(|at| vt <= at) => {
@@ -311,19 +286,14 @@ pub fn write_clip(path: &Path, spec: &ClipSpec) -> Result<(), String> {
 pub fn encode_jpeg(width: u32, height: u32, seed: u64) -> Result<Vec<u8>, String> {
     super::probe::init();
     let codec = ff::encoder::find_by_name("mjpeg").ok_or("libav has no mjpeg encoder")?;
-    let mut enc = ff::codec::context::Context::new_with_codec(codec)
-        .encoder()
-        .video()
-        .map_err(err("jpeg encoder"))?;
+    let mut enc = ff::codec::context::Context::new_with_codec(codec).encoder().video().map_err(err("jpeg encoder"))?;
     enc.set_width(width);
     enc.set_height(height);
     enc.set_format(Pixel::YUVJ420P);
     enc.set_time_base(ff::Rational(1, 25));
     enc.set_global_quality(6 * ff::ffi::FF_QP2LAMBDA);
     enc.set_flags(ff::codec::Flags::QSCALE);
-    let mut enc = enc
-        .open_with(ff::Dictionary::new())
-        .map_err(err("opening the jpeg encoder"))?;
+    let mut enc = enc.open_with(ff::Dictionary::new()).map_err(err("opening the jpeg encoder"))?;
     let mut frame = ff::frame::Video::new(Pixel::YUVJ420P, width, height);
     paint(&mut frame, seed as i64, seed);
     frame.set_pts(Some(0));
@@ -342,16 +312,8 @@ mod tests {
     fn clip(format: &'static str, video: Option<VideoCodec>, audio: Option<AudioCodec>) -> ClipSpec {
         ClipSpec {
             format,
-            video: video.map(|codec| VideoSpec {
-                codec,
-                width: 160,
-                height: 120,
-                fps: 15,
-            }),
-            audio: audio.map(|codec| AudioSpec {
-                codec,
-                sample_rate: 16_000,
-            }),
+            video: video.map(|codec| VideoSpec { codec, width: 160, height: 120, fps: 15 }),
+            audio: audio.map(|codec| AudioSpec { codec, sample_rate: 16_000 }),
             duration_secs: 1.0,
             creation_time: Some("2026-11-26T01:30:00Z".parse().unwrap()),
             seed: 3,
@@ -362,20 +324,8 @@ mod tests {
     fn encodes_what_cameras_write_and_reads_it_back() {
         let d = tempfile::tempdir().unwrap();
         let cases = [
-            (
-                "a.mp4",
-                clip("mp4", Some(VideoCodec::H264), Some(AudioCodec::Aac)),
-                "video",
-                Some("h264"),
-                Some("aac"),
-            ),
-            (
-                "b.mp4",
-                clip("mp4", Some(VideoCodec::Hevc), None),
-                "video",
-                Some("hevc"),
-                None,
-            ),
+            ("a.mp4", clip("mp4", Some(VideoCodec::H264), Some(AudioCodec::Aac)), "video", Some("h264"), Some("aac")),
+            ("b.mp4", clip("mp4", Some(VideoCodec::Hevc), None), "video", Some("hevc"), None),
             (
                 "c.avi",
                 clip("avi", Some(VideoCodec::Mjpeg), Some(AudioCodec::PcmS16)),
@@ -383,20 +333,8 @@ mod tests {
                 Some("mjpeg"),
                 Some("pcm_s16le"),
             ),
-            (
-                "d.wav",
-                clip("wav", None, Some(AudioCodec::PcmS16)),
-                "audio",
-                None,
-                Some("pcm_s16le"),
-            ),
-            (
-                "e.mp3",
-                clip("mp3", None, Some(AudioCodec::Mp3)),
-                "audio",
-                None,
-                Some("mp3"),
-            ),
+            ("d.wav", clip("wav", None, Some(AudioCodec::PcmS16)), "audio", None, Some("pcm_s16le")),
+            ("e.mp3", clip("mp3", None, Some(AudioCodec::Mp3)), "audio", None, Some("mp3")),
         ];
         for (name, spec, kind, vcodec, acodec) in cases {
             let p = d.path().join(name);
@@ -434,10 +372,7 @@ mod tests {
         assert!(desc.probe_error.is_some());
         let empty = d.path().join("empty.mp4");
         std::fs::write(&empty, b"").unwrap();
-        assert_eq!(
-            describe_file(&empty).probe_error.as_deref(),
-            Some("empty file (0 bytes)")
-        );
+        assert_eq!(describe_file(&empty).probe_error.as_deref(), Some("empty file (0 bytes)"));
     }
 
     #[test]
@@ -465,10 +400,7 @@ mod tests {
         let err = desc.probe_error.unwrap_or_default();
         assert!(err.contains("truncated: media data ends at"), "{err}");
         assert_eq!(desc.kind, "video");
-        assert!(
-            (desc.duration_secs.unwrap() - 3.0).abs() < 0.2,
-            "the header still declares the full length"
-        );
+        assert!((desc.duration_secs.unwrap() - 3.0).abs() < 0.2, "the header still declares the full length");
     }
 
     #[test]

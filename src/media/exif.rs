@@ -67,10 +67,7 @@ fn exif_time(exif: &exif::Exif) -> Result<Option<ExifTime>, String> {
     let local = NaiveDate::from_ymd_opt(i32::from(dt.year), u32::from(dt.month), u32::from(dt.day))
         .and_then(|d| d.and_hms_opt(u32::from(dt.hour), u32::from(dt.minute), u32::from(dt.second)))
         .ok_or_else(|| format!("EXIF date {:?} is not a valid date", String::from_utf8_lossy(raw)))?;
-    Ok(Some(ExifTime {
-        local,
-        offset_minutes: dt.offset,
-    }))
+    Ok(Some(ExifTime { local, offset_minutes: dt.offset }))
 }
 
 /// Read a photo's size and capture time from any seekable reader.
@@ -112,11 +109,7 @@ pub fn exif_block(taken: &str, offset: &str, model: &str) -> Vec<u8> {
     use exif::experimental::Writer;
     use exif::Field;
     let fields = [
-        Field {
-            tag: Tag::Model,
-            ifd_num: In::PRIMARY,
-            value: Value::Ascii(vec![model.as_bytes().to_vec()]),
-        },
+        Field { tag: Tag::Model, ifd_num: In::PRIMARY, value: Value::Ascii(vec![model.as_bytes().to_vec()]) },
         Field {
             tag: Tag::DateTimeOriginal,
             ifd_num: In::PRIMARY,
@@ -172,27 +165,16 @@ pub fn heic_with_exif(width: u32, height: u32, exif_app1_payload: &[u8]) -> Vec<
     let hdlr = full_box(b"hdlr", 0, &[&[0u8; 4][..], b"pict", &[0u8; 12], b"\0"].concat());
     let pitm = full_box(b"pitm", 0, &1u16.to_be_bytes());
     let infe = |id: u16, kind: &[u8; 4]| full_box(b"infe", 2, &[&id.to_be_bytes()[..], &[0, 0], kind, b"\0"].concat());
-    let iinf = full_box(
-        b"iinf",
-        0,
-        &[&2u16.to_be_bytes()[..], &infe(1, b"hvc1"), &infe(2, b"Exif")].concat(),
-    );
+    let iinf = full_box(b"iinf", 0, &[&2u16.to_be_bytes()[..], &infe(1, b"hvc1"), &infe(2, b"Exif")].concat());
     let ispe = full_box(b"ispe", 0, &[width.to_be_bytes(), height.to_be_bytes()].concat());
     let ipco = bmff_box(b"ipco", &ispe);
-    let ipma = full_box(
-        b"ipma",
-        0,
-        &[&1u32.to_be_bytes()[..], &1u16.to_be_bytes(), &[1, 0x81]].concat(),
-    );
+    let ipma = full_box(b"ipma", 0, &[&1u32.to_be_bytes()[..], &1u16.to_be_bytes(), &[1, 0x81]].concat());
     let iprp = bmff_box(b"iprp", &[ipco, ipma].concat());
     // iloc v0: 4-byte offsets and lengths, no base offset; two items.
     let iloc_for = |offsets: [u32; 2]| {
         let mut b = vec![0x44, 0x00];
         b.extend_from_slice(&2u16.to_be_bytes());
-        for (id, (off, len)) in [
-            (1u16, (offsets[0], image_item.len())),
-            (2u16, (offsets[1], exif_item.len())),
-        ] {
+        for (id, (off, len)) in [(1u16, (offsets[0], image_item.len())), (2u16, (offsets[1], exif_item.len()))] {
             b.extend_from_slice(&id.to_be_bytes());
             b.extend_from_slice(&0u16.to_be_bytes()); // data reference: this file
             b.extend_from_slice(&1u16.to_be_bytes()); // one extent
@@ -201,12 +183,7 @@ pub fn heic_with_exif(width: u32, height: u32, exif_app1_payload: &[u8]) -> Vec<
         }
         full_box(b"iloc", 0, &b)
     };
-    let meta_len = full_box(
-        b"meta",
-        0,
-        &[&hdlr[..], &pitm, &iinf, &iprp, &iloc_for([0, 0])].concat(),
-    )
-    .len();
+    let meta_len = full_box(b"meta", 0, &[&hdlr[..], &pitm, &iinf, &iprp, &iloc_for([0, 0])].concat()).len();
     let data_start = (ftyp.len() + meta_len + 8) as u32;
     let iloc = iloc_for([data_start, data_start + image_item.len() as u32]);
     let meta = full_box(b"meta", 0, &[&hdlr[..], &pitm, &iinf, &iprp, &iloc].concat());
@@ -219,11 +196,7 @@ fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
         }
     }
     !crc
@@ -234,21 +207,10 @@ pub fn png_with_exif(width: u32, height: u32, exif_app1_payload: &[u8]) -> Vec<u
     let tiff = exif_app1_payload.strip_prefix(b"Exif\0\0").unwrap_or(exif_app1_payload);
     let chunk = |kind: &[u8; 4], data: &[u8]| {
         let body = [&kind[..], data].concat();
-        [
-            &(data.len() as u32).to_be_bytes()[..],
-            &body,
-            &crc32(&body).to_be_bytes(),
-        ]
-        .concat()
+        [&(data.len() as u32).to_be_bytes()[..], &body, &crc32(&body).to_be_bytes()].concat()
     };
     let ihdr = [&width.to_be_bytes()[..], &height.to_be_bytes(), &[8, 2, 0, 0, 0]].concat();
-    [
-        &b"\x89PNG\r\n\x1a\n"[..],
-        &chunk(b"IHDR", &ihdr),
-        &chunk(b"eXIf", tiff),
-        &chunk(b"IEND", b""),
-    ]
-    .concat()
+    [&b"\x89PNG\r\n\x1a\n"[..], &chunk(b"IHDR", &ihdr), &chunk(b"eXIf", tiff), &chunk(b"IEND", b"")].concat()
 }
 
 #[cfg(test)]
@@ -258,27 +220,15 @@ mod tests {
     #[test]
     fn heic_and_png_photos_give_their_size_and_time() {
         let block = exif_block("2026:11:26 09:30:15", "+08:00", "PHONE");
-        for (what, bytes) in [
-            ("heic", heic_with_exif(4032, 3024, &block)),
-            ("png", png_with_exif(640, 480, &block)),
-        ] {
+        for (what, bytes) in [("heic", heic_with_exif(4032, 3024, &block)), ("png", png_with_exif(640, 480, &block))] {
             let m = read_photo_bytes(&bytes);
             let want = if what == "heic" { (4032, 3024) } else { (640, 480) };
             assert_eq!((m.width, m.height), (Some(want.0), Some(want.1)), "{what}: {m:?}");
             let t = m.taken.unwrap_or_else(|| panic!("{what}: no time: {m:?}"));
-            assert_eq!(
-                t.to_utc(chrono_tz::UTC).unwrap().to_rfc3339(),
-                "2026-11-26T01:30:15+00:00",
-                "{what}"
-            );
+            assert_eq!(t.to_utc(chrono_tz::UTC).unwrap().to_rfc3339(), "2026-11-26T01:30:15+00:00", "{what}");
             assert_eq!(m.error, None, "{what}");
         }
-        assert_eq!(
-            crate::media::sniff::sniff(&heic_with_exif(1, 1, &block))
-                .unwrap()
-                .format,
-            "heif"
-        );
+        assert_eq!(crate::media::sniff::sniff(&heic_with_exif(1, 1, &block)).unwrap().format, "heif");
     }
 
     /// The smallest baseline JPEG header imagesize understands (SOI + SOF0).
@@ -297,26 +247,17 @@ mod tests {
         assert_eq!((m.width, m.height), (Some(64), Some(48)));
         let t = m.taken.unwrap();
         assert_eq!(t.offset_minutes, Some(480));
-        assert_eq!(
-            t.to_utc(chrono_tz::UTC).unwrap().to_rfc3339(),
-            "2026-11-26T01:30:15+00:00"
-        );
+        assert_eq!(t.to_utc(chrono_tz::UTC).unwrap().to_rfc3339(), "2026-11-26T01:30:15+00:00");
         assert_eq!(m.error, None);
     }
 
     #[test]
     fn time_without_offset_uses_the_station_zone() {
         let t = ExifTime {
-            local: NaiveDate::from_ymd_opt(2026, 11, 26)
-                .unwrap()
-                .and_hms_opt(9, 30, 0)
-                .unwrap(),
+            local: NaiveDate::from_ymd_opt(2026, 11, 26).unwrap().and_hms_opt(9, 30, 0).unwrap(),
             offset_minutes: None,
         };
-        assert_eq!(
-            t.to_utc(chrono_tz::Asia::Shanghai).unwrap().to_rfc3339(),
-            "2026-11-26T01:30:00+00:00"
-        );
+        assert_eq!(t.to_utc(chrono_tz::Asia::Shanghai).unwrap().to_rfc3339(), "2026-11-26T01:30:00+00:00");
     }
 
     #[test]

@@ -13,6 +13,7 @@
 pub mod encode;
 pub mod exif;
 pub mod probe;
+pub mod render;
 pub mod sniff;
 pub mod worker;
 
@@ -67,9 +68,7 @@ impl Description {
 
 fn read_head(path: &Path) -> std::io::Result<Vec<u8>> {
     let mut head = Vec::with_capacity(sniff::HEAD_LEN);
-    std::fs::File::open(path)?
-        .take(sniff::HEAD_LEN as u64)
-        .read_to_end(&mut head)?;
+    std::fs::File::open(path)?.take(sniff::HEAD_LEN as u64).read_to_end(&mut head)?;
     Ok(head)
 }
 
@@ -97,10 +96,7 @@ pub fn describe_file(path: &Path) -> Description {
     if let Some(s) = sniffed.filter(|s| s.kind == MediaKind::Photo) {
         let meta = match std::fs::File::open(path) {
             Ok(f) => exif::read_photo(BufReader::new(f)),
-            Err(e) => exif::PhotoMeta {
-                error: Some(e.to_string()),
-                ..Default::default()
-            },
+            Err(e) => exif::PhotoMeta { error: Some(e.to_string()), ..Default::default() },
         };
         return Description {
             kind: "photo".into(),
@@ -116,11 +112,7 @@ pub fn describe_file(path: &Path) -> Description {
     }
     match probe::probe_av(path) {
         Ok(av) => {
-            let kind = if av.video.is_some() {
-                MediaKind::Video
-            } else {
-                MediaKind::Audio
-            };
+            let kind = if av.video.is_some() { MediaKind::Video } else { MediaKind::Audio };
             Description {
                 kind: kind.as_str().into(),
                 format: Some(av.container),

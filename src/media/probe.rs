@@ -72,10 +72,7 @@ fn rotation_of(stream: &ff::format::stream::Stream<'_>) -> Option<f64> {
 pub fn probe_av(path: &Path) -> Result<AvInfo, String> {
     init();
     let mut ictx = ff::format::input(&path).map_err(|e| format!("not a readable audio/video file: {e}"))?;
-    let mut info = AvInfo {
-        container: ictx.format().name().to_string(),
-        ..Default::default()
-    };
+    let mut info = AvInfo { container: ictx.format().name().to_string(), ..Default::default() };
     let d = ictx.duration();
     if d > 0 && d != ff::ffi::AV_NOPTS_VALUE {
         info.duration_secs = Some(d as f64 / f64::from(ff::ffi::AV_TIME_BASE));
@@ -91,10 +88,7 @@ pub fn probe_av(path: &Path) -> Result<AvInfo, String> {
         let codec = params.id().name().to_string();
         match params.medium() {
             MediaType::Video if info.video.is_none() => {
-                if stream
-                    .disposition()
-                    .contains(ff::format::stream::Disposition::ATTACHED_PIC)
-                {
+                if stream.disposition().contains(ff::format::stream::Disposition::ATTACHED_PIC) {
                     continue; // cover art in an audio file
                 }
                 // SAFETY: parameters() points at this stream's codecpar,
@@ -116,11 +110,8 @@ pub fn probe_av(path: &Path) -> Result<AvInfo, String> {
                     let p = params.as_ptr();
                     ((*p).sample_rate, (*p).ch_layout.nb_channels)
                 };
-                info.audio = Some(AudioStream {
-                    codec,
-                    sample_rate: rate.max(0) as u32,
-                    channels: channels.max(0) as u16,
-                });
+                info.audio =
+                    Some(AudioStream { codec, sample_rate: rate.max(0) as u32, channels: channels.max(0) as u16 });
             }
             _ => {}
         }
@@ -238,9 +229,7 @@ fn scan_packets(
     }
     if let Some(declared) = declared {
         if declared - end_secs > (declared * 0.02).max(1.0) {
-            return Some(format!(
-                "truncated: media data ends at {end_secs:.1} s of a declared {declared:.1} s"
-            ));
+            return Some(format!("truncated: media data ends at {end_secs:.1} s of a declared {declared:.1} s"));
         }
     }
     None

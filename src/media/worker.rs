@@ -66,38 +66,33 @@ fn signal_name(sig: i32) -> &'static str {
     }
 }
 
-fn spawn(s: &ProberSettings) -> std::io::Result<Proc> {
-    let mut cmd = Command::new(&s.exe);
-    cmd.arg("probe-worker")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true);
-    let limit = s.memory_limit_bytes;
+/// Confine a child that will parse untrusted media: an address-space
+/// limit, no core dumps, death with the daemon; with `background`, the
+/// lowest CPU and I/O priority, so that it yields to storing originals.
+pub fn confine(cmd: &mut Command, memory_limit: u64, background: bool) {
     // SAFETY: between fork and exec only async-signal-safe system calls are
-    // made (setrlimit, prctl), without allocating.
+    // made (setrlimit, prctl, setpriority, ioprio_set), without allocating.
     unsafe {
         cmd.pre_exec(move || {
             use rustix::process::{setrlimit, Resource, Rlimit};
-            setrlimit(
-                Resource::As,
-                Rlimit {
-                    current: Some(limit),
-                    maximum: Some(limit),
-                },
-            )?;
-            setrlimit(
-                Resource::Core,
-                Rlimit {
-                    current: Some(0),
-                    maximum: Some(0),
-                },
-            )?;
+            setrlimit(Resource::As, Rlimit { current: Some(memory_limit), maximum: Some(memory_limit) })?;
+            setrlimit(Resource::Core, Rlimit { current: Some(0), maximum: Some(0) })?;
             // Die with the daemon, even after kill -9.
             rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+            if background {
+                let _ = rustix::process::setpriority_process(None, 19);
+                // IOPRIO_WHO_PROCESS, this process, IOPRIO_CLASS_IDLE << 13.
+                let _ = libc::syscall(libc::SYS_ioprio_set, 1, 0, 3 << 13);
+            }
             Ok(())
         });
     }
+}
+
+fn spawn(s: &ProberSettings) -> std::io::Result<Proc> {
+    let mut cmd = Command::new(&s.exe);
+    cmd.arg("probe-worker").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true);
+    confine(&mut cmd, s.memory_limit_bytes, false);
     let mut child = cmd.spawn()?;
     let stdin = child.stdin.take().expect("stdin is piped");
     let stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
@@ -128,10 +123,7 @@ async fn probe_one(s: &ProberSettings, slot: &mut Option<Proc>, path: &Path) -> 
         }
     }
     let p = slot.as_mut().expect("spawned above");
-    let mut line = serde_json::to_string(&Request {
-        path: path.to_string_lossy().into_owned(),
-    })
-    .expect("serialisable");
+    let mut line = serde_json::to_string(&Request { path: path.to_string_lossy().into_owned() }).expect("serialisable");
     line.push('\n');
     let exchange = async {
         p.stdin.write_all(line.as_bytes()).await?;
@@ -193,20 +185,74 @@ impl ProberPool {
     /// missing prober becomes the description's `probe_error`.
     pub async fn describe(&self, path: &Path) -> Description {
         let (reply, rx) = oneshot::channel();
-        if self
-            .tx
-            .send(Job {
-                path: path.to_path_buf(),
-                reply,
-            })
-            .await
-            .is_err()
-        {
+        if self.tx.send(Job { path: path.to_path_buf(), reply }).await.is_err() {
             return Description::fallback(path, "the prober pool has stopped".into());
         }
-        rx.await
-            .unwrap_or_else(|_| Description::fallback(path, "the prober pool has stopped".into()))
+        rx.await.unwrap_or_else(|_| Description::fallback(path, "the prober pool has stopped".into()))
     }
+}
+
+/// Limits of a render worker.
+#[derive(Debug, Clone)]
+pub struct RenderLimits {
+    pub exe: PathBuf,
+    pub timeout: Duration,
+    pub memory_limit_bytes: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RenderAnswer {
+    Ok(super::render::RenderReport),
+    Error(String),
+}
+
+/// Make one rendition in a `bodycamd render-worker` child (confined, in
+/// the background priority classes, killed after the time limit).
+pub async fn render(l: &RenderLimits, job: &super::render::RenderJob) -> Result<super::render::RenderReport, String> {
+    let mut cmd = Command::new(&l.exe);
+    cmd.arg("render-worker").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true);
+    confine(&mut cmd, l.memory_limit_bytes, true);
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start the render worker {}: {e}", l.exe.display()))?;
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let request = serde_json::to_vec(job).expect("serialisable");
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    let exchange = async {
+        stdin.write_all(&request).await?;
+        drop(stdin);
+        let mut out = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut stdout, &mut out).await?;
+        let status = child.wait().await?;
+        Ok::<_, std::io::Error>((status, out))
+    };
+    match tokio::time::timeout(l.timeout, exchange).await {
+        Err(_) => Err(format!("the render worker timed out after {:.0} s and was killed", l.timeout.as_secs_f64())),
+        Ok(Err(e)) => Err(format!("the render worker failed: {e}")),
+        Ok(Ok((status, out))) => match serde_json::from_slice::<RenderAnswer>(&out) {
+            Ok(RenderAnswer::Ok(r)) => Ok(r),
+            Ok(RenderAnswer::Error(e)) => Err(e),
+            Err(_) => Err(match (status.signal(), status.code()) {
+                (Some(sig), _) => format!("the render worker crashed ({} {sig})", signal_name(sig)),
+                (None, Some(code)) => format!("the render worker exited with status {code} (out of memory?)"),
+                _ => "the render worker stopped".into(),
+            }),
+        },
+    }
+}
+
+/// The render worker's side: one job from stdin, its answer on stdout.
+pub fn serve_render(mut input: impl std::io::Read, mut output: impl Write) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    input.read_to_end(&mut buf)?;
+    let answer = match serde_json::from_slice::<super::render::RenderJob>(&buf) {
+        Ok(job) => match super::render::run_job(&job) {
+            Ok(r) => RenderAnswer::Ok(r),
+            Err(e) => RenderAnswer::Error(e),
+        },
+        Err(e) => RenderAnswer::Error(format!("bad request: {e}")),
+    };
+    serde_json::to_writer(&mut output, &answer)?;
+    output.flush()
 }
 
 /// The child side: answer requests from stdin until it closes.
@@ -242,12 +288,7 @@ mod tests {
     }
 
     fn settings(exe: PathBuf, timeout_ms: u64, mem: u64) -> ProberSettings {
-        ProberSettings {
-            exe,
-            workers: 1,
-            timeout: Duration::from_millis(timeout_ms),
-            memory_limit_bytes: mem,
-        }
+        ProberSettings { exe, workers: 1, timeout: Duration::from_millis(timeout_ms), memory_limit_bytes: mem }
     }
 
     fn media(dir: &Path) -> PathBuf {
@@ -304,10 +345,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let pool = ProberPool::start(settings(d.path().join("nope"), 1000, 1 << 30));
         let desc = pool.describe(&media(d.path())).await;
-        assert!(
-            desc.probe_error.as_deref().unwrap().contains("cannot start"),
-            "{desc:?}"
-        );
+        assert!(desc.probe_error.as_deref().unwrap().contains("cannot start"), "{desc:?}");
     }
 
     #[test]
@@ -318,11 +356,8 @@ mod tests {
         let input = format!("{{\"path\":{:?}}}\nnot json\n", p.to_str().unwrap());
         let mut out = Vec::new();
         serve(input.as_bytes(), &mut out).unwrap();
-        let lines: Vec<Description> = out
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .map(|l| serde_json::from_slice(l).unwrap())
-            .collect();
+        let lines: Vec<Description> =
+            out.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0].probe_error.as_deref(), Some("empty file (0 bytes)"));
         assert!(lines[1].probe_error.as_deref().unwrap().starts_with("bad request"));

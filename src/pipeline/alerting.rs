@@ -80,12 +80,7 @@ pub async fn evaluate_once(ctx: &Arc<Ctx>) -> anyhow::Result<Vec<Transition>> {
         })
         .await??
     };
-    let snap = Snapshot {
-        now,
-        pending,
-        stations,
-        free_bytes: ctx.archive.free_bytes().ok(),
-    };
+    let snap = Snapshot { now, pending, stations, free_bytes: ctx.archive.free_bytes().ok() };
     let th = Thresholds {
         warn_before: chrono::Duration::from_std(ctx.deadlines.warn_before).unwrap_or(chrono::Duration::hours(2)),
         station_grace: chrono::Duration::from_std(ctx.alerting.cfg.station_grace)
@@ -95,10 +90,7 @@ pub async fn evaluate_once(ctx: &Arc<Ctx>) -> anyhow::Result<Vec<Transition>> {
     let desired = evaluate::time_based(&snap, &th);
     let hooks = ctx.alerting.hooks.clone();
     let now_ms = to_ms(now);
-    let transitions = ctx
-        .index
-        .call(move |c| ax::reconcile(c, evaluate::TIME_BASED, &desired, now_ms, &hooks))
-        .await?;
+    let transitions = ctx.index.call(move |c| ax::reconcile(c, evaluate::TIME_BASED, &desired, now_ms, &hooks)).await?;
     ctx.alerting.committed(&transitions);
     Ok(transitions)
 }
@@ -156,10 +148,8 @@ pub async fn deliverer(ctx: Arc<Ctx>) {
             let Some(secret) = ctx.alerting.secrets.get(&d.url) else {
                 // The webhook was removed from the configuration.
                 let id = d.id;
-                let _ = ctx
-                    .index
-                    .call(move |c| ax::delivery_failed(c, id, i64::MAX, "webhook no longer configured"))
-                    .await;
+                let _ =
+                    ctx.index.call(move |c| ax::delivery_failed(c, id, i64::MAX, "webhook no longer configured")).await;
                 continue;
             };
             let key = serde_json::from_str::<serde_json::Value>(&d.body)

@@ -26,9 +26,7 @@ pub fn parse_creation_time(s: &str) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.with_timezone(&Utc));
     }
-    NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
-        .ok()
-        .map(|n| n.and_utc())
+    NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").ok().map(|n| n.and_utc())
 }
 
 /// Combine what the prober found with what the index knew, and assess the
@@ -39,19 +37,9 @@ pub fn to_described(d: &Description, inputs: &DescribeInputs, tz: Tz, storage: c
         .exif_local
         .as_deref()
         .and_then(|s| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S").ok())
-        .and_then(|local| {
-            ExifTime {
-                local,
-                offset_minutes: d.exif_offset_minutes,
-            }
-            .to_utc(tz)
-        });
+        .and_then(|local| ExifTime { local, offset_minutes: d.exif_offset_minutes }.to_utc(tz));
     let container = d.creation_time.as_deref().and_then(parse_creation_time);
-    let duration = if kind == MediaKind::Photo {
-        Some(0.0)
-    } else {
-        d.duration_secs
-    };
+    let duration = if kind == MediaKind::Photo { Some(0.0) } else { d.duration_secs };
     let ev = TimeEvidence {
         file_name: inputs.name_start_ms.map(from_ms),
         container,
@@ -60,12 +48,8 @@ pub fn to_described(d: &Description, inputs: &DescribeInputs, tz: Tz, storage: c
         duration_secs: duration,
     };
     let recorded = resolve_recording_time(&ev, from_ms(inputs.first_seen_ms));
-    let assessment = Some(assess(
-        recorded.as_ref(),
-        from_ms(inputs.first_seen_ms),
-        from_ms(inputs.ingested_at_ms),
-        storage,
-    ));
+    let assessment =
+        Some(assess(recorded.as_ref(), from_ms(inputs.first_seen_ms), from_ms(inputs.ingested_at_ms), storage));
     Described {
         kind: Some(kind),
         container: d.format.clone(),
@@ -141,16 +125,12 @@ async fn describe_one(ctx: &Arc<Ctx>, id: MediaId) {
     let path = ctx.archive.object_path(&id);
     let desc = ctx.prober.describe(&path).await;
     let hex = id.to_hex();
-    let tzs: std::collections::HashMap<String, Tz> = ctx
-        .stations
-        .read()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.timezone))
-        .collect();
+    let tzs: std::collections::HashMap<String, Tz> =
+        ctx.stations.read().unwrap().iter().map(|(k, v)| (k.clone(), v.timezone)).collect();
     let now = to_ms(ctx.clock.now());
     let storage = ctx.storage_deadline();
     let hooks = ctx.alerting.hooks.clone();
+    let rcfg = ctx.renditions.cfg.clone();
     let result = ctx
         .index
         .call(move |c| {
@@ -162,6 +142,7 @@ async fn describe_one(ctx: &Arc<Ctx>, id: MediaId) {
             ix::record_description(c, &hex, &described, now)?;
             // Its start may have changed: the cases it belongs to may too.
             crate::index::cases::match_media(c, &hex, now)?;
+            super::renditions::plan(c, &hex, &rcfg, now)?;
             // The alerts it raises commit with it.
             let extra = ix::media_context(c, &hex)?;
             let mut transitions = Vec::new();
@@ -174,6 +155,7 @@ async fn describe_one(ctx: &Arc<Ctx>, id: MediaId) {
     match result {
         Ok(Some((d, transitions))) => {
             ctx.alerting.committed(&transitions);
+            ctx.renditions.wake.notify_one();
             Stats::add(&ctx.stats.described, 1);
             match &d.probe_error {
                 Some(e) => {
@@ -246,11 +228,8 @@ mod tests {
 
     #[test]
     fn photo_time_comes_from_exif_in_the_station_zone_and_ends_when_taken() {
-        let d = Description {
-            kind: "photo".into(),
-            exif_local: Some("2026-11-26T09:30:00".into()),
-            ..Default::default()
-        };
+        let d =
+            Description { kind: "photo".into(), exif_local: Some("2026-11-26T09:30:00".into()), ..Default::default() };
         let out = to_described(&d, &inputs(), chrono_tz::Asia::Shanghai, chrono::Duration::hours(24));
         let r = out.recorded.unwrap();
         assert_eq!(r.source, crate::domain::StartSource::Exif);

@@ -16,6 +16,7 @@ pub mod alerting;
 pub mod describe;
 pub mod queue;
 pub mod recovery;
+pub mod renditions;
 pub mod station;
 pub mod store;
 
@@ -77,6 +78,9 @@ pub struct Ctx {
     pub describing: AtomicUsize,
     /// Store jobs running.
     pub storing: AtomicUsize,
+    pub renditions: renditions::Runtime,
+    /// Renditions being made.
+    pub rendering: AtomicUsize,
     pub stats: Stats,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
@@ -89,6 +93,7 @@ impl Ctx {
         prober: ProberPool,
         clock: SharedClock,
         config: &Config,
+        renditions: renditions::Runtime,
         shutdown: CancellationToken,
     ) -> (Arc<Ctx>, mpsc::UnboundedReceiver<MediaId>) {
         let (describe_tx, describe_rx) = mpsc::unbounded_channel();
@@ -100,17 +105,13 @@ impl Ctx {
             ingest: config.ingest.clone(),
             deadlines: config.deadlines.clone(),
             alerting: alerting::Alerting::new(config.alerts.clone()),
-            stations: RwLock::new(
-                config
-                    .stations
-                    .iter()
-                    .map(|s| (s.id.clone(), Arc::new(s.clone())))
-                    .collect(),
-            ),
+            stations: RwLock::new(config.stations.iter().map(|s| (s.id.clone(), Arc::new(s.clone()))).collect()),
             queue: queue::DeadlineQueue::default(),
             describe_tx,
             describing: AtomicUsize::new(0),
             storing: AtomicUsize::new(0),
+            renditions,
+            rendering: AtomicUsize::new(0),
             stats: Stats::default(),
             shutdown,
             tasks: TaskTracker::new(),

@@ -42,10 +42,7 @@ pub struct DeadlineQueue<T> {
 
 impl<T> Default for DeadlineQueue<T> {
     fn default() -> Self {
-        DeadlineQueue {
-            heap: Mutex::new((BinaryHeap::new(), 0)),
-            notify: Notify::new(),
-        }
+        DeadlineQueue { heap: Mutex::new((BinaryHeap::new(), 0)), notify: Notify::new() }
     }
 }
 

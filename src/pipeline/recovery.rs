@@ -87,10 +87,7 @@ pub async fn orphan_sweep(ctx: &Arc<Ctx>, started: SystemTime) -> anyhow::Result
                 if mtime >= started {
                     continue;
                 }
-                let ms = mtime
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .map(|d| d.as_millis() as i64)
-                    .unwrap_or(0);
+                let ms = mtime.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
                 out.push((id, meta.len(), ms));
             }
         }

@@ -216,15 +216,7 @@ impl Station {
                     .call(move |c| {
                         for op in ops {
                             match op {
-                                PendingOp::Upsert {
-                                    rel,
-                                    first_seen,
-                                    size,
-                                    state,
-                                    attempts,
-                                    reason,
-                                    deadline,
-                                } => {
+                                PendingOp::Upsert { rel, first_seen, size, state, attempts, reason, deadline } => {
                                     let p = ix::PendingFile {
                                         station: &station,
                                         rel_path: &rel,
@@ -380,10 +372,7 @@ impl Station {
         let until = hold.map_or(i64::MAX, |h| to_ms(self.ctx.clock.now() + h));
         let (id, index) = (self.cfg.id.clone(), self.ctx.index.clone());
         self.ctx.tasks.spawn(async move {
-            if let Err(e) = index
-                .call(move |c| ix::set_station_degraded(c, &id, Some(&why), Some(until)))
-                .await
-            {
+            if let Err(e) = index.call(move |c| ix::set_station_degraded(c, &id, Some(&why), Some(until))).await {
                 tracing::error!(error = %e, "recording a degraded watch failed");
             }
         });
@@ -424,12 +413,7 @@ impl Station {
                 self.gone(&rel);
             }
         }
-        let stale: Vec<PathBuf> = self
-            .rejected
-            .keys()
-            .filter(|r| !rejected_now.contains(*r))
-            .cloned()
-            .collect();
+        let stale: Vec<PathBuf> = self.rejected.keys().filter(|r| !rejected_now.contains(*r)).cloned().collect();
         for rel in stale {
             self.rejected.remove(&rel);
             self.ops.push(PendingOp::Delete(rel_bytes(&rel)));
@@ -437,11 +421,7 @@ impl Station {
         if !self.listed_once {
             self.listed_once = true;
             // Pending rows of files that left while the daemon was down.
-            let keep = present
-                .iter()
-                .chain(rejected_now.iter())
-                .map(|p| rel_bytes(p))
-                .collect();
+            let keep = present.iter().chain(rejected_now.iter()).map(|p| rel_bytes(p)).collect();
             self.ops.push(PendingOp::Retain(keep));
             self.first_seen.clear();
         }
@@ -471,17 +451,10 @@ impl Station {
         let wall = self.ctx.clock.now();
         let first_seen = self.first_seen_of(&entry, wall);
         let size = entry.sig.size;
-        match self
-            .tracker
-            .observe(&entry.rel, entry.sig, Instant::now(), wall, first_seen)
-        {
+        match self.tracker.observe(&entry.rel, entry.sig, Instant::now(), wall, first_seen) {
             Observed::New => {
                 tracing::debug!(station = %self.cfg.id, path = %entry.rel.display(), size, "new file");
-                let name_start = self
-                    .cfg
-                    .pattern
-                    .as_ref()
-                    .and_then(|p| p.parse(&entry.rel.to_string_lossy()).start);
+                let name_start = self.cfg.pattern.as_ref().and_then(|p| p.parse(&entry.rel.to_string_lossy()).start);
                 let mtime = DateTime::from_timestamp_nanos(entry.sig.mtime_ns);
                 let deadline = pending_deadline(name_start, Some(mtime), first_seen, self.ctx.storage_deadline());
                 self.ops.push(PendingOp::Upsert {
@@ -540,10 +513,7 @@ impl Station {
                 Hint::Overflow => {
                     tracing::warn!(station = %self.cfg.id, "inotify events were lost (queue overflow); rescanning");
                     let hold = chrono::Duration::from_std(self.ctx.alerting.cfg.degraded_hold).unwrap_or_default();
-                    self.set_degraded(
-                        "inotify events were lost (queue overflow); rescans cover".into(),
-                        Some(hold),
-                    );
+                    self.set_degraded("inotify events were lost (queue overflow); rescans cover".into(), Some(hold));
                     rescan = true;
                 }
                 Hint::LimitReached => {
@@ -560,19 +530,15 @@ impl Station {
             return;
         }
         let root = self.cfg.path.clone();
-        let mut rels: Vec<PathBuf> = paths
-            .into_iter()
-            .filter_map(|p| p.strip_prefix(&root).ok().map(Path::to_path_buf))
-            .collect();
+        let mut rels: Vec<PathBuf> =
+            paths.into_iter().filter_map(|p| p.strip_prefix(&root).ok().map(Path::to_path_buf)).collect();
         rels.sort();
         rels.dedup();
         if rels.iter().any(|r| r.as_os_str().is_empty()) {
             // An event on the station folder itself: it matters only if the
             // folder is gone (removed, moved, unmounted).
             let root = self.cfg.path.clone();
-            let gone = tokio::task::spawn_blocking(move || scan::check_root(&root).is_err())
-                .await
-                .unwrap_or(true);
+            let gone = tokio::task::spawn_blocking(move || scan::check_root(&root).is_err()).await.unwrap_or(true);
             if gone {
                 rescan = true;
             }
@@ -606,12 +572,8 @@ impl Station {
                 Probe::Rejected(r) => self.reject(r),
                 Probe::Gone => {
                     // A file, or a whole folder moved away.
-                    let below: Vec<PathBuf> = self
-                        .tracker
-                        .known_paths()
-                        .into_iter()
-                        .filter(|p| p.starts_with(&rel))
-                        .collect();
+                    let below: Vec<PathBuf> =
+                        self.tracker.known_paths().into_iter().filter(|p| p.starts_with(&rel)).collect();
                     for p in below {
                         self.gone(&p);
                     }
@@ -644,15 +606,9 @@ impl Station {
             // Earliest deadline first: the start in the name bounds it; a
             // file without one is ordered by when it was first seen.
             let key = name.start.map(to_ms).unwrap_or_else(|| to_ms(ready.first_seen));
-            self.ctx.queue.push(
-                key,
-                StoreJob {
-                    station: self.cfg.clone(),
-                    ready,
-                    name,
-                    reply: self.reports_tx.clone(),
-                },
-            );
+            self.ctx
+                .queue
+                .push(key, StoreJob { station: self.cfg.clone(), ready, name, reply: self.reports_tx.clone() });
         }
     }
 

@@ -79,13 +79,10 @@ fn copy_into_archive(ctx: &Ctx, st: &StationConfig, ready: &Ready) -> Result<(cr
     if sig != ready.sig {
         return Err(Outcome::Changed(Some(sig)));
     }
-    let staged = ctx
-        .archive
-        .stage(&mut file, sig.size, ctx.ingest.min_free_bytes)
-        .map_err(|e| match e {
-            StoreError::SizeChanged { .. } => Outcome::Changed(None),
-            e => Outcome::Failed(e.to_string()),
-        })?;
+    let staged = ctx.archive.stage(&mut file, sig.size, ctx.ingest.min_free_bytes).map_err(|e| match e {
+        StoreError::SizeChanged { .. } => Outcome::Changed(None),
+        e => Outcome::Failed(e.to_string()),
+    })?;
     // The bytes we copied are the file's only if neither the open file nor
     // the name changed meanwhile (a copy tool may replace the file by rename).
     let after = dock::sig_of_file(&file).map_err(|e| Outcome::Failed(format!("cannot read the dock file: {e}")))?;
@@ -97,10 +94,7 @@ fn copy_into_archive(ctx: &Ctx, st: &StationConfig, ready: &Ready) -> Result<(cr
         Ok(now) => return Err(Outcome::Changed(Some(now))),
         Err(e) => return Err(dock_outcome(e)),
     }
-    let stored = ctx
-        .archive
-        .persist(staged)
-        .map_err(|e| Outcome::Failed(e.to_string()))?;
+    let stored = ctx.archive.persist(staged).map_err(|e| Outcome::Failed(e.to_string()))?;
     Ok((stored, sig))
 }
 
@@ -127,11 +121,7 @@ async fn store_one(ctx: &Arc<Ctx>, job: StoreJob) -> Outcome {
         first_seen_ms: to_ms(job.ready.first_seen),
         ingested_at_ms: to_ms(ctx.clock.now()),
         name: job.name,
-        disposition: if delete {
-            Disposition::DeletePending
-        } else {
-            Disposition::Keep
-        },
+        disposition: if delete { Disposition::DeletePending } else { Disposition::Keep },
     };
     let hooks = ctx.alerting.hooks.clone();
     let ingest = ctx
@@ -179,11 +169,7 @@ async fn store_one(ctx: &Arc<Ctx>, job: StoreJob) -> Outcome {
     if delete {
         dispose(ctx, &st, job.ready.rel.clone(), stored.id, sig).await;
     }
-    Outcome::Stored {
-        sig,
-        id: stored.id,
-        new: stored.new,
-    }
+    Outcome::Stored { sig, id: stored.id, new: stored.new }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,21 +208,15 @@ pub async fn dispose(ctx: &Arc<Ctx>, st: &Arc<StationConfig>, rel: PathBuf, id: 
                 Stats::add(&ctx.stats.deleted_from_dock, 1);
                 tracing::info!(station = %st.id, media_id = %id, path = %rel.display(), "removed from the dock after verification");
             }
-            ctx.index
-                .call(move |c| ix::mark_deleted(c, &media, &station, &rel_bytes, now))
-                .await
+            ctx.index.call(move |c| ix::mark_deleted(c, &media, &station, &rel_bytes, now)).await
         }
         Ok(Disposal::Changed) => {
             tracing::info!(station = %st.id, media_id = %id, path = %rel.display(), "dock file changed since it was stored; kept (its new content is stored too)");
-            ctx.index
-                .call(move |c| ix::mark_kept(c, &media, &station, &rel_bytes))
-                .await
+            ctx.index.call(move |c| ix::mark_kept(c, &media, &station, &rel_bytes)).await
         }
         Err(reason) => {
             tracing::error!(station = %st.id, media_id = %id, path = %rel.display(), %reason, "dock file kept");
-            ctx.index
-                .call(move |c| ix::mark_kept(c, &media, &station, &rel_bytes))
-                .await
+            ctx.index.call(move |c| ix::mark_kept(c, &media, &station, &rel_bytes)).await
         }
     };
     if let Err(e) = write {

@@ -14,6 +14,7 @@ pub enum AlertKind {
     StationUnavailable,
     StorageLow,
     WatchDegraded,
+    RenditionFailed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -48,6 +49,7 @@ pub const ALL_KINDS: &[AlertKind] = &[
     AlertKind::StationUnavailable,
     AlertKind::StorageLow,
     AlertKind::WatchDegraded,
+    AlertKind::RenditionFailed,
 ];
 
 impl AlertKind {
@@ -64,6 +66,7 @@ impl AlertKind {
             AlertKind::StationUnavailable => "station_unavailable",
             AlertKind::StorageLow => "storage_low",
             AlertKind::WatchDegraded => "watch_degraded",
+            AlertKind::RenditionFailed => "rendition_failed",
         }
     }
 
@@ -77,7 +80,8 @@ impl AlertKind {
             | AlertKind::MediaUnreadable
             | AlertKind::ClockInvalid
             | AlertKind::SequenceGap
-            | AlertKind::WatchDegraded => Severity::Warning,
+            | AlertKind::WatchDegraded
+            | AlertKind::RenditionFailed => Severity::Warning,
             AlertKind::IngestFailed => Severity::Error,
             AlertKind::Overdue | AlertKind::StationUnavailable | AlertKind::StorageLow => Severity::Critical,
             AlertKind::LateDocking | AlertKind::LateProcessing => Severity::Violation,
@@ -91,7 +95,8 @@ impl AlertKind {
             AlertKind::LateDocking
             | AlertKind::LateProcessing
             | AlertKind::MediaUnreadable
-            | AlertKind::ClockInvalid => "media",
+            | AlertKind::ClockInvalid
+            | AlertKind::RenditionFailed => "media",
             AlertKind::SequenceGap => "device",
             AlertKind::StationUnavailable | AlertKind::WatchDegraded => "station",
             AlertKind::StorageLow => "archive",

@@ -64,10 +64,7 @@ pub fn valid_case_id(id: &str) -> bool {
 pub fn validate(c: &Case, max_window: Duration) -> Result<(), Vec<String>> {
     let mut errs = Vec::new();
     if !valid_case_id(&c.id) {
-        errs.push(format!(
-            "case id {:?} must be 1-128 printable characters without / or surrounding spaces",
-            c.id
-        ));
+        errs.push(format!("case id {:?} must be 1-128 printable characters without / or surrounding spaces", c.id));
     }
     if c.title.as_ref().is_some_and(|t| t.len() > 1000) {
         errs.push("title is longer than 1000 characters".into());
@@ -79,9 +76,7 @@ pub fn validate(c: &Case, max_window: Duration) -> Result<(), Vec<String>> {
         if list.len() > MAX_ITEMS {
             errs.push(format!("{what}: at most {MAX_ITEMS}"));
         }
-        if let Some(bad) = list
-            .iter()
-            .find(|s| s.trim().is_empty() || s.len() > 64 || s.chars().any(char::is_control))
+        if let Some(bad) = list.iter().find(|s| s.trim().is_empty() || s.len() > 64 || s.chars().any(char::is_control))
         {
             errs.push(format!("{what}: {bad:?} is not a valid entry"));
         }
@@ -145,10 +140,7 @@ mod tests {
             closed_at: None,
             officers: vec!["004711".into(), "004712".into()],
             devices: vec!["CAM0099".into()],
-            windows: vec![Window {
-                start: t("2026-11-26T09:30:00+08:00"),
-                end: t("2026-11-26T11:10:00+08:00"),
-            }],
+            windows: vec![Window { start: t("2026-11-26T09:30:00+08:00"), end: t("2026-11-26T11:10:00+08:00") }],
             buffer_minutes: 5,
         }
     }
@@ -158,25 +150,11 @@ mod tests {
         let c = case();
         let at = |s| Some(t(s));
         assert!(matches(&c, Some("004711"), None, at("2026-11-26T09:30:00+08:00")));
-        assert!(
-            matches(&c, Some("004712"), None, at("2026-11-26T09:25:00+08:00")),
-            "the buffer widens the start"
-        );
-        assert!(
-            matches(&c, Some("004712"), None, at("2026-11-26T11:15:00+08:00")),
-            "and the end"
-        );
+        assert!(matches(&c, Some("004712"), None, at("2026-11-26T09:25:00+08:00")), "the buffer widens the start");
+        assert!(matches(&c, Some("004712"), None, at("2026-11-26T11:15:00+08:00")), "and the end");
         assert!(!matches(&c, Some("004712"), None, at("2026-11-26T11:15:01+08:00")));
-        assert!(
-            matches(&c, Some("999999"), Some("CAM0099"), at("2026-11-26T10:00:00+08:00")),
-            "by device"
-        );
-        assert!(!matches(
-            &c,
-            Some("999999"),
-            Some("CAM0001"),
-            at("2026-11-26T10:00:00+08:00")
-        ));
+        assert!(matches(&c, Some("999999"), Some("CAM0099"), at("2026-11-26T10:00:00+08:00")), "by device");
+        assert!(!matches(&c, Some("999999"), Some("CAM0001"), at("2026-11-26T10:00:00+08:00")));
         assert!(!matches(&c, Some("004711"), None, None), "no start, no rule match");
     }
 
@@ -184,14 +162,8 @@ mod tests {
     fn validation_lists_every_problem() {
         let mut c = case();
         assert_eq!(validate(&c, Duration::hours(24)), Ok(()));
-        c.windows.push(Window {
-            start: t("2026-11-26T12:00:00Z"),
-            end: t("2026-11-26T11:00:00Z"),
-        });
-        c.windows.push(Window {
-            start: t("2026-11-26T00:00:00Z"),
-            end: t("2026-11-28T00:00:00Z"),
-        });
+        c.windows.push(Window { start: t("2026-11-26T12:00:00Z"), end: t("2026-11-26T11:00:00Z") });
+        c.windows.push(Window { start: t("2026-11-26T00:00:00Z"), end: t("2026-11-28T00:00:00Z") });
         c.buffer_minutes = -1;
         c.officers.push(" ".into());
         c.closed_at = Some(t("2026-11-26T12:00:00Z"));

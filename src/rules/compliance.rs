@@ -52,16 +52,9 @@ fn row(key: String, items: &[&Item]) -> Row {
         files,
         on_time,
         late_docking: items.iter().filter(|i| i.late == Some(Lateness::LateDocking)).count() as u64,
-        late_processing: items
-            .iter()
-            .filter(|i| i.late == Some(Lateness::LateProcessing))
-            .count() as u64,
+        late_processing: items.iter().filter(|i| i.late == Some(Lateness::LateProcessing)).count() as u64,
         clock_invalid: items.iter().filter(|i| i.clock_invalid).count() as u64,
-        on_time_pct: if files == 0 {
-            0.0
-        } else {
-            (on_time as f64 * 10_000.0 / files as f64).round() / 100.0
-        },
+        on_time_pct: if files == 0 { 0.0 } else { (on_time as f64 * 10_000.0 / files as f64).round() / 100.0 },
         median_delay_secs: median(&delays),
         max_delay_secs: delays.last().copied(),
     }
@@ -84,13 +77,7 @@ mod tests {
     use super::*;
 
     fn item(key: &str, late: Option<Lateness>, delay: Option<f64>, clock_invalid: bool) -> Item {
-        Item {
-            key: key.into(),
-            on_time: late.is_none(),
-            late,
-            clock_invalid,
-            delay_secs: delay,
-        }
+        Item { key: key.into(), on_time: late.is_none(), late, clock_invalid, delay_secs: delay }
     }
 
     #[test]
@@ -105,10 +92,7 @@ mod tests {
         let rows = summarize(&items);
         assert_eq!(rows.len(), 3);
         let a = &rows[0];
-        assert_eq!(
-            (a.key.as_str(), a.files, a.on_time, a.late_processing),
-            ("004711", 3, 2, 1)
-        );
+        assert_eq!((a.key.as_str(), a.files, a.on_time, a.late_processing), ("004711", 3, 2, 1));
         assert_eq!(a.on_time_pct, 66.67);
         assert_eq!(a.median_delay_secs, Some(120.0));
         assert_eq!(a.max_delay_secs, Some(90_000.0));

@@ -70,19 +70,11 @@ pub fn assess(
                 (false, true) => Some(Lateness::LateDocking),
                 (false, false) => Some(Lateness::LateProcessing),
             };
-            Assessment {
-                deadline,
-                on_time,
-                late,
-                clock_invalid: false,
-            }
+            Assessment { deadline, on_time, late, clock_invalid: false }
         }
-        _ => Assessment {
-            deadline: first_seen,
-            on_time: false,
-            late: Some(Lateness::LateDocking),
-            clock_invalid: true,
-        },
+        _ => {
+            Assessment { deadline: first_seen, on_time: false, late: Some(Lateness::LateDocking), clock_invalid: true }
+        }
     }
 }
 
@@ -116,12 +108,7 @@ mod tests {
     }
 
     fn rec(end_h: f64, trusted: bool) -> RecordingTime {
-        RecordingTime {
-            start: t(end_h - 0.5),
-            end: t(end_h),
-            source: StartSource::FileName,
-            trusted,
-        }
+        RecordingTime { start: t(end_h - 0.5), end: t(end_h), source: StartSource::FileName, trusted }
     }
 
     const DAY: Duration = Duration::hours(24);
@@ -137,20 +124,8 @@ mod tests {
             late: Option<Lateness>,
         }
         let cases = [
-            Case {
-                what: "recorded 23 h ago, docked now",
-                seen: 23.0,
-                stored: 23.01,
-                on_time: true,
-                late: None,
-            },
-            Case {
-                what: "stored exactly at the deadline",
-                seen: 23.0,
-                stored: 24.0,
-                on_time: true,
-                late: None,
-            },
+            Case { what: "recorded 23 h ago, docked now", seen: 23.0, stored: 23.01, on_time: true, late: None },
+            Case { what: "stored exactly at the deadline", seen: 23.0, stored: 24.0, on_time: true, late: None },
             Case {
                 what: "recorded 25 h ago, docked now",
                 seen: 25.0,

@@ -78,19 +78,11 @@ pub fn time_based(s: &Snapshot, th: &Thresholds) -> Vec<AlertSpec> {
             if s.now >= deadline {
                 let mut d = base;
                 d["overdue_hours"] = json!(hours(s.now - deadline));
-                out.push(AlertSpec {
-                    kind: AlertKind::Overdue,
-                    subject: subject.clone(),
-                    details: d,
-                });
+                out.push(AlertSpec { kind: AlertKind::Overdue, subject: subject.clone(), details: d });
             } else if s.now >= deadline - th.warn_before {
                 let mut d = base;
                 d["hours_left"] = json!(hours(deadline - s.now));
-                out.push(AlertSpec {
-                    kind: AlertKind::DeadlineAtRisk,
-                    subject: subject.clone(),
-                    details: d,
-                });
+                out.push(AlertSpec { kind: AlertKind::DeadlineAtRisk, subject: subject.clone(), details: d });
             }
         }
         if p.state == "failed" {
@@ -147,11 +139,7 @@ mod tests {
     }
 
     fn th() -> Thresholds {
-        Thresholds {
-            warn_before: Duration::hours(2),
-            station_grace: Duration::minutes(10),
-            storage_low_bytes: 100,
-        }
+        Thresholds { warn_before: Duration::hours(2), station_grace: Duration::minutes(10), storage_low_bytes: 100 }
     }
 
     fn pending(deadline: i64, state: &str) -> PendingFile {
@@ -172,12 +160,8 @@ mod tests {
 
     #[test]
     fn a_waiting_file_goes_from_fine_to_at_risk_to_overdue() {
-        let snap = |now| Snapshot {
-            now: t(now),
-            pending: vec![pending(24, "waiting")],
-            stations: vec![],
-            free_bytes: None,
-        };
+        let snap =
+            |now| Snapshot { now: t(now), pending: vec![pending(24, "waiting")], stations: vec![], free_bytes: None };
         assert!(time_based(&snap(21), &th()).is_empty());
         assert_eq!(kinds(&time_based(&snap(22), &th())), [AlertKind::DeadlineAtRisk]);
         assert_eq!(kinds(&time_based(&snap(24), &th())), [AlertKind::Overdue]);
@@ -216,15 +200,8 @@ mod tests {
         k.sort();
         assert_eq!(
             k,
-            [
-                AlertKind::IngestFailed,
-                AlertKind::StationUnavailable,
-                AlertKind::StorageLow,
-                AlertKind::WatchDegraded
-            ]
+            [AlertKind::IngestFailed, AlertKind::StationUnavailable, AlertKind::StorageLow, AlertKind::WatchDegraded]
         );
-        assert!(got
-            .iter()
-            .any(|a| a.kind == AlertKind::StationUnavailable && a.subject == "gone"));
+        assert!(got.iter().any(|a| a.kind == AlertKind::StationUnavailable && a.subject == "gone"));
     }
 }

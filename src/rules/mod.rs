@@ -7,4 +7,5 @@ pub mod cases;
 pub mod compliance;
 pub mod deadline;
 pub mod evaluate;
+pub mod renditions;
 pub mod sequence;

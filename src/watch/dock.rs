@@ -28,29 +28,13 @@ pub enum DockError {
     Io(#[source] io::Error),
 }
 
-const RESOLVE: ResolveFlags = ResolveFlags::BENEATH
-    .union(ResolveFlags::NO_SYMLINKS)
-    .union(ResolveFlags::NO_MAGICLINKS);
+const RESOLVE: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_SYMLINKS).union(ResolveFlags::NO_MAGICLINKS);
 
 fn open_beneath(root: &Path, rel: &Path, flags: OFlags) -> Result<OwnedFd, DockError> {
-    let dir = rustix::fs::open(
-        root,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| DockError::Io(e.into()))?;
-    let rel = if rel.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        rel
-    };
-    match openat2(
-        &dir,
-        rel,
-        flags | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-        Mode::empty(),
-        RESOLVE,
-    ) {
+    let dir = rustix::fs::open(root, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| DockError::Io(e.into()))?;
+    let rel = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
+    match openat2(&dir, rel, flags | OFlags::CLOEXEC | OFlags::NOFOLLOW, Mode::empty(), RESOLVE) {
         Ok(fd) => Ok(fd),
         Err(Errno::NOENT) | Err(Errno::NOTDIR) => Err(DockError::Gone),
         Err(Errno::LOOP) | Err(Errno::XDEV) => Err(DockError::Rejected(
@@ -172,18 +156,9 @@ mod tests {
         let mut s = String::new();
         f.read_to_string(&mut s).unwrap();
         assert_eq!((s.as_str(), sig.size), ("abc", 3));
-        assert!(matches!(
-            open(&root, Path::new("CAM1/link.mp4")),
-            Err(DockError::Rejected(_))
-        ));
-        assert!(matches!(
-            open(&root, Path::new("up/secret")),
-            Err(DockError::Rejected(_))
-        ));
-        assert!(matches!(
-            open(&root, Path::new("../secret")),
-            Err(DockError::Rejected(_))
-        ));
+        assert!(matches!(open(&root, Path::new("CAM1/link.mp4")), Err(DockError::Rejected(_))));
+        assert!(matches!(open(&root, Path::new("up/secret")), Err(DockError::Rejected(_))));
+        assert!(matches!(open(&root, Path::new("../secret")), Err(DockError::Rejected(_))));
         assert!(matches!(open(&root, Path::new("CAM1/none.mp4")), Err(DockError::Gone)));
         assert!(matches!(open(&root, Path::new("CAM1")), Err(DockError::Rejected(_))));
     }
@@ -213,9 +188,6 @@ mod tests {
             0,
         )
         .unwrap();
-        assert!(matches!(
-            open(d.path(), Path::new("p.mp4")),
-            Err(DockError::Rejected(_))
-        ));
+        assert!(matches!(open(d.path(), Path::new("p.mp4")), Err(DockError::Rejected(_))));
     }
 }

@@ -94,22 +94,15 @@ mod tests {
     fn overflow_and_limit_map_to_their_hints() {
         let ev = Event::new(notify::EventKind::Other).set_flag(notify::event::Flag::Rescan);
         assert_eq!(to_hint(Ok(ev)), Some(Hint::Overflow));
-        assert_eq!(
-            to_hint(Err(notify::Error::new(ErrorKind::MaxFilesWatch))),
-            Some(Hint::LimitReached)
-        );
-        let open = Event::new(notify::EventKind::Access(notify::event::AccessKind::Open(
-            notify::event::AccessMode::Read,
-        )));
+        assert_eq!(to_hint(Err(notify::Error::new(ErrorKind::MaxFilesWatch))), Some(Hint::LimitReached));
+        let open =
+            Event::new(notify::EventKind::Access(notify::event::AccessKind::Open(notify::event::AccessMode::Read)));
         assert_eq!(to_hint(Ok(open)), None, "reads are not changes");
     }
 
     #[test]
     fn missing_folder_cannot_be_watched() {
         let (tx, _rx) = mpsc::unbounded_channel();
-        assert!(matches!(
-            watch(Path::new("/nonexistent/dock"), tx),
-            Err(WatchError::Other(_))
-        ));
+        assert!(matches!(watch(Path::new("/nonexistent/dock"), tx), Err(WatchError::Other(_))));
     }
 }

@@ -60,13 +60,7 @@ mod tests {
 
     #[test]
     fn ordinary_names_are_taken() {
-        for n in [
-            "CAM0042_004711_20261126093000_0001.mp4",
-            "photo.JPG",
-            "rec part 2.wav",
-            "tmp.mp4",
-            "a~b.mp4",
-        ] {
+        for n in ["CAM0042_004711_20261126093000_0001.mp4", "photo.JPG", "rec part 2.wav", "tmp.mp4", "a~b.mp4"] {
             assert!(!is_excluded_name(OsStr::new(n)), "{n}");
         }
     }

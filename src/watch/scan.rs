@@ -95,9 +95,7 @@ fn describe_type(m: &Metadata) -> &'static str {
 fn classify(root: &Path, rel: PathBuf, m: &Metadata) -> Probe {
     let t = m.file_type();
     if t.is_symlink() {
-        let target = fs::read_link(root.join(&rel))
-            .map(|t| t.display().to_string())
-            .unwrap_or_else(|_| "?".into());
+        let target = fs::read_link(root.join(&rel)).map(|t| t.display().to_string()).unwrap_or_else(|_| "?".into());
         Probe::Rejected(Rejected {
             rel,
             reason: format!("symbolic link to {target}; links in a dock are never followed"),
@@ -108,10 +106,7 @@ fn classify(root: &Path, rel: PathBuf, m: &Metadata) -> Probe {
         Probe::File(Entry { rel, sig: sig_of(m) })
     } else {
         let what = describe_type(m);
-        Probe::Rejected(Rejected {
-            rel,
-            reason: format!("{what}, not a regular file"),
-        })
+        Probe::Rejected(Rejected { rel, reason: format!("{what}, not a regular file") })
     }
 }
 
@@ -172,10 +167,7 @@ pub fn scan_dir(root: &Path, rel_dir: &Path, ignore: &GlobSet, out: &mut Listing
                 Ok(m) => m,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => {
-                    out.rejected.push(Rejected {
-                        rel,
-                        reason: format!("cannot examine: {e}"),
-                    });
+                    out.rejected.push(Rejected { rel, reason: format!("cannot examine: {e}") });
                     continue;
                 }
             };

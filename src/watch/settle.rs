@@ -199,16 +199,7 @@ impl Tracker {
         let since = self.settle_start(&sig, now, wall);
         let state = FileState::Settling { since };
         self.reindex(rel, None, Some(&state));
-        self.active.insert(
-            rel.to_path_buf(),
-            Tracked {
-                sig,
-                first_seen,
-                state,
-                attempts: 0,
-                last_error: None,
-            },
-        );
+        self.active.insert(rel.to_path_buf(), Tracked { sig, first_seen, state, attempts: 0, last_error: None });
         Observed::New
     }
 
@@ -245,13 +236,7 @@ impl Tracker {
             self.next_gen += 1;
             self.set_state(&rel, FileState::Queued { gen });
             let t = &self.active[&rel];
-            out.push(Ready {
-                sig: t.sig,
-                first_seen: t.first_seen,
-                gen,
-                attempt: t.attempts + 1,
-                rel,
-            });
+            out.push(Ready { sig: t.sig, first_seen: t.first_seen, gen, attempt: t.attempts + 1, rel });
         }
         out
     }
@@ -270,9 +255,7 @@ impl Tracker {
     }
 
     fn current(&mut self, rel: &Path, gen: u64) -> Option<&mut Tracked> {
-        self.active
-            .get_mut(rel)
-            .filter(|t| t.state == FileState::Queued { gen })
+        self.active.get_mut(rel).filter(|t| t.state == FileState::Queued { gen })
     }
 
     /// Attempt `gen` stored the file in state `sig`.
@@ -321,12 +304,8 @@ impl Tracker {
 
     /// Try every failed file again (after a reload, say).
     pub fn retry_failed(&mut self, now: Instant) {
-        let failed: Vec<PathBuf> = self
-            .active
-            .iter()
-            .filter(|(_, t)| t.state == FileState::Failed)
-            .map(|(p, _)| p.clone())
-            .collect();
+        let failed: Vec<PathBuf> =
+            self.active.iter().filter(|(_, t)| t.state == FileState::Failed).map(|(p, _)| p.clone()).collect();
         for rel in failed {
             if let Some(t) = self.active.get_mut(&rel) {
                 t.attempts = 0;
@@ -341,13 +320,7 @@ mod tests {
     use super::*;
 
     fn sig(size: u64, ctime_s: i64) -> FileSig {
-        FileSig {
-            dev: 1,
-            ino: 2,
-            size,
-            mtime_ns: ctime_s * 1_000_000_000,
-            ctime_ns: ctime_s * 1_000_000_000,
-        }
+        FileSig { dev: 1, ino: 2, size, mtime_ns: ctime_s * 1_000_000_000, ctime_ns: ctime_s * 1_000_000_000 }
     }
 
     fn wall(s: i64) -> DateTime<Utc> {
@@ -364,15 +337,9 @@ mod tests {
         // Written at 1000 s, 1002 s, 1004 s (wall clock = ctime).
         assert_eq!(t.observe(p, sig(10, 1000), t0, wall(1000), wall(1000)), Observed::New);
         assert!(t.take_due(t0 + Duration::from_secs(2)).is_empty());
-        assert_eq!(
-            t.observe(p, sig(20, 1002), t0 + Duration::from_secs(2), wall(1002), wall(1002)),
-            Observed::Changed
-        );
+        assert_eq!(t.observe(p, sig(20, 1002), t0 + Duration::from_secs(2), wall(1002), wall(1002)), Observed::Changed);
         assert!(t.take_due(t0 + Duration::from_secs(6)).is_empty());
-        assert_eq!(
-            t.observe(p, sig(30, 1004), t0 + Duration::from_secs(4), wall(1004), wall(1004)),
-            Observed::Changed
-        );
+        assert_eq!(t.observe(p, sig(30, 1004), t0 + Duration::from_secs(4), wall(1004), wall(1004)), Observed::Changed);
         assert_eq!(t.next_wakeup(), Some(t0 + Duration::from_secs(9)));
         assert!(t.take_due(t0 + Duration::from_secs(8)).is_empty());
         let ready = t.take_due(t0 + Duration::from_secs(9));
@@ -381,10 +348,7 @@ mod tests {
         assert_eq!(ready[0].first_seen, wall(1000));
         assert!(t.stored_ok(p, ready[0].gen, ready[0].sig));
         assert_eq!(t.pending_count(), 0);
-        assert_eq!(
-            t.observe(p, sig(30, 1004), t0 + Duration::from_secs(20), wall(1020), wall(1020)),
-            Observed::Same
-        );
+        assert_eq!(t.observe(p, sig(30, 1004), t0 + Duration::from_secs(20), wall(1020), wall(1020)), Observed::Same);
     }
 
     #[test]
@@ -408,10 +372,7 @@ mod tests {
         let r = t.take_due(t0).remove(0);
         // The file grows while the copy runs; the event arrives first.
         t.observe(p, sig(2, 1001), t0 + Duration::from_secs(1), wall(1001), wall(1001));
-        assert!(
-            !t.stored_ok(p, r.gen, r.sig),
-            "a stale attempt must not mark the new content stored"
-        );
+        assert!(!t.stored_ok(p, r.gen, r.sig), "a stale attempt must not mark the new content stored");
         assert_eq!(t.pending_count(), 1);
         let r2 = t.take_due(t0 + Duration::from_secs(6)).remove(0);
         assert_eq!(r2.sig.size, 2);
@@ -424,10 +385,7 @@ mod tests {
         let p = Path::new("a");
         t.observe(p, sig(1, 0), t0, wall(1000), wall(1000));
         let r = t.take_due(t0).remove(0);
-        assert_eq!(
-            t.failed(p, r.gen, "EIO".into(), Retry::At(t0 + Duration::from_secs(2))),
-            Some(1)
-        );
+        assert_eq!(t.failed(p, r.gen, "EIO".into(), Retry::At(t0 + Duration::from_secs(2))), Some(1));
         assert!(t.take_due(t0 + Duration::from_secs(1)).is_empty());
         let r = t.take_due(t0 + Duration::from_secs(2)).remove(0);
         assert_eq!(r.attempt, 2);
@@ -447,15 +405,7 @@ mod tests {
         t.observe(p, sig(1, 0), t0, wall(1000), wall(1000));
         let r = t.take_due(t0 + SETTLE).remove(0);
         let later = t0 + Duration::from_secs(10);
-        t.failed(
-            p,
-            r.gen,
-            "changed".into(),
-            Retry::Resettle {
-                sig: Some(sig(2, 0)),
-                now: later,
-            },
-        );
+        t.failed(p, r.gen, "changed".into(), Retry::Resettle { sig: Some(sig(2, 0)), now: later });
         assert!(t.take_due(later + Duration::from_secs(1)).is_empty());
         let r = t.take_due(later + SETTLE).remove(0);
         assert_eq!((r.sig.size, r.attempt), (2, 2));
@@ -463,12 +413,8 @@ mod tests {
 
     impl Tracker {
         fn check_indexes(&self) {
-            let waiting: HashSet<PathBuf> = self
-                .active
-                .iter()
-                .filter(|(_, t)| is_waiting(&t.state))
-                .map(|(p, _)| p.clone())
-                .collect();
+            let waiting: HashSet<PathBuf> =
+                self.active.iter().filter(|(_, t)| is_waiting(&t.state)).map(|(p, _)| p.clone()).collect();
             assert_eq!(waiting, self.waiting);
             let failed = self.active.values().filter(|t| t.state == FileState::Failed).count();
             assert_eq!(failed, self.given_up);
@@ -518,15 +464,9 @@ mod tests {
                 }
                 t.check_indexes();
                 for p in &paths {
-                    assert!(
-                        !(t.active.contains_key(p) && t.stored.contains_key(p)),
-                        "{p:?} both stored and active"
-                    );
+                    assert!(!(t.active.contains_key(p) && t.stored.contains_key(p)), "{p:?} both stored and active");
                 }
-                assert_eq!(
-                    t.unresolved_count(),
-                    t.active.values().filter(|x| x.state != FileState::Failed).count()
-                );
+                assert_eq!(t.unresolved_count(), t.active.values().filter(|x| x.state != FileState::Failed).count());
             }
             // With time, every waiting file becomes due.
             let later = now + Duration::from_secs(3600);
@@ -540,13 +480,7 @@ mod tests {
         let mut t = Tracker::new(SETTLE, true);
         t.insert_stored(PathBuf::from("a"), sig(1, 0));
         let t0 = Instant::now();
-        assert_eq!(
-            t.observe(Path::new("a"), sig(1, 0), t0, wall(1000), wall(1000)),
-            Observed::Same
-        );
-        assert_eq!(
-            t.observe(Path::new("a"), sig(9, 0), t0, wall(1000), wall(1000)),
-            Observed::New
-        );
+        assert_eq!(t.observe(Path::new("a"), sig(1, 0), t0, wall(1000), wall(1000)), Observed::Same);
+        assert_eq!(t.observe(Path::new("a"), sig(9, 0), t0, wall(1000), wall(1000)), Observed::New);
     }
 }

@@ -29,12 +29,7 @@ impl Harness {
         let state = dir.path().join("state");
         std::fs::create_dir_all(&dock).unwrap();
         let config = dir.path().join("bodycamd.toml");
-        let h = Harness {
-            dir,
-            dock,
-            state,
-            config,
-        };
+        let h = Harness { dir, dock, state, config };
         h.write_config(station_extra, top_extra);
         h
     }
@@ -61,31 +56,20 @@ impl Harness {
 
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(bin());
-        c.args(args)
-            .arg("--config")
-            .arg(&self.config)
-            .env("RUST_LOG", "bodycamd=debug,warn");
+        c.args(args).arg("--config").arg(&self.config).env("RUST_LOG", "bodycamd=debug,warn");
         c
     }
 
     /// `bodycamd run --once`, which must succeed.
     pub fn run_once(&self) -> Output {
         let out = self.cmd(&["run", "--once", "--log-format", "text"]).output().unwrap();
-        assert!(
-            out.status.success(),
-            "run --once failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "run --once failed:\n{}", String::from_utf8_lossy(&out.stderr));
         out
     }
 
     pub fn spawn_daemon(&self) -> Daemon {
-        let mut child = self
-            .cmd(&["run", "--log-format", "text"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child =
+            self.cmd(&["run", "--log-format", "text"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
         // Drain the log as it comes: a full pipe would stall the daemon.
         let log = Arc::new(Mutex::new(String::new()));
         let mut stderr = child.stderr.take().unwrap();
@@ -100,11 +84,7 @@ impl Harness {
                 sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
-        Daemon {
-            child: Some(child),
-            log,
-            reader: Some(reader),
-        }
+        Daemon { child: Some(child), log, reader: Some(reader) }
     }
 
     pub fn media(&self) -> Vec<Value> {
@@ -123,11 +103,7 @@ impl Harness {
 
     pub fn status(&self) -> Value {
         let out = self.cmd(&["status", "--json"]).output().unwrap();
-        assert!(
-            out.status.success(),
-            "status failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "status failed: {}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
@@ -145,9 +121,7 @@ impl Harness {
     }
 
     pub fn tmp_leftovers(&self) -> usize {
-        std::fs::read_dir(self.state.join("archive/tmp"))
-            .map(|d| d.count())
-            .unwrap_or(0)
+        std::fs::read_dir(self.state.join("archive/tmp")).map(|d| d.count()).unwrap_or(0)
     }
 
     pub fn sqlite(&self) -> rusqlite::Connection {
@@ -241,16 +215,8 @@ pub fn clip(dir: &Path, seed: u64) -> Vec<u8> {
     use bodycamd::media::encode::*;
     let spec = ClipSpec {
         format: "mp4",
-        video: Some(VideoSpec {
-            codec: VideoCodec::H264,
-            width: 64,
-            height: 48,
-            fps: 10,
-        }),
-        audio: Some(AudioSpec {
-            codec: AudioCodec::Aac,
-            sample_rate: 16_000,
-        }),
+        video: Some(VideoSpec { codec: VideoCodec::H264, width: 64, height: 48, fps: 10 }),
+        audio: Some(AudioSpec { codec: AudioCodec::Aac, sample_rate: 16_000 }),
         duration_secs: 1.0,
         creation_time: Some("2026-11-26T01:30:00Z".parse().unwrap()),
         seed,
@@ -263,10 +229,7 @@ pub fn ids(media: &[Value]) -> Vec<String> {
 }
 
 pub fn find<'a>(media: &'a [Value], id: &str) -> &'a Value {
-    media
-        .iter()
-        .find(|m| m["id"] == id)
-        .unwrap_or_else(|| panic!("no media {id}"))
+    media.iter().find(|m| m["id"] == id).unwrap_or_else(|| panic!("no media {id}"))
 }
 
 impl Daemon {
@@ -275,8 +238,7 @@ impl Daemon {
         let mut found = None;
         wait_until("the api to listen", Duration::from_secs(20), || {
             found = self.log().lines().find_map(|l| {
-                l.contains("api listening")
-                    .then(|| l.split("addr=").nth(1)?.split_whitespace().next()?.parse().ok())?
+                l.contains("api listening").then(|| l.split("addr=").nth(1)?.split_whitespace().next()?.parse().ok())?
             });
             found.is_some()
         });
@@ -334,11 +296,7 @@ pub fn http(
     let head = String::from_utf8_lossy(&buf[..split]).into_owned();
     let mut raw = buf[split + 4..].to_vec();
     let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
+    let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|c| c.parse().ok()).unwrap_or(0);
     let headers: std::collections::HashMap<String, String> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
@@ -346,11 +304,7 @@ pub fn http(
     if headers.get("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
         raw = dechunk(&raw);
     }
-    Resp {
-        status,
-        headers,
-        body: raw,
-    }
+    Resp { status, headers, body: raw }
 }
 
 fn dechunk(mut s: &[u8]) -> Vec<u8> {
@@ -413,33 +367,16 @@ impl Receiver {
                 let mut body = vec![0u8; len];
                 let _ = r.read_exact(&mut body);
                 let accepted = f.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) <= 0;
-                let status = if accepted {
-                    "200 OK"
-                } else {
-                    "500 Internal Server Error"
-                };
-                let _ = write!(
-                    conn,
-                    "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                );
-                g.lock().unwrap().push(Received {
-                    headers,
-                    body,
-                    accepted,
-                });
+                let status = if accepted { "200 OK" } else { "500 Internal Server Error" };
+                let _ = write!(conn, "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                g.lock().unwrap().push(Received { headers, body, accepted });
             }
         });
         Receiver { addr, got, failing }
     }
 
     pub fn accepted(&self) -> Vec<Received> {
-        self.got
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|r| r.accepted)
-            .cloned()
-            .collect()
+        self.got.lock().unwrap().iter().filter(|r| r.accepted).cloned().collect()
     }
 
     pub fn all(&self) -> Vec<Received> {

@@ -1,0 +1,204 @@
+//! Rendition jobs and the renditions they made.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub original_id: String,
+    /// `playable` or `thumbnail`.
+    pub kind: String,
+    /// JSON: how it is to be made.
+    pub plan: String,
+    /// Attempts including this one.
+    pub attempts: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenditionRow {
+    pub id: String,
+    pub original_id: String,
+    pub kind: String,
+    pub method: String,
+    pub mime: String,
+    pub size: u64,
+    pub settings: String,
+    pub encoder: String,
+    pub duration_secs: Option<f64>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub created_at: i64,
+}
+
+/// Queue a job (or record why there is none: `state = skipped`), unless
+/// the original has one of this kind already.
+pub fn plan(
+    c: &Connection,
+    original: &str,
+    kind: &str,
+    state: &str,
+    plan: &str,
+    now_ms: i64,
+) -> rusqlite::Result<bool> {
+    Ok(c.prepare_cached(
+        "INSERT INTO rendition_jobs (original_id, kind, state, plan, next_try, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT DO NOTHING",
+    )?
+    .execute(params![original, kind, state, plan, now_ms])?
+        == 1)
+}
+
+/// Take the most urgent due job: it becomes `running`, one attempt more.
+pub fn claim(c: &Connection, now_ms: i64) -> rusqlite::Result<Option<Job>> {
+    let job = c
+        .prepare_cached(
+            "SELECT original_id, kind, plan, attempts FROM rendition_jobs WHERE state = 'queued' AND next_try <= ?1
+             ORDER BY next_try, original_id, kind LIMIT 1",
+        )?
+        .query_row([now_ms], |r| {
+            Ok(Job { original_id: r.get(0)?, kind: r.get(1)?, plan: r.get(2)?, attempts: r.get::<_, u32>(3)? + 1 })
+        })
+        .optional()?;
+    if let Some(j) = &job {
+        c.prepare_cached(
+            "UPDATE rendition_jobs SET state = 'running', attempts = attempts + 1, updated_at = ?3
+             WHERE original_id = ?1 AND kind = ?2",
+        )?
+        .execute(params![j.original_id, j.kind, now_ms])?;
+    }
+    Ok(job)
+}
+
+/// Jobs a crash left running go back to the queue.
+pub fn requeue_running(c: &Connection, now_ms: i64) -> rusqlite::Result<usize> {
+    c.prepare_cached(
+        "UPDATE rendition_jobs SET state = 'queued', next_try = ?1, updated_at = ?1 WHERE state = 'running'",
+    )?
+    .execute([now_ms])
+}
+
+/// Record a made rendition and close its job.
+pub fn done(c: &Connection, r: &RenditionRow) -> rusqlite::Result<()> {
+    c.prepare_cached(
+        "INSERT INTO renditions (id, original_id, kind, method, mime, size, settings, encoder, duration_secs, width, height, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+         ON CONFLICT (original_id, kind) DO UPDATE SET id = excluded.id, method = excluded.method, mime = excluded.mime,
+            size = excluded.size, settings = excluded.settings, encoder = excluded.encoder,
+            duration_secs = excluded.duration_secs, width = excluded.width, height = excluded.height,
+            created_at = excluded.created_at",
+    )?
+    .execute(params![
+        r.id,
+        r.original_id,
+        r.kind,
+        r.method,
+        r.mime,
+        r.size as i64,
+        r.settings,
+        r.encoder,
+        r.duration_secs,
+        r.width,
+        r.height,
+        r.created_at
+    ])?;
+    c.prepare_cached(
+        "UPDATE rendition_jobs SET state = 'done', last_error = NULL, updated_at = ?3 WHERE original_id = ?1 AND kind = ?2",
+    )?
+    .execute(params![r.original_id, r.kind, r.created_at])?;
+    Ok(())
+}
+
+/// A failed attempt: retried at `retry_at`, or failed for good.
+pub fn failed(
+    c: &Connection,
+    original: &str,
+    kind: &str,
+    error: &str,
+    retry_at: Option<i64>,
+    now_ms: i64,
+) -> rusqlite::Result<()> {
+    let (state, next) = match retry_at {
+        Some(t) => ("queued", t),
+        None => ("failed", now_ms),
+    };
+    c.prepare_cached(
+        "UPDATE rendition_jobs SET state = ?3, next_try = ?4, last_error = ?5, updated_at = ?6
+         WHERE original_id = ?1 AND kind = ?2",
+    )?
+    .execute(params![original, kind, state, next, error, now_ms])?;
+    Ok(())
+}
+
+/// Jobs still to do (queued or running).
+pub fn outstanding(c: &Connection) -> rusqlite::Result<u64> {
+    c.prepare_cached("SELECT count(*) FROM rendition_jobs WHERE state IN ('queued', 'running')")?
+        .query_row([], |r| r.get::<_, i64>(0))
+        .map(|n| n as u64)
+}
+
+/// When the next queued job is due.
+pub fn next_due(c: &Connection) -> rusqlite::Result<Option<i64>> {
+    c.prepare_cached("SELECT min(next_try) FROM rendition_jobs WHERE state = 'queued'")?.query_row([], |r| r.get(0))
+}
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RenditionRow> {
+    Ok(RenditionRow {
+        id: r.get(0)?,
+        original_id: r.get(1)?,
+        kind: r.get(2)?,
+        method: r.get(3)?,
+        mime: r.get(4)?,
+        size: r.get::<_, i64>(5)? as u64,
+        settings: r.get(6)?,
+        encoder: r.get(7)?,
+        duration_secs: r.get(8)?,
+        width: r.get(9)?,
+        height: r.get(10)?,
+        created_at: r.get(11)?,
+    })
+}
+
+const COLUMNS: &str =
+    "id, original_id, kind, method, mime, size, settings, encoder, duration_secs, width, height, created_at";
+
+pub fn of_original(c: &Connection, original: &str) -> rusqlite::Result<Vec<RenditionRow>> {
+    c.prepare_cached(&format!("SELECT {COLUMNS} FROM renditions WHERE original_id = ?1 ORDER BY kind"))?
+        .query_map([original], row)?
+        .collect()
+}
+
+pub fn get(c: &Connection, original: &str, kind: &str) -> rusqlite::Result<Option<RenditionRow>> {
+    c.prepare_cached(&format!("SELECT {COLUMNS} FROM renditions WHERE original_id = ?1 AND kind = ?2"))?
+        .query_row([original, kind], row)
+        .optional()
+}
+
+/// A job's state, for `media show`.
+#[derive(Debug, Clone)]
+pub struct JobState {
+    pub kind: String,
+    pub state: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub plan: String,
+}
+
+pub fn jobs_of(c: &Connection, original: &str) -> rusqlite::Result<Vec<JobState>> {
+    c.prepare_cached(
+        "SELECT kind, state, attempts, last_error, plan FROM rendition_jobs WHERE original_id = ?1 ORDER BY kind",
+    )?
+    .query_map([original], |r| {
+        Ok(JobState { kind: r.get(0)?, state: r.get(1)?, attempts: r.get(2)?, last_error: r.get(3)?, plan: r.get(4)? })
+    })?
+    .collect()
+}
+
+/// Described originals that have no rendition jobs yet (stored before
+/// renditions existed, or while they were switched off).
+pub fn unplanned(c: &Connection, limit: u32) -> rusqlite::Result<Vec<String>> {
+    c.prepare_cached(
+        "SELECT o.id FROM originals o WHERE o.described_at IS NOT NULL AND o.kind IN ('video', 'audio', 'photo')
+           AND NOT EXISTS (SELECT 1 FROM rendition_jobs j WHERE j.original_id = o.id) LIMIT ?1",
+    )?
+    .query_map([limit], |r| r.get(0))?
+    .collect()
+}

@@ -1,0 +1,342 @@
+//! Renditions in the background: jobs are planned when an original is
+//! described, and made by a bounded pool of workers in `render-worker`
+//! child processes.
+//!
+//! **Invariant:** originals first. A worker starts a job only while no
+//! original is waiting to be stored, and its child runs at the lowest CPU
+//! and I/O priority; a rendition is written to `renditions/tmp/`, checked,
+//! and only then renamed to its content address, so nothing partial is ever
+//! visible.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension};
+use serde_json::json;
+use tokio::sync::Notify;
+
+use super::Ctx;
+use crate::config::RenditionConfig;
+use crate::index::alerts as ax;
+use crate::index::renditions::{self as rx, Job, RenditionRow};
+use crate::media::render::{PlayableSpec, RenderJob, RenderReport, StreamAction};
+use crate::media::worker::{self, RenderLimits};
+use crate::rules::alerts::{AlertKind, AlertSpec};
+use crate::rules::renditions::{self as policy, Action, Playable, Policy, Source};
+use crate::store::Archive;
+
+/// What rendition workers share.
+pub struct Runtime {
+    pub cfg: RenditionConfig,
+    /// The renditions' own content-addressed store (apart from originals).
+    pub store: Archive,
+    pub limits: RenderLimits,
+    pub wake: Notify,
+}
+
+fn action(a: Action) -> &'static str {
+    match a {
+        Action::Copy => "copy",
+        Action::Encode => "encode",
+        Action::None => "none",
+    }
+}
+
+/// Plan the rendition jobs of a described original (in the writer's
+/// transaction). Does nothing if it has jobs already.
+pub fn plan(c: &Connection, id: &str, cfg: &RenditionConfig, now_ms: i64) -> rusqlite::Result<()> {
+    if !cfg.enabled {
+        return Ok(());
+    }
+    let row = c
+        .prepare_cached(
+            "SELECT kind, container, video_codec, audio_codec, height, probe_error FROM originals WHERE id = ?1",
+        )?
+        .query_row([id], |r| {
+            Ok((
+                r.get::<_, Option<String>>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, Option<u32>>(4)?,
+                r.get::<_, Option<String>>(5)?,
+            ))
+        })
+        .optional()?;
+    let Some((Some(kind), container, vcodec, acodec, height, probe_error)) = row else { return Ok(()) };
+    let src = Source {
+        kind: &kind,
+        container: container.as_deref(),
+        video_codec: vcodec.as_deref(),
+        audio_codec: acodec.as_deref(),
+        height,
+        unreadable: probe_error.is_some(),
+    };
+    let pol = Policy {
+        max_height: cfg.max_height,
+        transcode_video: cfg.transcode_video,
+        transcode_audio: cfg.transcode_audio,
+    };
+    if matches!(kind.as_str(), "video" | "audio") {
+        match policy::playable(&src, &pol) {
+            Playable::Make { video, audio, method } => {
+                let p = json!({
+                    "method": method.as_str(), "video": action(video), "audio": action(audio),
+                    "max_height": cfg.max_height, "preset": cfg.preset, "crf": cfg.crf, "audio_bitrate": cfg.audio_bitrate,
+                });
+                rx::plan(c, id, "playable", "queued", &p.to_string(), now_ms)?;
+            }
+            Playable::Skip(reason) => {
+                rx::plan(c, id, "playable", "skipped", &json!({ "skip": reason }).to_string(), now_ms)?;
+            }
+        }
+    }
+    if cfg.thumbnails && policy::thumbnail(&src) {
+        let p =
+            json!({ "method": "image", "max_size": cfg.thumbnail_size, "heic": container.as_deref() == Some("heif") });
+        rx::plan(c, id, "thumbnail", "queued", &p.to_string(), now_ms)?;
+    }
+    Ok(())
+}
+
+fn stream_action(v: &serde_json::Value) -> StreamAction {
+    match v.as_str() {
+        Some("copy") => StreamAction::Copy,
+        Some("encode") => StreamAction::Encode,
+        _ => StreamAction::None,
+    }
+}
+
+/// Requeue jobs a crash left running, and plan jobs for originals that
+/// have none (stored before renditions were on).
+pub async fn prepare(ctx: &Arc<Ctx>) -> anyhow::Result<()> {
+    let now = chrono::Utc::now().timestamp_millis();
+    let n = ctx.index.call(move |c| rx::requeue_running(c, now)).await?;
+    if n > 0 {
+        tracing::info!(count = n, "rendition jobs interrupted by a stop are queued again");
+    }
+    let removed = ctx.renditions.store.recover()?;
+    if !removed.is_empty() {
+        tracing::info!(count = removed.len(), "removed unfinished renditions");
+    }
+    loop {
+        let ids = {
+            let index = ctx.index.clone();
+            tokio::task::spawn_blocking(move || index.read(|c| rx::unplanned(c, 1000))).await??
+        };
+        if ids.is_empty() {
+            break;
+        }
+        let cfg = ctx.renditions.cfg.clone();
+        let count = ids.len();
+        ctx.index
+            .call(move |c| {
+                for id in &ids {
+                    plan(c, id, &cfg, now)?;
+                }
+                Ok(())
+            })
+            .await?;
+        if count < 1000 || !ctx.renditions.cfg.enabled {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn backoff(cfg: &RenditionConfig, attempts: u32) -> Duration {
+    let d = cfg.retry_base.as_secs_f64() * 2f64.powi(attempts.saturating_sub(1).min(20) as i32);
+    Duration::from_secs_f64(d.min(3600.0))
+}
+
+/// Check a finished rendition against what was asked and the original.
+fn check(job: &Job, plan: &serde_json::Value, r: &RenderReport, original_duration: Option<f64>) -> Result<(), String> {
+    if job.kind == "thumbnail" {
+        return match (r.width, r.height) {
+            (Some(w), Some(h)) if w > 0 && h > 0 => Ok(()),
+            _ => Err("the thumbnail has no picture".into()),
+        };
+    }
+    if plan["video"] != "none" && r.video_codec.as_deref() != Some("h264") {
+        return Err(format!("the rendition's video is {:?}, not H.264", r.video_codec));
+    }
+    if plan["audio"] != "none" && r.audio_codec.as_deref() != Some("aac") {
+        return Err(format!("the rendition's audio is {:?}, not AAC", r.audio_codec));
+    }
+    if let (Some(want), Some(got)) = (original_duration, r.duration_secs) {
+        if (want - got).abs() > 0.1 {
+            return Err(format!("the rendition lasts {got:.3} s, the original {want:.3} s"));
+        }
+    }
+    Ok(())
+}
+
+async fn process(ctx: &Arc<Ctx>, job: Job) {
+    let rt = &ctx.renditions;
+    let plan: serde_json::Value = serde_json::from_str(&job.plan).unwrap_or_default();
+    let Ok(mid) = job.original_id.parse::<crate::domain::MediaId>() else { return };
+    let input = ctx.archive.object_path(&mid);
+    let (ext, mime) = if job.kind == "thumbnail" { ("jpg", "image/jpeg") } else { ("mp4", "") };
+    let output = rt.store.tmp_path(ext);
+    let render_job = if job.kind == "thumbnail" {
+        RenderJob::Thumbnail {
+            input,
+            output: output.clone(),
+            max_size: plan["max_size"].as_u64().unwrap_or(320) as u32,
+            heic: plan["heic"].as_bool().unwrap_or(false),
+        }
+    } else {
+        RenderJob::Playable {
+            input,
+            output: output.clone(),
+            spec: PlayableSpec {
+                video: stream_action(&plan["video"]),
+                audio: stream_action(&plan["audio"]),
+                max_height: plan["max_height"].as_u64().unwrap_or(1080) as u32,
+                preset: plan["preset"].as_str().unwrap_or("veryfast").to_string(),
+                crf: plan["crf"].as_u64().unwrap_or(23) as u32,
+                audio_bitrate: plan["audio_bitrate"].as_u64().unwrap_or(128_000) as u32,
+            },
+        }
+    };
+    let (index, id) = (ctx.index.clone(), job.original_id.clone());
+    let original = tokio::task::spawn_blocking(move || {
+        index.read(|c| {
+            c.query_row("SELECT duration_secs, kind FROM originals WHERE id = ?1", [&id], |r| {
+                Ok((r.get::<_, Option<f64>>(0)?, r.get::<_, Option<String>>(1)?))
+            })
+        })
+    })
+    .await
+    .ok()
+    .and_then(|r| r.ok());
+    let (original_duration, original_kind) = original.unwrap_or((None, None));
+    let started = std::time::Instant::now();
+    let result = worker::render(&rt.limits, &render_job)
+        .await
+        .and_then(|r| check(&job, &plan, &r, original_duration).map(|()| r))
+        .and_then(|r| {
+            let staged = rt.store.adopt(&output).map_err(|e| format!("cannot read the rendition: {e}"))?;
+            if staged.size == 0 {
+                return Err("the rendition is empty".into());
+            }
+            let stored = rt.store.persist(staged).map_err(|e| e.to_string())?;
+            Ok((r, stored))
+        });
+    let now = chrono::Utc::now().timestamp_millis();
+    match result {
+        Ok((r, stored)) => {
+            let mime = if mime.is_empty() {
+                if original_kind.as_deref() == Some("audio") {
+                    "audio/mp4"
+                } else {
+                    "video/mp4"
+                }
+            } else {
+                mime
+            };
+            let row = RenditionRow {
+                id: stored.id.to_hex(),
+                original_id: job.original_id.clone(),
+                kind: job.kind.clone(),
+                method: plan["method"].as_str().unwrap_or("transcode").to_string(),
+                mime: mime.to_string(),
+                size: stored.size,
+                settings: job.plan.clone(),
+                encoder: r.encoder.clone(),
+                duration_secs: if job.kind == "thumbnail" { None } else { r.duration_secs },
+                width: r.width,
+                height: r.height,
+                created_at: now,
+            };
+            tracing::info!(
+                media_id = %job.original_id, kind = %job.kind, method = %row.method, rendition = %row.id,
+                secs = started.elapsed().as_secs_f64(), "rendition made"
+            );
+            if let Err(e) = ctx.index.call(move |c| rx::done(c, &row)).await {
+                tracing::error!(error = %e, "recording a rendition failed; it is made again later");
+                // Never leave the job `running`: queue it again.
+                let (id, kind, msg) = (job.original_id.clone(), job.kind.clone(), e.to_string());
+                let retry_at = now + backoff(&rt.cfg, job.attempts).as_millis() as i64;
+                let _ = ctx.index.call(move |c| rx::failed(c, &id, &kind, &msg, Some(retry_at), now)).await;
+            }
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&output);
+            let final_failure = job.attempts >= rt.cfg.max_attempts;
+            let retry_at = (!final_failure).then(|| now + backoff(&rt.cfg, job.attempts).as_millis() as i64);
+            tracing::warn!(media_id = %job.original_id, kind = %job.kind, attempts = job.attempts, error = %e, final_failure, "rendition failed");
+            let hooks = ctx.alerting.hooks.clone();
+            let (id, kind, attempts) = (job.original_id.clone(), job.kind.clone(), job.attempts);
+            let r = ctx
+                .index
+                .call(move |c| {
+                    rx::failed(c, &id, &kind, &e, retry_at, now)?;
+                    if retry_at.is_none() {
+                        let spec = AlertSpec {
+                            kind: AlertKind::RenditionFailed,
+                            subject: id.clone(),
+                            details: json!({ "rendition": kind, "attempts": attempts, "reason": e }),
+                        };
+                        return ax::open(c, &spec, now, &hooks).map(|t| t.into_iter().collect::<Vec<_>>());
+                    }
+                    Ok(Vec::new())
+                })
+                .await;
+            match r {
+                Ok(t) => ctx.alerting.committed(&t),
+                Err(e) => tracing::error!(error = %e, "recording a failed rendition failed"),
+            }
+        }
+    }
+}
+
+/// Make renditions until shutdown, one job at a time, yielding to
+/// originals.
+pub async fn worker(ctx: Arc<Ctx>) {
+    let rt = &ctx.renditions;
+    loop {
+        if ctx.shutdown.is_cancelled() {
+            break;
+        }
+        // Originals first: nothing starts while files wait to be stored.
+        if !ctx.queue.is_empty() || ctx.storing.load(Ordering::SeqCst) > 0 {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                _ = ctx.shutdown.cancelled() => break,
+            }
+            continue;
+        }
+        let now = chrono::Utc::now().timestamp_millis();
+        let claimed = ctx.index.call(move |c| rx::claim(c, now)).await;
+        match claimed {
+            Ok(Some(job)) => {
+                ctx.rendering.fetch_add(1, Ordering::SeqCst);
+                process(&ctx, job).await;
+                ctx.rendering.fetch_sub(1, Ordering::SeqCst);
+            }
+            Ok(None) => {
+                let index = ctx.index.clone();
+                let next = tokio::task::spawn_blocking(move || index.read(rx::next_due))
+                    .await
+                    .ok()
+                    .and_then(|r| r.ok())
+                    .flatten();
+                let wait = next
+                    .map(|t| Duration::from_millis((t - chrono::Utc::now().timestamp_millis()).max(10) as u64))
+                    .unwrap_or(Duration::from_secs(2))
+                    .min(Duration::from_secs(2));
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = rt.wake.notified() => {}
+                    _ = ctx.shutdown.cancelled() => break,
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "claiming a rendition job failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
