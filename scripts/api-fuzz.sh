@@ -40,6 +40,10 @@ token_sha256 = "$(sha fuzz-ops)"
 name = "auditor"
 role = "auditor"
 token_sha256 = "$(sha fuzz-audit)"
+[[api.tokens]]
+name = "boss"
+role = "approver"
+token_sha256 = "$(sha fuzz-boss)"
 [[stations]]
 id = "dock-01"
 path = "$WORK/dock"
@@ -65,6 +69,11 @@ shift_run() { token=$1; shift; "$VENV/bin/schemathesis" run "http://$ADDR/api/v1
 shift_run fuzz-cms --include-tag cases --include-tag media
 shift_run fuzz-ops --include-tag admin
 shift_run fuzz-audit --include-tag audit
+# Custody routes serve several roles: each token in turn (403s are fine,
+# 5xx are not).
+shift_run fuzz-cms --include-tag custody
+shift_run fuzz-ops --include-tag custody
+shift_run fuzz-boss --include-tag custody
 # No request may have crashed or failed inside the daemon.
 if grep -E "panicked|ERROR" "$WORK/daemon.log"; then
     echo "the daemon logged errors while being fuzzed" >&2

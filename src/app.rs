@@ -15,11 +15,12 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, ApiState};
 use crate::clock::{to_ms, SharedClock};
 use crate::config::Config;
+use crate::custody::key::HostKey;
 use crate::index::{ingest as ix, Index};
 use crate::media::worker::RenderLimits;
 use crate::media::worker::{ProberPool, ProberSettings};
 use crate::pipeline::station::Progress;
-use crate::pipeline::{alerting, describe, recovery, renditions, station, store, Ctx, Stats};
+use crate::pipeline::{alerting, custody, describe, recovery, renditions, service, station, store, Ctx, Stats};
 use crate::store::Archive;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -34,6 +35,11 @@ pub struct RunOptions {
     pub shutdown_grace: Duration,
     /// Make renditions (with `once`: finish the rendition queue first).
     pub renditions: bool,
+    /// Set when this run is being stopped to be started again with a
+    /// reloaded configuration (so it says RELOADING, not STOPPING).
+    pub reloading: Arc<AtomicBool>,
+    /// This run follows a reload (audited as `config.reload`).
+    pub reloaded: bool,
 }
 
 impl RunOptions {
@@ -43,6 +49,8 @@ impl RunOptions {
             prober_exe: std::env::current_exe().context("cannot find the bodycamd executable")?,
             shutdown_grace: Duration::from_secs(30),
             renditions: true,
+            reloading: Arc::new(AtomicBool::new(false)),
+            reloaded: false,
         })
     }
 }
@@ -151,7 +159,16 @@ pub async fn run(
     }
     let index = Index::open(&config.index_path())
         .with_context(|| format!("cannot open the index at {}", config.index_path().display()))?;
+    let key = HostKey::load_or_create(&config.state_dir).context("cannot load the host key")?;
     let now = to_ms(clock.now());
+    let loaded = format!(
+        "{} (BLAKE3 {}); host key {}",
+        config.source.display(),
+        fs::read(&config.source).map(|b| blake3::hash(&b).to_hex().to_string()).unwrap_or_else(|_| "-".into()),
+        key.public_hex()
+    );
+    let action = if opts.reloaded { "config.reload" } else { "config.load" };
+    index.call(move |c| crate::index::audit::event(c, now, action, None, None, Some(loaded))).await?;
     for st in &config.stations {
         let (id, path) = (st.id.clone(), st.path.display().to_string());
         let mode = format!("{:?}", st.watch).to_lowercase();
@@ -219,6 +236,10 @@ pub async fn run(
             max_window: chrono::Duration::from_std(config.cases.max_window).unwrap_or(chrono::Duration::hours(24)),
             max_body_bytes: config.api.max_body_bytes,
             hooks: ctx.alerting.hooks.clone(),
+            state_dir: config.state_dir.clone(),
+            key: key.clone(),
+            export_expire: config.exports.expire,
+            retention_default: config.retention.default,
         };
         ctx.tasks.spawn(api::serve(listener, state, ctx.shutdown.clone()));
     }
@@ -228,6 +249,7 @@ pub async fn run(
         }
     }
     ctx.tasks.spawn(alerting::evaluator(ctx.clone()));
+    ctx.tasks.spawn(service::watchdog(ctx.clone(), ready.clone()));
     ctx.tasks.spawn(alerting::deliverer(ctx.clone()));
     {
         let (progress, ready, shutdown) = (progress.clone(), ready.clone(), ctx.shutdown.clone());
@@ -240,6 +262,7 @@ pub async fn run(
             }
             ready.store(true, Ordering::SeqCst);
             tracing::info!("ready: recovery and the first scan of every station are done");
+            service::ready("ready: recovery and the first scan of every station are done");
         });
     }
 
@@ -255,11 +278,7 @@ pub async fn run(
         }
         // Leave the alerts as the state now is.
         alerting::evaluate_once(&ctx).await?;
-        if opts.renditions && config.renditions.enabled {
-            until_rendered(&ctx).await?;
-        }
-        // Leave the alerts as the state now is.
-        alerting::evaluate_once(&ctx).await?;
+        custody::write_head(&ctx, &config.state_dir, &key).await;
     } else {
         if !was_clean {
             let (ctx2, progress2) = (ctx.clone(), progress.clone());
@@ -272,9 +291,13 @@ pub async fn run(
                 }
             });
         }
+        ctx.tasks.spawn(custody::run(ctx.clone(), Arc::new(config.clone()), key.clone()));
         tracing::info!(stations = config.stations.len(), "bodycamd running");
         shutdown.cancelled().await;
         tracing::info!("shutting down: no new files are taken; in-flight copies finish");
+        if !opts.reloading.load(Ordering::SeqCst) {
+            service::stopping();
+        }
     }
     ctx.shutdown.cancel();
     ctx.tasks.close();

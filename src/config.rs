@@ -61,6 +61,9 @@ pub struct Config {
     pub alerts: AlertConfig,
     pub api: ApiConfig,
     pub cases: CasesConfig,
+    pub retention: RetentionConfig,
+    pub exports: ExportsConfig,
+    pub audit: AuditConfig,
     pub renditions: RenditionConfig,
 }
 
@@ -115,6 +118,8 @@ pub enum Role {
     Admin,
     /// Auditors: the audit log.
     Auditor,
+    /// Responsible heads: approve or deny requests for copies (exports).
+    Approver,
 }
 
 impl Role {
@@ -123,6 +128,7 @@ impl Role {
             Role::CaseSystem => "case_system",
             Role::Admin => "admin",
             Role::Auditor => "auditor",
+            Role::Approver => "approver",
         }
     }
 }
@@ -134,6 +140,8 @@ pub struct TokenConfig {
     pub role: Role,
     /// SHA-256 of the token (the token itself is never stored).
     pub sha256: [u8; 32],
+    /// Granted access to restricted records.
+    pub restricted: bool,
 }
 
 /// Playable renditions and thumbnails.
@@ -168,6 +176,35 @@ pub struct RenditionConfig {
 pub struct CasesConfig {
     /// Longest time window a case may give.
     pub max_window: Duration,
+    /// A closed case must be archived within this many days.
+    pub archive_days: u32,
+}
+
+/// How long evidence is kept.
+#[derive(Debug, Clone)]
+pub struct RetentionConfig {
+    /// Ordinary recordings are kept at least this long from their recording date.
+    pub default: Duration,
+    /// Expired originals stay in the recoverable trash this long.
+    pub trash_days: u32,
+    /// How often the retention pass runs in the daemon.
+    pub every: Duration,
+    /// The pass lists what expires within this window.
+    pub warn_within: Duration,
+}
+
+/// Approved copies.
+#[derive(Debug, Clone)]
+pub struct ExportsConfig {
+    /// An approved export can be downloaded for this long.
+    pub expire: Duration,
+}
+
+/// The audit chain.
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    /// How often the signed head is written.
+    pub head_every: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -299,6 +336,33 @@ struct RawConfig {
     cases: RawCases,
     #[serde(default)]
     renditions: RawRenditions,
+    #[serde(default)]
+    retention: RawRetention,
+    #[serde(default)]
+    exports: RawExports,
+    #[serde(default)]
+    audit: RawAudit,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    default: Option<Spanned<String>>,
+    trash_days: Option<Spanned<i64>>,
+    every: Option<Spanned<String>>,
+    warn_within: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawExports {
+    expire: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    head_every: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -343,6 +407,8 @@ struct RawToken {
     name: Spanned<String>,
     role: Role,
     token_sha256: Spanned<String>,
+    #[serde(default)]
+    restricted: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -368,6 +434,7 @@ struct RawRenditions {
 #[serde(deny_unknown_fields)]
 struct RawCases {
     max_window: Option<Spanned<String>>,
+    archive_days: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -835,7 +902,7 @@ fn resolve(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
                 "must be the 64 hex digits of the token's SHA-256 (e.g. `printf %s TOKEN | sha256sum`)",
             );
         }
-        tokens.push(TokenConfig { name, role: t.role, sha256: sha });
+        tokens.push(TokenConfig { name, role: t.role, sha256: sha, restricted: t.restricted });
     }
     let max_body_bytes = ctx.int(&raw.api.max_body_bytes, "api.max_body_bytes", 1 << 20, 1024, 64 << 20) as usize;
     let cases = CasesConfig {
@@ -845,6 +912,50 @@ fn resolve(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
             Duration::from_secs(24 * H),
             Duration::from_secs(60),
             Duration::from_secs(366 * 24 * H),
+        ),
+        archive_days: ctx.int(&raw.cases.archive_days, "cases.archive_days", 30, 1, 3650) as u32,
+    };
+    const DAY: u64 = 24 * H;
+    let retention = RetentionConfig {
+        default: ctx.duration(
+            &raw.retention.default,
+            "retention.default",
+            Duration::from_secs(183 * DAY),
+            Duration::from_secs(DAY),
+            Duration::from_secs(100 * 366 * DAY),
+        ),
+        trash_days: ctx.int(&raw.retention.trash_days, "retention.trash_days", 7, 1, 3650) as u32,
+        every: ctx.duration(
+            &raw.retention.every,
+            "retention.every",
+            Duration::from_secs(DAY),
+            Duration::from_secs(60),
+            Duration::from_secs(31 * DAY),
+        ),
+        warn_within: ctx.duration(
+            &raw.retention.warn_within,
+            "retention.warn_within",
+            Duration::from_secs(7 * DAY),
+            Duration::from_secs(0),
+            Duration::from_secs(366 * DAY),
+        ),
+    };
+    let exports = ExportsConfig {
+        expire: ctx.duration(
+            &raw.exports.expire,
+            "exports.expire",
+            Duration::from_secs(7 * DAY),
+            Duration::from_secs(60),
+            Duration::from_secs(366 * DAY),
+        ),
+    };
+    let audit = AuditConfig {
+        head_every: ctx.duration(
+            &raw.audit.head_every,
+            "audit.head_every",
+            Duration::from_secs(300),
+            Duration::from_millis(100),
+            Duration::from_secs(DAY),
         ),
     };
     let r = &raw.renditions;
@@ -897,6 +1008,9 @@ fn resolve(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
         alerts,
         cases,
         renditions,
+        retention,
+        exports,
+        audit,
         api: ApiConfig { listen, tokens, max_body_bytes },
         source: ctx.file.to_path_buf(),
         state_dir,

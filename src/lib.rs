@@ -9,8 +9,11 @@
 //! - [`watch`]: discovery on station folders (scan, events, settle, safe opens).
 //! - [`store`]: the content-addressed archive.
 //! - [`media`]: describing media (sniffing, EXIF, libav in child processes).
-//! - [`index`]: the SQLite index.
-//! - [`pipeline`]: stations → store → index → dispose → describe.
+//! - [`index`]: the SQLite index (and the hash-chained audit log).
+//! - [`custody`]: host key, signed receipts, verify, retention, exports.
+//! - [`rules`]: the rules watched (deadlines, alerts, cases, renditions; pure).
+//! - [`api`]: the HTTP API.
+//! - [`pipeline`]: stations → store → index → dispose → describe → renditions; custody chores.
 //! - [`app`]: the composition root.
 //! - [`views`]: JSON and text shapes shown to users.
 //! - [`simulate`]: a simulated docking station.
@@ -23,6 +26,7 @@ pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod custody;
 pub mod domain;
 pub mod index;
 pub mod media;

@@ -21,10 +21,10 @@ fn run_at(h: &Harness, at: DateTime<Utc>) -> RunReport {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let opts = RunOptions {
-            once: true,
             prober_exe: bin().into(),
             shutdown_grace: StdDuration::from_secs(30),
             renditions: false,
+            ..RunOptions::new(true).unwrap()
         };
         app::run(cfg, opts, Arc::new(ManualClock::new(at)), CancellationToken::new()).await.unwrap()
     })

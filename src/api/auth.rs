@@ -26,6 +26,62 @@ use crate::index::audit::{self, AuditEntry};
 pub struct Caller {
     pub name: String,
     pub role: Role,
+    /// Granted access to restricted records.
+    pub restricted: bool,
+}
+
+/// The header in which a caller gives the reason for reading a restricted
+/// record.
+pub const REASON_HEADER: &str = "x-bodycamd-reason";
+
+/// How a caller may see restricted records in this request.
+#[derive(Debug, Clone, Default)]
+pub struct Clearance {
+    /// Granted, and a reason was given: restricted records are visible.
+    pub sees_restricted: bool,
+    pub reason: Option<String>,
+}
+
+impl Clearance {
+    pub fn of(caller: &Caller, headers: &axum::http::HeaderMap) -> Clearance {
+        let reason = headers
+            .get(REASON_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty());
+        Clearance { sees_restricted: caller.restricted && reason.is_some(), reason }
+    }
+
+    /// Check one record: restricted ones are "not found" without the grant
+    /// (existence is not revealed); with the grant a reason is required.
+    /// Returns the audit detail to record.
+    pub fn check(
+        &self,
+        caller: &Caller,
+        restricted: bool,
+        not_found: impl FnOnce() -> ApiError,
+    ) -> Result<Option<String>, ApiError> {
+        if !restricted {
+            return Ok(None);
+        }
+        if !caller.restricted {
+            return Err(not_found());
+        }
+        match &self.reason {
+            Some(r) => Ok(Some(format!("restricted record; reason: {r}"))),
+            None => Err(ApiError::bad_request(
+                "reason_required",
+                "this record is restricted: give the reason for reading it in the X-Bodycamd-Reason header",
+            )),
+        }
+    }
+}
+
+/// Attach what a handler adds to the audit record to its response.
+pub fn with_note(resp: impl IntoResponse, note: AuditNote) -> Response {
+    let mut r = resp.into_response();
+    r.extensions_mut().insert(note);
+    r
 }
 
 /// What a handler adds to the audit record of its request (ids only known
@@ -59,6 +115,19 @@ fn action_of(method: &str, route: &str) -> String {
         ("GET", "/api/v1/alerts") => "alerts.list",
         ("POST", "/api/v1/alerts/{id}/ack") => "alert.ack",
         ("GET", "/api/v1/audit") => "audit.query",
+        ("GET", "/api/v1/media/{id}/receipt") => "media.receipt",
+        ("PUT", "/api/v1/media/{id}/retention") => "retention.set",
+        ("POST", "/api/v1/media/{id}/holds") => "retention.hold",
+        ("DELETE", "/api/v1/media/{id}/holds/{hold_id}") => "retention.lift_hold",
+        ("POST", "/api/v1/media/{id}/restore") => "retention.restore",
+        ("PUT", "/api/v1/media/{id}/restriction") => "media.restrict",
+        ("PUT", "/api/v1/cases/{case_id}/restriction") => "case.restrict",
+        ("POST", "/api/v1/cases/{case_id}/archive") => "case.archive",
+        ("POST", "/api/v1/exports") => "export.request",
+        ("GET", "/api/v1/exports/{export_id}") => "export.get",
+        ("POST", "/api/v1/exports/{export_id}/approve") => "export.approve",
+        ("POST", "/api/v1/exports/{export_id}/deny") => "export.deny",
+        ("GET" | "HEAD", "/api/v1/exports/{export_id}/download") => "export.download",
         _ => return format!("{} {route}", method.to_ascii_lowercase()),
     };
     name.to_string()
@@ -99,8 +168,11 @@ pub async fn authenticate(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(|t| t.trim().to_string());
-    let caller =
-        bearer.as_deref().and_then(|b| lookup(&s.tokens, b)).map(|t| Caller { name: t.name.clone(), role: t.role });
+    let caller = bearer.as_deref().and_then(|b| lookup(&s.tokens, b)).map(|t| Caller {
+        name: t.name.clone(),
+        role: t.role,
+        restricted: t.restricted,
+    });
     let mut resp = match &caller {
         None => {
             let mut r = ApiError::new(
@@ -146,14 +218,19 @@ pub async fn authenticate(
     resp
 }
 
-/// Allow only callers with `role` (a route layer).
-pub async fn require(role: Role, req: Request, next: Next) -> Response {
+/// Allow only callers with one of `roles` (a route layer).
+pub async fn require(roles: &'static [Role], req: Request, next: Next) -> Response {
     match req.extensions().get::<Caller>() {
-        Some(c) if c.role == role => next.run(req).await,
+        Some(c) if roles.contains(&c.role) => next.run(req).await,
         Some(c) => ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
-            format!("this needs the {} role; token {:?} has {}", role.as_str(), c.name, c.role.as_str()),
+            format!(
+                "this needs the {} role; token {:?} has {}",
+                roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(" or "),
+                c.name,
+                c.role.as_str()
+            ),
         )
         .into_response(),
         None => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "an Authorization: Bearer token is required")
@@ -167,7 +244,12 @@ mod tests {
 
     #[test]
     fn tokens_are_found_by_their_hash_only() {
-        let t = TokenConfig { name: "cms".into(), role: Role::CaseSystem, sha256: Sha256::digest(b"s3cret").into() };
+        let t = TokenConfig {
+            name: "cms".into(),
+            role: Role::CaseSystem,
+            sha256: Sha256::digest(b"s3cret").into(),
+            restricted: false,
+        };
         let tokens = [t];
         assert_eq!(lookup(&tokens, "s3cret").unwrap().name, "cms");
         assert!(lookup(&tokens, "s3cret ").is_none());

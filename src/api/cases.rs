@@ -1,11 +1,11 @@
 //! Cases: register (upsert), read, their media, manual links.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 
-use super::auth::{AuditNote, Caller};
+use super::auth::{with_note, AuditNote, Caller, Clearance};
 use super::error::{media_id_param, time_param, ApiError, ErrorBody, JsonBody, PathParams};
 use super::types::{CaseBody, CaseJson, CaseMedia, LinkBody, LinkJson, MediaItem};
 use super::ApiState;
@@ -66,10 +66,15 @@ fn to_case(id: String, b: CaseBody, max_window: chrono::Duration) -> Result<Case
 pub async fn put_case(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
     PathParams(case_id): PathParams<String>,
     JsonBody(body): JsonBody<CaseBody>,
 ) -> Result<Response, ApiError> {
     case_id_param(&case_id)?;
+    let (index, k) = (s.index.clone(), case_id.clone());
+    if tokio::task::spawn_blocking(move || index.read(|c| query::case_restricted(c, &k))).await?? == Some(true) {
+        super::custody::visible_case(&s, &caller, &headers, &case_id).await?;
+    }
     let case = to_case(case_id.clone(), body, s.max_window)?;
     let now = to_ms(s.clock.now());
     let by = caller.name.clone();
@@ -96,16 +101,19 @@ pub async fn put_case(
 )]
 pub async fn get_case(
     State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
     PathParams(case_id): PathParams<String>,
-) -> Result<Json<CaseJson>, ApiError> {
+) -> Result<Response, ApiError> {
     case_id_param(&case_id)?;
+    let note = super::custody::visible_case(&s, &caller, &headers, &case_id).await?;
     let index = s.index.clone();
     let id = case_id.clone();
     let (record, n) =
         tokio::task::spawn_blocking(move || index.read(|c| Ok((ix::get_case(c, &id)?, ix::case_media(c, &id)?.len()))))
             .await??;
     let record = record.ok_or_else(|| ApiError::not_found(format!("no case {case_id:?}")))?;
-    Ok(Json(CaseJson::new(&record, n, None)))
+    Ok(with_note(Json(CaseJson::new(&record, n, None)), note))
 }
 
 /// Media items with their links.
@@ -132,23 +140,36 @@ pub fn items(
 )]
 pub async fn case_media(
     State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
     PathParams(case_id): PathParams<String>,
-) -> Result<Json<CaseMedia>, ApiError> {
+) -> Result<Response, ApiError> {
     case_id_param(&case_id)?;
+    let note = super::custody::visible_case(&s, &caller, &headers, &case_id).await?;
+    let see = Clearance::of(&caller, &headers).sees_restricted;
     let (index, archive, id) = (s.index.clone(), s.archive.root().to_path_buf(), case_id.clone());
     let media = tokio::task::spawn_blocking(move || {
         index.read(|c| {
             if ix::get_case(c, &id)?.is_none() {
                 return Ok(None);
             }
-            let ids: Vec<String> = ix::case_media(c, &id)?.into_iter().map(|l| l.media_id).collect();
+            let mut ids: Vec<String> = ix::case_media(c, &id)?.into_iter().map(|l| l.media_id).collect();
+            if !see {
+                let mut kept = Vec::with_capacity(ids.len());
+                for m in ids {
+                    if query::media_restricted(c, &m)? == Some(false) {
+                        kept.push(m);
+                    }
+                }
+                ids = kept;
+            }
             let rows = query::media_by_ids(c, &ids)?;
             items(c, &rows, &archive).map(Some)
         })
     })
     .await??;
     let media = media.ok_or_else(|| ApiError::not_found(format!("no case {case_id:?}")))?;
-    Ok(Json(CaseMedia { case_id, media }))
+    Ok(with_note(Json(CaseMedia { case_id, media }), note))
 }
 
 /// Link an original to a case by hand.
@@ -164,11 +185,14 @@ pub async fn case_media(
 pub async fn link(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
     PathParams(case_id): PathParams<String>,
     JsonBody(body): JsonBody<LinkBody>,
 ) -> Result<Response, ApiError> {
     case_id_param(&case_id)?;
-    let media = media_id_param(&body.media_id)?.to_hex();
+    media_id_param(&body.media_id)?;
+    super::custody::visible_case(&s, &caller, &headers, &case_id).await?;
+    let (media, _) = super::custody::visible_media(&s, &caller, &headers, &body.media_id).await?;
     if body.note.as_ref().is_some_and(|n| n.len() > 2000) {
         return Err(ApiError::validation(vec!["note is longer than 2000 characters".into()]));
     }
@@ -205,10 +229,13 @@ pub async fn link(
 pub async fn unlink(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
     PathParams((case_id, media_id)): PathParams<(String, String)>,
 ) -> Result<Json<LinkJson>, ApiError> {
     case_id_param(&case_id)?;
-    let media = media_id_param(&media_id)?.to_hex();
+    media_id_param(&media_id)?;
+    super::custody::visible_case(&s, &caller, &headers, &case_id).await?;
+    let (media, _) = super::custody::visible_media(&s, &caller, &headers, &media_id).await?;
     let now = to_ms(s.clock.now());
     let (k, m, by) = (case_id.clone(), media.clone(), caller.name.clone());
     let (removed, link) = s

@@ -9,14 +9,16 @@ use axum::Json;
 use base64::Engine as _;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use super::auth::AuditNote;
+use super::auth::{with_note, AuditNote, Caller, Clearance};
 use super::cases::items;
+use super::custody::visible_media;
 use super::error::{media_id_param, time_param, ApiError, ErrorBody, PathParams, QueryParams};
 use super::types::{MediaItem, MediaPage, MediaParams};
 use super::ApiState;
 use crate::clock::to_ms;
 use crate::domain::MediaKind;
 use crate::index::query::{self, MediaQuery};
+use axum::Extension;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -45,8 +47,15 @@ fn decode_cursor(c: &str) -> Result<(i64, String), ApiError> {
 )]
 pub async fn list(
     State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
     QueryParams(p): QueryParams<MediaParams>,
-) -> Result<Json<MediaPage>, ApiError> {
+) -> Result<Response, ApiError> {
+    let clearance = Clearance::of(&caller, &headers);
+    let mut note = AuditNote::default();
+    if let Some(case) = &p.case {
+        note = super::custody::visible_case(&s, &caller, &headers, case).await?;
+    }
     let limit = p.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request("invalid_request", "limit must be between 1 and 1000"));
@@ -67,7 +76,11 @@ pub async fn list(
         on_time: p.on_time,
         after: p.cursor.as_deref().map(decode_cursor).transpose()?,
         limit,
+        restricted: clearance.sees_restricted,
     };
+    if clearance.sees_restricted {
+        note.details = Some(format!("restricted records included; reason: {}", clearance.reason.unwrap_or_default()));
+    }
     let (index, archive) = (s.index.clone(), s.archive.root().to_path_buf());
     let (rows, media) = tokio::task::spawn_blocking(move || {
         index.read(|c| {
@@ -79,7 +92,7 @@ pub async fn list(
     .await??;
     let next_cursor =
         if rows.len() as u32 == limit { rows.last().map(|r| encode_cursor(r.start_at, &r.id)) } else { None };
-    Ok(Json(MediaPage { media, next_cursor }))
+    Ok(with_note(Json(MediaPage { media, next_cursor }), note))
 }
 
 /// One original, with full metadata and its links.
@@ -90,8 +103,13 @@ pub async fn list(
                (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
 )]
-pub async fn get(State(s): State<ApiState>, PathParams(id): PathParams<String>) -> Result<Json<MediaItem>, ApiError> {
-    let id = media_id_param(&id)?.to_hex();
+pub async fn get(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    PathParams(id): PathParams<String>,
+) -> Result<Response, ApiError> {
+    let (id, note) = visible_media(&s, &caller, &headers, &id).await?;
     let (index, archive, id2) = (s.index.clone(), s.archive.root().to_path_buf(), id.clone());
     let item = tokio::task::spawn_blocking(move || {
         index.read(|c| {
@@ -100,7 +118,7 @@ pub async fn get(State(s): State<ApiState>, PathParams(id): PathParams<String>) 
         })
     })
     .await??;
-    item.map(Json).ok_or_else(|| ApiError::not_found(format!("no original {id}")))
+    item.map(|i| with_note(Json(i), note)).ok_or_else(|| ApiError::not_found(format!("no original {id}")))
 }
 
 /// The MIME type of an original, from what the describer found.
@@ -208,14 +226,32 @@ fn disposition(name: &str) -> HeaderValue {
 )]
 pub async fn original(
     State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     PathParams(id): PathParams<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let mid = media_id_param(&id)?;
-    let hex = mid.to_hex();
+    let (hex, note) = visible_media(&s, &caller, &headers, &id).await?;
+    let mid = media_id_param(&hex)?;
     let (index, h2) = (s.index.clone(), hex.clone());
     let row = tokio::task::spawn_blocking(move || index.read(|c| query::media_by_ids(c, &[h2]))).await??.pop();
     let row = row.ok_or_else(|| ApiError::not_found(format!("no original {hex}")))?;
+    let (index, h3) = (s.index.clone(), hex.clone());
+    let trashed: Option<i64> = tokio::task::spawn_blocking(move || {
+        index.read(|c| {
+            c.query_row("SELECT coalesce(purged_at, trashed_at) FROM originals WHERE id = ?1", [&h3], |r| r.get(0))
+        })
+    })
+    .await??;
+    if let Some(t) = trashed {
+        return Err(ApiError::new(
+            StatusCode::GONE,
+            "in_trash",
+            format!(
+                "original {hex} expired and was moved to the trash (or purged) at {}",
+                crate::clock::rfc3339(crate::clock::from_ms(t))
+            ),
+        ));
+    }
     let name = row.sightings.first().and_then(|s| s.path.file_name()).map(|n| n.to_string_lossy().into_owned());
     let obj = Object {
         path: s.archive.object_path(&mid),
@@ -224,7 +260,7 @@ pub async fn original(
         filename: name.unwrap_or_else(|| hex.clone()),
         what: "original",
     };
-    serve(obj, &headers, AuditNote { media_id: Some(hex), ..Default::default() }).await
+    serve(obj, &headers, note).await
 }
 
 /// A stored file to send.
@@ -288,7 +324,11 @@ pub async fn serve(obj: Object, headers: &HeaderMap, mut note: AuditNote) -> Res
             return Ok(r);
         }
     };
-    note.details = Some(format!("{}: bytes {start}+{len} of {size}", obj.what));
+    let bytes = format!("{}: bytes {start}+{len} of {size}", obj.what);
+    note.details = Some(match note.details.take() {
+        Some(d) => format!("{bytes}; {d}"),
+        None => bytes,
+    });
     if start > 0 {
         file.seek(std::io::SeekFrom::Start(start)).await.map_err(ApiError::internal)?;
     }
@@ -298,8 +338,14 @@ pub async fn serve(obj: Object, headers: &HeaderMap, mut note: AuditNote) -> Res
     Ok(resp)
 }
 
-async fn rendition_of(s: ApiState, id: String, kind: &'static str, headers: HeaderMap) -> Result<Response, ApiError> {
-    let hex = media_id_param(&id)?.to_hex();
+async fn rendition_of(
+    s: ApiState,
+    caller: Caller,
+    id: String,
+    kind: &'static str,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (hex, note) = visible_media(&s, &caller, &headers, &id).await?;
     let (index, h2) = (s.index.clone(), hex.clone());
     let (exists, row) = tokio::task::spawn_blocking(move || {
         index.read(|c| {
@@ -327,7 +373,7 @@ async fn rendition_of(s: ApiState, id: String, kind: &'static str, headers: Head
         filename: format!("{}-{kind}.{ext}", &hex[..16]),
         what: kind,
     };
-    serve(obj, &headers, AuditNote { media_id: Some(hex), ..Default::default() }).await
+    serve(obj, &headers, note).await
 }
 
 /// The original's browser-playable rendition (MP4, H.264/AAC, fast start).
@@ -345,10 +391,11 @@ async fn rendition_of(s: ApiState, id: String, kind: &'static str, headers: Head
 )]
 pub async fn rendition(
     State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     PathParams(id): PathParams<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    rendition_of(s, id, "playable", headers).await
+    rendition_of(s, caller, id, "playable", headers).await
 }
 
 /// The original's JPEG thumbnail.
@@ -366,10 +413,11 @@ pub async fn rendition(
 )]
 pub async fn thumbnail(
     State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     PathParams(id): PathParams<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    rendition_of(s, id, "thumbnail", headers).await
+    rendition_of(s, caller, id, "thumbnail", headers).await
 }
 
 #[cfg(test)]

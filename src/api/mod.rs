@@ -6,6 +6,7 @@
 //! - [`media`]: queries, one original, its bytes.
 //! - [`admin`]: stations and alerts.
 //! - [`auditlog`]: the audit log.
+//! - [`custody`]: receipts, retention and holds, restriction, exports.
 //! - [`auth`]: tokens, roles, and the audit of every request.
 //! - [`error`]: JSON errors with stable codes; extractors that use them.
 //! - [`types`]: request and response types.
@@ -15,6 +16,7 @@ pub mod admin;
 pub mod auditlog;
 pub mod auth;
 pub mod cases;
+pub mod custody;
 pub mod error;
 pub mod media;
 pub mod metrics;
@@ -61,6 +63,14 @@ pub struct ApiState {
     pub max_body_bytes: usize,
     /// Webhook URLs (acknowledgements are delivered to them).
     pub hooks: Arc<Vec<String>>,
+    /// The state directory (trash, exports).
+    pub state_dir: std::path::PathBuf,
+    /// Signs receipts and export manifests.
+    pub key: crate::custody::key::HostKey,
+    /// How long an approved export can be downloaded.
+    pub export_expire: std::time::Duration,
+    /// Ordinary recordings are kept this long.
+    pub retention_default: std::time::Duration,
 }
 
 #[derive(OpenApi)]
@@ -76,6 +86,7 @@ pub struct ApiState {
         (name = "media", description = "For case systems (role case_system)"),
         (name = "admin", description = "For administrators (role admin)"),
         (name = "audit", description = "For auditors (role auditor)"),
+        (name = "custody", description = "Receipts, retention, restriction and approved exports"),
     )
 )]
 struct ApiDoc;
@@ -89,8 +100,8 @@ impl utoipa::Modify for Bearer {
     }
 }
 
-fn for_role(role: Role, r: OpenApiRouter<ApiState>) -> OpenApiRouter<ApiState> {
-    r.route_layer(from_fn(move |req, next| auth::require(role, req, next)))
+fn for_roles(roles: &'static [Role], r: OpenApiRouter<ApiState>) -> OpenApiRouter<ApiState> {
+    r.route_layer(from_fn(move |req, next| auth::require(roles, req, next)))
 }
 
 /// The API routes and their OpenAPI document.
@@ -107,12 +118,31 @@ pub fn api_routes(state: ApiState) -> (Router<ApiState>, utoipa::openapi::OpenAp
     let admin = OpenApiRouter::new()
         .routes(routes!(admin::stations))
         .routes(routes!(admin::alerts))
-        .routes(routes!(admin::ack));
+        .routes(routes!(admin::ack))
+        .routes(routes!(custody::set_retention))
+        .routes(routes!(custody::place_hold))
+        .routes(routes!(custody::lift_hold))
+        .routes(routes!(custody::restore))
+        .routes(routes!(custody::restrict_media))
+        .routes(routes!(custody::restrict_case))
+        .routes(routes!(custody::archive_case));
     let auditor = OpenApiRouter::new().routes(routes!(auditlog::list));
     let (router, mut api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .merge(for_role(Role::CaseSystem, case_system))
-        .merge(for_role(Role::Admin, admin))
-        .merge(for_role(Role::Auditor, auditor))
+        .merge(for_roles(&[Role::CaseSystem], case_system))
+        .merge(for_roles(&[Role::Admin], admin))
+        .merge(for_roles(&[Role::Auditor], auditor))
+        .merge(for_roles(&[Role::CaseSystem, Role::Auditor], OpenApiRouter::new().routes(routes!(custody::receipt))))
+        .merge(for_roles(
+            &[Role::CaseSystem, Role::Approver],
+            OpenApiRouter::new()
+                .routes(routes!(custody::request_export))
+                .routes(routes!(custody::get_export))
+                .routes(routes!(custody::download)),
+        ))
+        .merge(for_roles(
+            &[Role::Approver],
+            OpenApiRouter::new().routes(routes!(custody::approve)).routes(routes!(custody::deny)),
+        ))
         .split_for_parts();
     api.info.version = env!("CARGO_PKG_VERSION").to_string();
     let router = router

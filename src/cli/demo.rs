@@ -201,6 +201,22 @@ after_ingest = "keep"
     for a in crate::index::alerts::list(&c, crate::index::alerts::StateFilter::All, None, None)? {
         println!("  #{:<3} {:<9} {:<17} {:<8} {}", a.id, a.severity, a.kind, a.state(), a.subject);
     }
+    heading("7. Custody (bodycamd verify)");
+    let v = crate::custody::verify::run(&cfg.state_dir, &c, None, None)?;
+    println!(
+        "  {} originals and {} renditions re-hashed, {} audit entries in an unbroken chain (head #{}): {}",
+        v.originals_checked,
+        v.renditions_checked,
+        v.audit_entries,
+        v.audit_head.unwrap_or(0),
+        if v.faults.is_empty() { "all intact".to_string() } else { format!("{} fault(s)", v.faults.len()) }
+    );
+    for f in &v.faults {
+        println!("  FAULT {} {}: {}", f.what, f.id, f.problem);
+    }
+    if let Ok(k) = crate::custody::key::HostKey::load_or_create(&cfg.state_dir) {
+        println!("  receipts are signed with host key {} (bodycamd key show)", k.public_hex());
+    }
     if tmp_kept(&dir) {
         println!("\nEverything is in {}", dir.display());
     }

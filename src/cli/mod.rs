@@ -4,6 +4,7 @@
 mod alerts;
 mod case;
 mod check_config;
+mod custody;
 mod demo;
 mod media;
 mod report;
@@ -44,6 +45,17 @@ enum Command {
     /// Reports (compliance with the 24-hour rule).
     #[command(subcommand)]
     Report(report::Command),
+    /// Re-hash every original and rendition and check the audit chain.
+    Verify(custody::VerifyArgs),
+    /// The host's signing key.
+    #[command(subcommand)]
+    Key(custody::KeyCommand),
+    /// Signed receipts.
+    #[command(subcommand)]
+    Receipt(custody::ReceiptCommand),
+    /// Retention: expire to the trash, purge, restore.
+    #[command(subcommand)]
+    Retention(custody::RetentionCommand),
     /// Write a simulated docking-station folder with real media.
     Simulate(simulate::Args),
     /// Run the daemon against a simulated docking station and show the result.
@@ -89,6 +101,10 @@ pub fn main() -> i32 {
         Command::Alerts(c) => alerts::main(c),
         Command::Case(c) => case::main(c),
         Command::Report(c) => report::main(c),
+        Command::Verify(a) => custody::verify_main(a),
+        Command::Key(c) => custody::key_main(c),
+        Command::Receipt(c) => custody::receipt_main(c),
+        Command::Retention(c) => custody::retention_main(c),
         Command::Simulate(a) => simulate::main(a),
         Command::Demo(a) => demo::main(a),
         Command::RenderWorker => {

@@ -224,6 +224,19 @@ pub fn ack(
     alert.acked_by = Some(by.to_string());
     alert.acked_at = Some(now_ms);
     alert.ack_note = note.map(str::to_string);
+    super::audit::event_by(
+        c,
+        now_ms,
+        by,
+        "alert.ack",
+        None,
+        Some(format!(
+            "alert #{id} {} {}{}",
+            alert.kind,
+            alert.subject,
+            note.map(|n| format!(": {n}")).unwrap_or_default()
+        )),
+    )?;
     record_event(c, &alert, "acknowledged", now_ms, hooks).map(AckOutcome::Acked)
 }
 

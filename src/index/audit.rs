@@ -1,7 +1,14 @@
-//! The access audit: who (token name), what, when, from where, and how it
-//! went, for every API request.
+//! The audit log: who (token name, or `bodycamd` itself), what, when, from
+//! where, and how it went, for every API request and every custody event
+//! (ingest, sighting, link, alert acknowledgement, retention, export,
+//! deletion, configuration load).
+//!
+//! It is a hash chain: each entry's `hash` is BLAKE3 over the previous
+//! entry's hash (32 zero bytes for the first) and the entry's canonical
+//! encoding, so editing, deleting or reordering any entry breaks every
+//! hash after it. SQL triggers refuse updates and deletes as well.
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct AuditEntry {
@@ -22,15 +29,199 @@ pub struct AuditEntry {
     pub details: Option<String>,
 }
 
+/// The hash before the first entry.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The canonical encoding of an entry: JSON with fixed field order, every
+/// field present (null when absent), no whitespace.
+pub fn canonical(e: &AuditEntry) -> String {
+    serde_json::json!([
+        e.id, e.at, e.actor, e.role, e.remote, e.action, e.method, e.route, e.case_id, e.media_id, e.status, e.outcome,
+        e.details
+    ])
+    .to_string()
+}
+
+/// The chain hash of `e` after `prev` (hex).
+pub fn chain_hash(prev: &str, e: &AuditEntry) -> String {
+    let mut h = blake3::Hasher::new();
+    let mut prev_bytes = [0u8; 32];
+    // A malformed stored prev hash still hashes deterministically (and
+    // fails verification elsewhere).
+    if hex::decode_to_slice(prev, &mut prev_bytes).is_err() {
+        h.update(prev.as_bytes());
+    }
+    h.update(&prev_bytes);
+    h.update(canonical(e).as_bytes());
+    h.finalize().to_hex().to_string()
+}
+
+/// The last entry's id and hash.
+pub fn head(c: &Connection) -> rusqlite::Result<(i64, String)> {
+    c.prepare_cached("SELECT id, hash FROM audit WHERE hash IS NOT NULL ORDER BY id DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+        .map(|o| o.unwrap_or((0, GENESIS.to_string())))
+}
+
+/// Append an entry to the chain, in the caller's transaction (the index
+/// has one writer, so the chain is serial).
 pub fn append(c: &Connection, e: &AuditEntry) -> rusqlite::Result<i64> {
+    let (last, prev) = head(c)?;
+    let mut e = e.clone();
+    e.id = last.max(c.query_row("SELECT coalesce(max(id), 0) FROM audit", [], |r| r.get::<_, i64>(0))?) + 1;
+    let hash = chain_hash(&prev, &e);
     c.prepare_cached(
-        "INSERT INTO audit (at, actor, role, remote, action, method, route, case_id, media_id, status, outcome, details)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        "INSERT INTO audit (id, at, actor, role, remote, action, method, route, case_id, media_id, status, outcome, details,
+                            prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     )?
     .execute(params![
-        e.at, e.actor, e.role, e.remote, e.action, e.method, e.route, e.case_id, e.media_id, e.status, e.outcome, e.details
+        e.id, e.at, e.actor, e.role, e.remote, e.action, e.method, e.route, e.case_id, e.media_id, e.status, e.outcome,
+        e.details, prev, hash
     ])?;
-    Ok(c.last_insert_rowid())
+    Ok(e.id)
+}
+
+/// A custody event by bodycamd itself (not an API request).
+pub fn event(
+    c: &Connection,
+    at: i64,
+    action: &str,
+    media_id: Option<&str>,
+    case_id: Option<&str>,
+    details: Option<String>,
+) -> rusqlite::Result<i64> {
+    append(
+        c,
+        &AuditEntry {
+            at,
+            actor: "bodycamd".into(),
+            action: action.into(),
+            media_id: media_id.map(str::to_string),
+            case_id: case_id.map(str::to_string),
+            outcome: "ok".into(),
+            details,
+            ..Default::default()
+        },
+    )
+}
+
+/// An event by a named person or token (CLI or API), e.g. an
+/// acknowledgement.
+pub fn event_by(
+    c: &Connection,
+    at: i64,
+    actor: &str,
+    action: &str,
+    media_id: Option<&str>,
+    details: Option<String>,
+) -> rusqlite::Result<i64> {
+    append(
+        c,
+        &AuditEntry {
+            at,
+            actor: actor.into(),
+            action: action.into(),
+            media_id: media_id.map(str::to_string),
+            outcome: "ok".into(),
+            details,
+            ..Default::default()
+        },
+    )
+}
+
+/// Chain entries written before the chain existed (after the migration).
+pub fn chain_unhashed(c: &Connection) -> rusqlite::Result<usize> {
+    let (_, mut prev) = head(c)?;
+    let rows: Vec<AuditEntry> = {
+        let mut st = c.prepare(&format!("SELECT {COLUMNS} FROM audit WHERE hash IS NULL ORDER BY id"))?;
+        let v = st.query_map([], entry)?.collect::<rusqlite::Result<_>>()?;
+        v
+    };
+    for e in &rows {
+        let hash = chain_hash(&prev, e);
+        c.execute("UPDATE audit SET prev_hash = ?2, hash = ?3 WHERE id = ?1", params![e.id, prev, hash])?;
+        prev = hash;
+    }
+    Ok(rows.len())
+}
+
+/// A break in the chain.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ChainFault {
+    /// The entry where the chain breaks (the first one that does not
+    /// follow from its predecessor).
+    pub entry: i64,
+    pub problem: String,
+}
+
+/// Walk the whole chain; returns the number of entries, the head, and
+/// every fault (an edited entry, a deleted or reordered one).
+pub fn verify_chain(c: &Connection) -> rusqlite::Result<(u64, (i64, String), Vec<ChainFault>)> {
+    let mut st = c.prepare(&format!("SELECT {COLUMNS}, prev_hash, hash FROM audit ORDER BY id"))?;
+    let mut rows = st.query([])?;
+    let (mut prev, mut last_id, mut n, mut faults) = (GENESIS.to_string(), 0i64, 0u64, Vec::new());
+    while let Some(r) = rows.next()? {
+        let e = entry(r)?;
+        let stored_prev: Option<String> = r.get(13)?;
+        let stored: Option<String> = r.get(14)?;
+        n += 1;
+        if e.id != last_id + 1 {
+            faults.push(ChainFault {
+                entry: e.id,
+                problem: format!("entries {}..{} are missing (deleted)", last_id + 1, e.id - 1),
+            });
+        }
+        match (stored_prev, stored) {
+            (Some(p), Some(h)) => {
+                if p != prev {
+                    faults.push(ChainFault {
+                        entry: e.id,
+                        problem: "does not follow the entry before it (deleted, inserted or reordered)".into(),
+                    });
+                }
+                if chain_hash(&p, &e) != h {
+                    faults.push(ChainFault {
+                        entry: e.id,
+                        problem: "its content does not match its hash (edited)".into(),
+                    });
+                }
+                prev = h;
+            }
+            _ => faults.push(ChainFault { entry: e.id, problem: "has no hash".into() }),
+        }
+        last_id = e.id;
+    }
+    Ok((n, (last_id, prev), faults))
+}
+
+/// The hash stored for entry `id`.
+pub fn hash_of(c: &Connection, id: i64) -> rusqlite::Result<Option<String>> {
+    c.prepare_cached("SELECT hash FROM audit WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()
+        .map(Option::flatten)
+}
+
+const COLUMNS: &str = "id, at, actor, role, remote, action, method, route, case_id, media_id, status, outcome, details";
+
+fn entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
+    Ok(AuditEntry {
+        id: r.get(0)?,
+        at: r.get(1)?,
+        actor: r.get(2)?,
+        role: r.get(3)?,
+        remote: r.get(4)?,
+        action: r.get(5)?,
+        method: r.get(6)?,
+        route: r.get(7)?,
+        case_id: r.get(8)?,
+        media_id: r.get(9)?,
+        status: r.get(10)?,
+        outcome: r.get(11)?,
+        details: r.get(12)?,
+    })
 }
 
 #[derive(Debug, Clone, Default)]
@@ -53,22 +244,6 @@ pub fn query(c: &Connection, f: &AuditFilter) -> rusqlite::Result<Vec<AuditEntry
            AND (?4 IS NULL OR at >= ?4) AND (?5 IS NULL OR at < ?5) AND id > ?6
          ORDER BY id LIMIT ?7",
     )?;
-    let rows = stmt.query_map(params![f.media, f.case, f.actor, f.from, f.to, f.after.unwrap_or(0), f.limit], |r| {
-        Ok(AuditEntry {
-            id: r.get(0)?,
-            at: r.get(1)?,
-            actor: r.get(2)?,
-            role: r.get(3)?,
-            remote: r.get(4)?,
-            action: r.get(5)?,
-            method: r.get(6)?,
-            route: r.get(7)?,
-            case_id: r.get(8)?,
-            media_id: r.get(9)?,
-            status: r.get(10)?,
-            outcome: r.get(11)?,
-            details: r.get(12)?,
-        })
-    })?;
+    let rows = stmt.query_map(params![f.media, f.case, f.actor, f.from, f.to, f.after.unwrap_or(0), f.limit], entry)?;
     rows.collect()
 }

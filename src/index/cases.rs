@@ -125,20 +125,44 @@ fn links_of_case(c: &Connection, case_id: &str) -> rusqlite::Result<Vec<(String,
 }
 
 fn add_rule_link(c: &Connection, case_id: &str, media_id: &str, by: &str, now_ms: i64) -> rusqlite::Result<bool> {
-    Ok(c.prepare_cached(
-        "INSERT INTO case_links (case_id, media_id, how, state, linked_by, linked_at) VALUES (?1, ?2, 'rule', 'linked', ?3, ?4)
+    let added = c
+        .prepare_cached(
+            "INSERT INTO case_links (case_id, media_id, how, state, linked_by, linked_at) VALUES (?1, ?2, 'rule', 'linked', ?3, ?4)
          ON CONFLICT (case_id, media_id) DO NOTHING",
-    )?
-    .execute(params![case_id, media_id, by, now_ms])?
-        == 1)
+        )?
+        .execute(params![case_id, media_id, by, now_ms])?
+        == 1;
+    if added {
+        super::audit::event(
+            c,
+            now_ms,
+            "case.rule_link",
+            Some(media_id),
+            Some(case_id),
+            Some(format!("by the case rule, after {by}")),
+        )?;
+    }
+    Ok(added)
 }
 
-fn drop_rule_link(c: &Connection, case_id: &str, media_id: &str) -> rusqlite::Result<bool> {
-    Ok(c.prepare_cached(
-        "DELETE FROM case_links WHERE case_id = ?1 AND media_id = ?2 AND how = 'rule' AND state = 'linked'",
-    )?
-    .execute(params![case_id, media_id])?
-        == 1)
+fn drop_rule_link(c: &Connection, case_id: &str, media_id: &str, now_ms: i64) -> rusqlite::Result<bool> {
+    let dropped = c
+        .prepare_cached(
+            "DELETE FROM case_links WHERE case_id = ?1 AND media_id = ?2 AND how = 'rule' AND state = 'linked'",
+        )?
+        .execute(params![case_id, media_id])?
+        == 1;
+    if dropped {
+        super::audit::event(
+            c,
+            now_ms,
+            "case.rule_unlink",
+            Some(media_id),
+            Some(case_id),
+            Some("the case rule no longer matches".into()),
+        )?;
+    }
+    Ok(dropped)
 }
 
 /// Recompute a case's rule links.
@@ -148,7 +172,7 @@ pub fn relink_case(c: &Connection, case: &Case, by: &str, now_ms: i64) -> rusqli
     let mut r = Relinked::default();
     let known: HashSet<&str> = have.iter().map(|(m, _, _)| m.as_str()).collect();
     for (media, how, state) in &have {
-        if how == "rule" && state == "linked" && !want.contains(media) && drop_rule_link(c, &case.id, media)? {
+        if how == "rule" && state == "linked" && !want.contains(media) && drop_rule_link(c, &case.id, media, now_ms)? {
             r.unlinked += 1;
         }
     }
@@ -269,7 +293,7 @@ pub fn match_media(c: &Connection, media_id: &str, now_ms: i64) -> rusqlite::Res
         .collect::<Result<_, _>>()?;
     for (case_id, how, state) in &have {
         if how == "rule" && state == "linked" && !want.contains(case_id) {
-            drop_rule_link(c, case_id, media_id)?;
+            drop_rule_link(c, case_id, media_id, now_ms)?;
         }
     }
     let known: HashSet<&str> = have.iter().map(|(k, _, _)| k.as_str()).collect();

@@ -234,7 +234,10 @@ pub fn record_ingest(c: &Connection, r: &IngestRecord) -> rusqlite::Result<bool>
             "UPDATE originals SET first_seen = min(first_seen, ?2),
                 device = coalesce(device, ?3), officer = coalesce(officer, ?4),
                 seq = coalesce(seq, ?5), case_ref = coalesce(case_ref, ?6),
-                name_start = coalesce(name_start, ?7)
+                name_start = coalesce(name_start, ?7),
+                -- Docked again after it expired: it is stored again, and its
+                -- retention starts over from the trash's point of view.
+                trashed_at = NULL, purged_at = NULL
              WHERE id = ?1",
         )?
         .execute(params![
@@ -270,6 +273,15 @@ pub fn record_ingest(c: &Connection, r: &IngestRecord) -> rusqlite::Result<bool>
         r.disposition.as_str(),
     ])?;
     delete_pending(c, &r.station, &r.rel_path)?;
+    let path = String::from_utf8_lossy(&r.rel_path);
+    super::audit::event(
+        c,
+        r.ingested_at_ms,
+        if inserted { "media.ingest" } else { "media.sighting" },
+        Some(&r.media_id),
+        None,
+        Some(format!("{} bytes from {}:{path}", r.size, r.station)),
+    )?;
     Ok(inserted)
 }
 
@@ -286,6 +298,15 @@ pub fn mark_deleted(
          WHERE media_id = ?1 AND station = ?2 AND rel_path = ?3",
     )?
     .execute(params![media_id, station, rel_path, now_ms])?;
+    let path = String::from_utf8_lossy(rel_path);
+    super::audit::event(
+        c,
+        now_ms,
+        "dock.delete",
+        Some(media_id),
+        None,
+        Some(format!("{station}:{path} removed from the dock after the stored copy was verified")),
+    )?;
     Ok(())
 }
 

@@ -31,6 +31,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_alerts.sql"),
     include_str!("migrations/0003_cases.sql"),
     include_str!("migrations/0004_renditions.sql"),
+    include_str!("migrations/0005_custody.sql"),
 ];
 
 /// Requests per transaction at most.
@@ -169,6 +170,10 @@ impl Index {
         conn.pragma_update(None, "synchronous", "FULL")?;
         configure(&conn)?;
         migrate(&mut conn, path)?;
+        let chained = audit::chain_unhashed(&conn)?;
+        if chained > 0 {
+            tracing::info!(entries = chained, "audit entries from before the chain were chained");
+        }
         // Checkpoints happen in the checkpointer thread, not in commits.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         let (stop_tx, stop_rx) = std_mpsc::channel::<()>();

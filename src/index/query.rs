@@ -489,6 +489,28 @@ pub struct MediaQuery {
     /// Continue after this (start_at, id).
     pub after: Option<(i64, String)>,
     pub limit: u32,
+    /// Whether restricted originals are included (callers with the grant).
+    pub restricted: bool,
+}
+
+/// SQL over `o`: the original is restricted (itself, or through a
+/// restricted case it is linked to).
+pub const RESTRICTED: &str =
+    "(o.restricted = 1 OR EXISTS (SELECT 1 FROM case_links rl JOIN cases rc ON rc.id = rl.case_id
+    WHERE rl.media_id = o.id AND rl.state = 'linked' AND rc.restricted = 1))";
+
+/// Whether an original is restricted; `None` when there is no such original.
+pub fn media_restricted(c: &Connection, id: &str) -> rusqlite::Result<Option<bool>> {
+    use rusqlite::OptionalExtension;
+    c.prepare_cached(&format!("SELECT {RESTRICTED} FROM originals o WHERE o.id = ?1"))?
+        .query_row([id], |r| r.get(0))
+        .optional()
+}
+
+/// Whether a case is restricted; `None` when there is no such case.
+pub fn case_restricted(c: &Connection, id: &str) -> rusqlite::Result<Option<bool>> {
+    use rusqlite::OptionalExtension;
+    c.prepare_cached("SELECT restricted = 1 FROM cases WHERE id = ?1")?.query_row([id], |r| r.get(0)).optional()
 }
 
 /// One page of originals, by recording start then id.
@@ -527,6 +549,10 @@ pub fn media_page(c: &Connection, q: &MediaQuery) -> rusqlite::Result<Vec<MediaR
     if let Some(on_time) = q.on_time {
         conds.push(format!("o.on_time = {}", arg(Value::Integer(i64::from(on_time)))));
     }
+    if !q.restricted {
+        conds.push(format!("NOT {RESTRICTED}"));
+    }
+    conds.push("o.purged_at IS NULL".into());
     if let Some((t, id)) = &q.after {
         let (a, b) = (arg(Value::Integer(*t)), arg(Value::Text(id.clone())));
         conds.push(format!("(o.start_at, o.id) > ({a}, {b})"));

@@ -72,20 +72,28 @@ impl Alerting {
 pub async fn evaluate_once(ctx: &Arc<Ctx>) -> anyhow::Result<Vec<Transition>> {
     let now = ctx.clock.now();
     let ids: Vec<String> = ctx.stations.read().unwrap().keys().cloned().collect();
-    let (pending, stations) = {
+    let (pending, stations, unarchived) = {
         let index = ctx.index.clone();
         tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let c = index.reader()?;
-            Ok((query::pending_snapshot(&c)?, query::station_snapshot(&c, &ids)?))
+            let unarchived: Vec<(String, i64)> = c
+                .prepare_cached(
+                    "SELECT id, closed_at FROM cases WHERE status = 'closed' AND closed_at IS NOT NULL AND archived_at IS NULL",
+                )?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            Ok((query::pending_snapshot(&c)?, query::station_snapshot(&c, &ids)?, unarchived))
         })
         .await??
     };
-    let snap = Snapshot { now, pending, stations, free_bytes: ctx.archive.free_bytes().ok() };
+    let unarchived = unarchived.into_iter().map(|(k, t)| (k, crate::clock::from_ms(t))).collect();
+    let snap = Snapshot { now, pending, stations, free_bytes: ctx.archive.free_bytes().ok(), unarchived };
     let th = Thresholds {
         warn_before: chrono::Duration::from_std(ctx.deadlines.warn_before).unwrap_or(chrono::Duration::hours(2)),
         station_grace: chrono::Duration::from_std(ctx.alerting.cfg.station_grace)
             .unwrap_or(chrono::Duration::minutes(10)),
         storage_low_bytes: ctx.alerting.cfg.storage_low_bytes,
+        archive_within: chrono::Duration::days(i64::from(ctx.case_archive_days)),
     };
     let desired = evaluate::time_based(&snap, &th);
     let hooks = ctx.alerting.hooks.clone();

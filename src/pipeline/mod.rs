@@ -13,10 +13,12 @@
 //! queue that a slow or hostile file can only delay for itself.
 
 pub mod alerting;
+pub mod custody;
 pub mod describe;
 pub mod queue;
 pub mod recovery;
 pub mod renditions;
+pub mod service;
 pub mod station;
 pub mod store;
 
@@ -69,6 +71,8 @@ pub struct Ctx {
     pub clock: SharedClock,
     pub ingest: IngestConfig,
     pub deadlines: DeadlineConfig,
+    /// A closed case must be archived within this many days.
+    pub case_archive_days: u32,
     pub alerting: alerting::Alerting,
     /// Station settings by id (the describer needs their time zones).
     pub stations: RwLock<HashMap<String, Arc<StationConfig>>>,
@@ -104,6 +108,7 @@ impl Ctx {
             clock,
             ingest: config.ingest.clone(),
             deadlines: config.deadlines.clone(),
+            case_archive_days: config.cases.archive_days,
             alerting: alerting::Alerting::new(config.alerts.clone()),
             stations: RwLock::new(config.stations.iter().map(|s| (s.id.clone(), Arc::new(s.clone()))).collect()),
             queue: queue::DeadlineQueue::default(),

@@ -15,6 +15,10 @@ pub enum AlertKind {
     StorageLow,
     WatchDegraded,
     RenditionFailed,
+    /// A closed case whose file must still be archived (the 30-day rule).
+    CaseArchiveDue,
+    /// A closed case not archived in time.
+    CaseArchiveOverdue,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -50,6 +54,8 @@ pub const ALL_KINDS: &[AlertKind] = &[
     AlertKind::StorageLow,
     AlertKind::WatchDegraded,
     AlertKind::RenditionFailed,
+    AlertKind::CaseArchiveDue,
+    AlertKind::CaseArchiveOverdue,
 ];
 
 impl AlertKind {
@@ -67,6 +73,8 @@ impl AlertKind {
             AlertKind::StorageLow => "storage_low",
             AlertKind::WatchDegraded => "watch_degraded",
             AlertKind::RenditionFailed => "rendition_failed",
+            AlertKind::CaseArchiveDue => "case_archive_due",
+            AlertKind::CaseArchiveOverdue => "case_archive_overdue",
         }
     }
 
@@ -81,8 +89,9 @@ impl AlertKind {
             | AlertKind::ClockInvalid
             | AlertKind::SequenceGap
             | AlertKind::WatchDegraded
-            | AlertKind::RenditionFailed => Severity::Warning,
-            AlertKind::IngestFailed => Severity::Error,
+            | AlertKind::RenditionFailed
+            | AlertKind::CaseArchiveDue => Severity::Warning,
+            AlertKind::IngestFailed | AlertKind::CaseArchiveOverdue => Severity::Error,
             AlertKind::Overdue | AlertKind::StationUnavailable | AlertKind::StorageLow => Severity::Critical,
             AlertKind::LateDocking | AlertKind::LateProcessing => Severity::Violation,
         }
@@ -100,6 +109,7 @@ impl AlertKind {
             AlertKind::SequenceGap => "device",
             AlertKind::StationUnavailable | AlertKind::WatchDegraded => "station",
             AlertKind::StorageLow => "archive",
+            AlertKind::CaseArchiveDue | AlertKind::CaseArchiveOverdue => "case",
         }
     }
 

@@ -11,6 +11,8 @@ use crate::clock::rfc3339;
 /// The kinds [`time_based`] decides (all of their open alerts are
 /// reconciled against its result).
 pub const TIME_BASED: &[AlertKind] = &[
+    AlertKind::CaseArchiveDue,
+    AlertKind::CaseArchiveOverdue,
     AlertKind::DeadlineAtRisk,
     AlertKind::Overdue,
     AlertKind::IngestFailed,
@@ -49,6 +51,8 @@ pub struct Snapshot {
     pub stations: Vec<StationState>,
     /// Free bytes on the archive's file system, when known.
     pub free_bytes: Option<u64>,
+    /// Closed cases whose file is not archived yet: (case id, closed at).
+    pub unarchived: Vec<(String, DateTime<Utc>)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -56,6 +60,8 @@ pub struct Thresholds {
     pub warn_before: Duration,
     pub station_grace: Duration,
     pub storage_low_bytes: u64,
+    /// A closed case must be archived within this.
+    pub archive_within: Duration,
 }
 
 fn hours(d: Duration) -> f64 {
@@ -118,6 +124,15 @@ pub fn time_based(s: &Snapshot, th: &Thresholds) -> Vec<AlertSpec> {
             }
         }
     }
+    for (case, closed) in &s.unarchived {
+        let due = *closed + th.archive_within;
+        let kind = if s.now >= due { AlertKind::CaseArchiveOverdue } else { AlertKind::CaseArchiveDue };
+        out.push(AlertSpec {
+            kind,
+            subject: case.clone(),
+            details: json!({ "case_id": case, "closed_at": rfc3339(*closed), "archive_by": rfc3339(due) }),
+        });
+    }
     if let Some(free) = s.free_bytes {
         if free < th.storage_low_bytes {
             out.push(AlertSpec {
@@ -139,7 +154,12 @@ mod tests {
     }
 
     fn th() -> Thresholds {
-        Thresholds { warn_before: Duration::hours(2), station_grace: Duration::minutes(10), storage_low_bytes: 100 }
+        Thresholds {
+            warn_before: Duration::hours(2),
+            station_grace: Duration::minutes(10),
+            storage_low_bytes: 100,
+            archive_within: Duration::days(30),
+        }
     }
 
     fn pending(deadline: i64, state: &str) -> PendingFile {
@@ -160,8 +180,13 @@ mod tests {
 
     #[test]
     fn a_waiting_file_goes_from_fine_to_at_risk_to_overdue() {
-        let snap =
-            |now| Snapshot { now: t(now), pending: vec![pending(24, "waiting")], stations: vec![], free_bytes: None };
+        let snap = |now| Snapshot {
+            now: t(now),
+            pending: vec![pending(24, "waiting")],
+            stations: vec![],
+            free_bytes: None,
+            unarchived: vec![],
+        };
         assert!(time_based(&snap(21), &th()).is_empty());
         assert_eq!(kinds(&time_based(&snap(22), &th())), [AlertKind::DeadlineAtRisk]);
         assert_eq!(kinds(&time_based(&snap(24), &th())), [AlertKind::Overdue]);
@@ -194,6 +219,7 @@ mod tests {
                 },
             ],
             free_bytes: Some(99),
+            unarchived: vec![],
         };
         let got = time_based(&snap, &th());
         let mut k = kinds(&got);
@@ -203,5 +229,20 @@ mod tests {
             [AlertKind::IngestFailed, AlertKind::StationUnavailable, AlertKind::StorageLow, AlertKind::WatchDegraded]
         );
         assert!(got.iter().any(|a| a.kind == AlertKind::StationUnavailable && a.subject == "gone"));
+    }
+
+    #[test]
+    fn closed_cases_are_due_then_overdue_until_archived() {
+        let snap = |h: i64| Snapshot {
+            now: t(h),
+            pending: vec![],
+            stations: vec![],
+            free_bytes: None,
+            unarchived: vec![("K-1".into(), t(0))],
+        };
+        let due = time_based(&snap(24), &th());
+        assert_eq!(kinds(&due), [AlertKind::CaseArchiveDue]);
+        assert_eq!(due[0].details["archive_by"], "2026-12-26T00:00:00.000Z");
+        assert_eq!(kinds(&time_based(&snap(30 * 24), &th())), [AlertKind::CaseArchiveOverdue]);
     }
 }

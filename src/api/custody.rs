@@ -1,0 +1,766 @@
+//! Custody: signed receipts, retention (importance, holds, restore),
+//! restriction of media and cases, and exports that need an approver.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use rusqlite::{params, OptionalExtension};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::auth::{with_note, AuditNote, Caller, Clearance};
+use super::error::{media_id_param, ApiError, ErrorBody, JsonBody, PathParams};
+use super::media::{serve, Object};
+use super::ApiState;
+use crate::clock::{from_ms, rfc3339, to_ms};
+use crate::custody::{export, receipt, retention};
+use crate::index::{audit, query};
+use crate::views::MediaJson;
+
+/// Check that an original exists and that the caller may see it.
+pub async fn visible_media(
+    s: &ApiState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<(String, AuditNote), ApiError> {
+    let hex = media_id_param(id)?.to_hex();
+    let (index, h2) = (s.index.clone(), hex.clone());
+    let restricted = tokio::task::spawn_blocking(move || index.read(|c| query::media_restricted(c, &h2))).await??;
+    let not_found = || ApiError::not_found(format!("no original {hex}"));
+    let Some(restricted) = restricted else { return Err(not_found()) };
+    let details = Clearance::of(caller, headers).check(caller, restricted, not_found)?;
+    Ok((hex.clone(), AuditNote { media_id: Some(hex), details, ..Default::default() }))
+}
+
+/// Check that a case exists and that the caller may see it.
+pub async fn visible_case(s: &ApiState, caller: &Caller, headers: &HeaderMap, id: &str) -> Result<AuditNote, ApiError> {
+    let (index, i2) = (s.index.clone(), id.to_string());
+    let restricted = tokio::task::spawn_blocking(move || index.read(|c| query::case_restricted(c, &i2))).await??;
+    let not_found = || ApiError::not_found(format!("no case {id:?}"));
+    let Some(restricted) = restricted else { return Err(not_found()) };
+    let details = Clearance::of(caller, headers).check(caller, restricted, not_found)?;
+    Ok(AuditNote { case_id: Some(id.to_string()), details, ..Default::default() })
+}
+
+/// The signed receipt of an original: what this host attests it stored,
+/// when, and whether in time. Verify offline with `bodycamd receipt verify`.
+#[utoipa::path(
+    get, path = "/api/v1/media/{id}/receipt", tag = "custody",
+    params(("id" = String, Path)),
+    responses((status = 200, body = receipt::Receipt), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn receipt(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    PathParams(id): PathParams<String>,
+) -> Result<Response, ApiError> {
+    let (hex, note) = visible_media(&s, &caller, &headers, &id).await?;
+    let (index, archive, h2) = (s.index.clone(), s.archive.root().to_path_buf(), hex.clone());
+    let row = tokio::task::spawn_blocking(move || index.read(|c| query::media_get(c, &h2))).await??;
+    let row = row.ok_or_else(|| ApiError::not_found(format!("no original {hex}")))?;
+    let r = receipt::issue(&MediaJson::from_row(&row, &archive), &s.key);
+    Ok(with_note(Json(r), note))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionBody {
+    /// Important recordings are kept while they are marked so.
+    pub important: bool,
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RetentionJson {
+    pub id: String,
+    pub important: bool,
+    pub restricted: bool,
+    /// Why it is kept beyond the default retention (importance, holds, cases).
+    pub kept_for: Vec<String>,
+    pub in_trash_since: Option<String>,
+    pub purged_at: Option<String>,
+    /// When its default retention ends (from its recording date).
+    pub expires: Option<String>,
+}
+
+fn need_reason(reason: &str) -> Result<(), ApiError> {
+    if reason.trim().is_empty() || reason.len() > 1000 {
+        return Err(ApiError::validation(vec!["reason: must be 1-1000 characters".into()]));
+    }
+    Ok(())
+}
+
+async fn retention_of(s: &ApiState, id: String) -> Result<RetentionJson, ApiError> {
+    let (index, keep_ms) = (s.index.clone(), s.retention_default.as_millis() as i64);
+    let out = tokio::task::spawn_blocking(move || {
+        index.read(|c| {
+            let (important, restricted, trashed, purged, start): (bool, bool, Option<i64>, Option<i64>, Option<i64>) = c
+                .query_row(
+                    &format!(
+                        "SELECT o.important = 1, o.restricted = 1, o.trashed_at, o.purged_at, {} FROM originals o WHERE o.id = ?1",
+                        retention::BASE
+                    ),
+                    [&id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                )?;
+            Ok(RetentionJson {
+                kept_for: retention::keep_reasons(c, &id)?,
+                id,
+                important,
+                restricted,
+                in_trash_since: trashed.map(|t| rfc3339(from_ms(t))),
+                purged_at: purged.map(|t| rfc3339(from_ms(t))),
+                expires: start.map(|t| rfc3339(from_ms(t + keep_ms))),
+            })
+        })
+    })
+    .await??;
+    Ok(out)
+}
+
+/// Mark an original important (kept while marked) or ordinary again.
+#[utoipa::path(
+    put, path = "/api/v1/media/{id}/retention", tag = "custody",
+    params(("id" = String, Path)), request_body = RetentionBody,
+    responses((status = 200, body = RetentionJson), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn set_retention(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    PathParams(id): PathParams<String>,
+    JsonBody(body): JsonBody<RetentionBody>,
+) -> Result<Response, ApiError> {
+    need_reason(&body.reason)?;
+    let (hex, mut note) = visible_media(&s, &caller, &headers, &id).await?;
+    let (now, by, h2, state) = (to_ms(s.clock.now()), caller.name.clone(), hex.clone(), s.state_dir.clone());
+    s.index
+        .call(move |c| {
+            c.execute("UPDATE originals SET important = ?2 WHERE id = ?1", params![h2, body.important])?;
+            let what = if body.important { "retention.important" } else { "retention.ordinary" };
+            audit::event_by(c, now, &by, what, Some(&h2), Some(body.reason.clone()))?;
+            if body.important {
+                retention::restore(c, &state, &h2, &by, "marked important", now)?;
+            }
+            Ok(())
+        })
+        .await?;
+    note.details = Some(format!("important = {}", body.important));
+    Ok(with_note(Json(retention_of(&s, hex).await?), note))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HoldBody {
+    /// Why (a legal hold's reference, for instance).
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HoldJson {
+    pub hold_id: i64,
+    pub media_id: String,
+    pub reason: String,
+    pub placed_by: String,
+    pub placed_at: String,
+    pub lifted_by: Option<String>,
+    pub lifted_at: Option<String>,
+}
+
+/// Place a legal hold: the original is kept (and taken out of the trash)
+/// until every hold on it is lifted.
+#[utoipa::path(
+    post, path = "/api/v1/media/{id}/holds", tag = "custody",
+    params(("id" = String, Path)), request_body = HoldBody,
+    responses((status = 201, body = HoldJson), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn place_hold(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    PathParams(id): PathParams<String>,
+    JsonBody(body): JsonBody<HoldBody>,
+) -> Result<Response, ApiError> {
+    need_reason(&body.reason)?;
+    let (hex, note) = visible_media(&s, &caller, &headers, &id).await?;
+    let (now, by, h2, state) = (to_ms(s.clock.now()), caller.name.clone(), hex.clone(), s.state_dir.clone());
+    let reason = body.reason.clone();
+    let hold_id = s
+        .index
+        .call(move |c| {
+            c.execute(
+                "INSERT INTO holds (media_id, reason, placed_by, placed_at) VALUES (?1, ?2, ?3, ?4)",
+                params![h2, reason, by, now],
+            )?;
+            let id = c.last_insert_rowid();
+            audit::event_by(c, now, &by, "retention.hold", Some(&h2), Some(format!("hold #{id}: {reason}")))?;
+            retention::restore(c, &state, &h2, &by, "placed on hold", now)?;
+            Ok(id)
+        })
+        .await?;
+    let hold = HoldJson {
+        hold_id,
+        media_id: hex,
+        reason: body.reason,
+        placed_by: caller.name,
+        placed_at: rfc3339(from_ms(now)),
+        lifted_by: None,
+        lifted_at: None,
+    };
+    Ok(with_note((StatusCode::CREATED, Json(hold)), note))
+}
+
+/// Lift a hold.
+#[utoipa::path(
+    delete, path = "/api/v1/media/{id}/holds/{hold_id}", tag = "custody",
+    params(("id" = String, Path), ("hold_id" = i64, Path)),
+    responses((status = 200, body = RetentionJson), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn lift_hold(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    PathParams((id, hold_id)): PathParams<(String, i64)>,
+) -> Result<Response, ApiError> {
+    let (hex, note) = visible_media(&s, &caller, &headers, &id).await?;
+    let (now, by, h2) = (to_ms(s.clock.now()), caller.name.clone(), hex.clone());
+    let lifted = s
+        .index
+        .call(move |c| {
+            let n = c.execute(
+                "UPDATE holds SET lifted_by = ?3, lifted_at = ?4 WHERE id = ?1 AND media_id = ?2 AND lifted_at IS NULL",
+                params![hold_id, h2, by, now],
+            )?;
+            if n == 1 {
+                audit::event_by(
+                    c,
+                    now,
+                    &by,
+                    "retention.lift_hold",
+                    Some(&h2),
+                    Some(format!("hold #{hold_id} lifted")),
+                )?;
+            }
+            Ok(n == 1)
+        })
+        .await?;
+    if !lifted {
+        return Err(ApiError::not_found(format!("no active hold {hold_id} on {hex}")));
+    }
+    Ok(with_note(Json(retention_of(&s, hex).await?), note))
+}
+
+/// Take an original back out of the trash (before it is purged).
+#[utoipa::path(
+    post, path = "/api/v1/media/{id}/restore", tag = "custody",
+    params(("id" = String, Path)), request_body = HoldBody,
+    responses((status = 200, body = RetentionJson), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn restore(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    PathParams(id): PathParams<String>,
+    JsonBody(body): JsonBody<HoldBody>,
+) -> Result<Response, ApiError> {
+    need_reason(&body.reason)?;
+    let (hex, note) = visible_media(&s, &caller, &headers, &id).await?;
+    let (now, by, h2, state) = (to_ms(s.clock.now()), caller.name.clone(), hex.clone(), s.state_dir.clone());
+    let done = s.index.call(move |c| retention::restore(c, &state, &h2, &by, &body.reason, now)).await?;
+    if !done {
+        return Err(ApiError::new(StatusCode::CONFLICT, "conflict", format!("{hex} is not in the trash")));
+    }
+    Ok(with_note(Json(retention_of(&s, hex).await?), note))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestrictBody {
+    pub restricted: bool,
+    pub reason: String,
+}
+
+/// Restrict an original (secret, commercial or private matters): only
+/// tokens granted restricted access see it, and they must give a reason.
+#[utoipa::path(
+    put, path = "/api/v1/media/{id}/restriction", tag = "custody",
+    params(("id" = String, Path)), request_body = RestrictBody,
+    responses((status = 200, body = RetentionJson), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn restrict_media(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    PathParams(id): PathParams<String>,
+    JsonBody(body): JsonBody<RestrictBody>,
+) -> Result<Response, ApiError> {
+    need_reason(&body.reason)?;
+    let (hex, note) = visible_media(&s, &caller, &headers, &id).await?;
+    let (now, by, h2) = (to_ms(s.clock.now()), caller.name.clone(), hex.clone());
+    s.index
+        .call(move |c| {
+            c.execute("UPDATE originals SET restricted = ?2 WHERE id = ?1", params![h2, body.restricted])?;
+            let what = if body.restricted { "media.restrict" } else { "media.unrestrict" };
+            audit::event_by(c, now, &by, what, Some(&h2), Some(body.reason))
+        })
+        .await?;
+    Ok(with_note(Json(retention_of(&s, hex).await?), note))
+}
+
+/// Restrict a case: the case and every original linked to it.
+#[utoipa::path(
+    put, path = "/api/v1/cases/{case_id}/restriction", tag = "custody",
+    params(("case_id" = String, Path)), request_body = RestrictBody,
+    responses((status = 204, description = "Done"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn restrict_case(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    PathParams(case_id): PathParams<String>,
+    JsonBody(body): JsonBody<RestrictBody>,
+) -> Result<Response, ApiError> {
+    need_reason(&body.reason)?;
+    let note = visible_case(&s, &caller, &headers, &case_id).await?;
+    let (now, by) = (to_ms(s.clock.now()), caller.name.clone());
+    s.index
+        .call(move |c| {
+            c.execute("UPDATE cases SET restricted = ?2 WHERE id = ?1", params![case_id, body.restricted])?;
+            let what = if body.restricted { "case.restrict" } else { "case.unrestrict" };
+            audit::append(
+                c,
+                &audit::AuditEntry {
+                    at: now,
+                    actor: by,
+                    action: what.into(),
+                    case_id: Some(case_id),
+                    outcome: "ok".into(),
+                    details: Some(body.reason),
+                    ..Default::default()
+                },
+            )
+        })
+        .await?;
+    Ok(with_note(StatusCode::NO_CONTENT, note))
+}
+
+#[derive(Debug, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveBody {
+    pub note: Option<String>,
+}
+
+/// Record that a closed case's file was archived (the 30-day rule).
+#[utoipa::path(
+    post, path = "/api/v1/cases/{case_id}/archive", tag = "custody",
+    params(("case_id" = String, Path)), request_body = ArchiveBody,
+    responses((status = 204, description = "Archived"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn archive_case(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    PathParams(case_id): PathParams<String>,
+    JsonBody(body): JsonBody<ArchiveBody>,
+) -> Result<Response, ApiError> {
+    let note = visible_case(&s, &caller, &headers, &case_id).await?;
+    let (now, by, k) = (to_ms(s.clock.now()), caller.name.clone(), case_id.clone());
+    let n =
+        s.index.call(move |c| archive_case_file(c, &k, &by, body.note.as_deref().unwrap_or("archived"), now)).await?;
+    if !n {
+        return Err(ApiError::new(StatusCode::CONFLICT, "conflict", format!("case {case_id:?} is already archived")));
+    }
+    Ok(with_note(StatusCode::NO_CONTENT, note))
+}
+
+/// Mark a case's file archived (once); resolves its archive alerts at the
+/// next evaluation.
+pub fn archive_case_file(
+    c: &rusqlite::Connection,
+    case_id: &str,
+    by: &str,
+    how: &str,
+    now: i64,
+) -> rusqlite::Result<bool> {
+    let n = c.execute(
+        "UPDATE cases SET archived_at = ?2, archived_by = ?3 WHERE id = ?1 AND archived_at IS NULL",
+        params![case_id, now, by],
+    )?;
+    if n == 1 {
+        audit::append(
+            c,
+            &audit::AuditEntry {
+                at: now,
+                actor: by.into(),
+                action: "case.archived".into(),
+                case_id: Some(case_id.into()),
+                outcome: "ok".into(),
+                details: Some(how.into()),
+                ..Default::default()
+            },
+        )?;
+    }
+    Ok(n == 1)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExportRequest {
+    /// Export every original linked to this case ...
+    pub case_id: Option<String>,
+    /// ... or these originals.
+    pub media: Option<Vec<String>>,
+    /// Why a copy is needed, and for whom.
+    pub reason: String,
+    /// Who reviewed the selection (named in the record).
+    pub reviewer: Option<String>,
+    /// This export is the case file (archives the case when approved).
+    #[serde(default)]
+    pub case_file: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExportJson {
+    pub id: String,
+    /// `pending`, `approved`, `denied` or `expired`.
+    pub state: String,
+    pub case_id: Option<String>,
+    pub media: Vec<String>,
+    pub case_file: bool,
+    /// The handler: the token that asked.
+    pub requester: String,
+    pub reviewer: Option<String>,
+    pub reason: String,
+    pub approver: Option<String>,
+    pub decision_note: Option<String>,
+    pub created_at: String,
+    pub decided_at: Option<String>,
+    pub expires_at: Option<String>,
+}
+
+fn load_export(c: &rusqlite::Connection, id: &str, now: i64) -> rusqlite::Result<Option<ExportJson>> {
+    c.query_row(
+        "SELECT id, state, case_id, media, case_file, requester, reviewer, reason, approver, decision_note, created_at,
+                decided_at, expires_at FROM exports WHERE id = ?1",
+        [id],
+        |r| {
+            let expires: Option<i64> = r.get(12)?;
+            let mut state: String = r.get(1)?;
+            if state == "approved" && expires.is_some_and(|e| e <= now) {
+                state = "expired".into();
+            }
+            Ok(ExportJson {
+                id: r.get(0)?,
+                state,
+                case_id: r.get(2)?,
+                media: serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or_default(),
+                case_file: r.get(4)?,
+                requester: r.get(5)?,
+                reviewer: r.get(6)?,
+                reason: r.get(7)?,
+                approver: r.get(8)?,
+                decision_note: r.get(9)?,
+                created_at: rfc3339(from_ms(r.get(10)?)),
+                decided_at: r.get::<_, Option<i64>>(11)?.map(|t| rfc3339(from_ms(t))),
+                expires_at: expires.map(|t| rfc3339(from_ms(t))),
+            })
+        },
+    )
+    .optional()
+}
+
+fn export_id_param(id: &str) -> Result<(), ApiError> {
+    if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request("invalid_request", "an export id is 32 lowercase hex digits"))
+    }
+}
+
+/// Ask for a copy of a case or of some originals. It is pending until a
+/// token with the `approver` role (not the requester) approves it.
+#[utoipa::path(
+    post, path = "/api/v1/exports", tag = "custody", request_body = ExportRequest,
+    responses((status = 201, body = ExportJson), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn request_export(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<ExportRequest>,
+) -> Result<Response, ApiError> {
+    need_reason(&body.reason)?;
+    let mut problems = Vec::new();
+    match (&body.case_id, &body.media) {
+        (Some(_), Some(_)) | (None, None) => problems.push("give either case_id or media".to_string()),
+        (None, Some(m)) if m.is_empty() || m.len() > 10_000 => problems.push("media: 1-10000 ids".into()),
+        _ => {}
+    }
+    if body.case_file && body.case_id.is_none() {
+        problems.push("case_file: only a case's export can be its case file".into());
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::validation(problems));
+    }
+    let mut note = AuditNote::default();
+    let clearance = Clearance::of(&caller, &headers);
+    let media: Vec<String> = match (&body.case_id, &body.media) {
+        (Some(case), _) => {
+            note = visible_case(&s, &caller, &headers, case).await?;
+            let (index, k, see) = (s.index.clone(), case.clone(), clearance.sees_restricted);
+            tokio::task::spawn_blocking(move || {
+                index.read(|c| {
+                    c.prepare(&format!(
+                        "SELECT o.id FROM case_links l JOIN originals o ON o.id = l.media_id
+                         WHERE l.case_id = ?1 AND l.state = 'linked' AND o.purged_at IS NULL
+                           AND (?2 OR NOT {}) ORDER BY o.start_at, o.id",
+                        query::RESTRICTED
+                    ))?
+                    .query_map(params![k, see], |r| r.get(0))?
+                    .collect()
+                })
+            })
+            .await??
+        }
+        (None, Some(ids)) => {
+            let mut out = Vec::new();
+            for id in ids {
+                let (hex, n) = visible_media(&s, &caller, &headers, id).await?;
+                if n.details.is_some() {
+                    note.details = n.details;
+                }
+                if !out.contains(&hex) {
+                    out.push(hex);
+                }
+            }
+            out
+        }
+        _ => unreachable!("validated above"),
+    };
+    if media.is_empty() {
+        return Err(ApiError::validation(vec!["the case has no media to export".into()]));
+    }
+    let mut raw = [0u8; 16];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut raw);
+    let id = hex::encode(raw);
+    let now = to_ms(s.clock.now());
+    let (by, id2, ids) = (caller.name.clone(), id.clone(), serde_json::to_string(&media).map_err(ApiError::internal)?);
+    let row = s
+        .index
+        .call(move |c| {
+            c.execute(
+                "INSERT INTO exports (id, case_id, media, case_file, requester, reviewer, reason, state, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8)",
+                params![id2, body.case_id, ids, body.case_file, by, body.reviewer, body.reason, now],
+            )?;
+            load_export(c, &id2, now)
+        })
+        .await?
+        .ok_or_else(|| ApiError::internal("an export vanished after it was written"))?;
+    note.details =
+        Some(format!("export {id} requested: {} original(s); {}", media.len(), note.details.unwrap_or_default()));
+    Ok(with_note((StatusCode::CREATED, Json(row)), note))
+}
+
+/// An export request and its state.
+#[utoipa::path(
+    get, path = "/api/v1/exports/{export_id}", tag = "custody",
+    params(("export_id" = String, Path)),
+    responses((status = 200, body = ExportJson), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn get_export(
+    State(s): State<ApiState>,
+    PathParams(id): PathParams<String>,
+) -> Result<Json<ExportJson>, ApiError> {
+    export_id_param(&id)?;
+    let (index, now, i2) = (s.index.clone(), to_ms(s.clock.now()), id.clone());
+    let row = tokio::task::spawn_blocking(move || index.read(|c| load_export(c, &i2, now))).await??;
+    row.map(Json).ok_or_else(|| ApiError::not_found(format!("no export {id}")))
+}
+
+#[derive(Debug, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionBody {
+    pub note: Option<String>,
+}
+
+async fn decide(
+    s: ApiState,
+    caller: Caller,
+    id: String,
+    approve: bool,
+    note: Option<String>,
+) -> Result<Response, ApiError> {
+    export_id_param(&id)?;
+    let now = to_ms(s.clock.now());
+    let expires = now + s.export_expire.as_millis() as i64;
+    let (by, i2) = (caller.name.clone(), id.clone());
+    let out = s
+        .index
+        .call(move |c| {
+            let Some(e) = load_export(c, &i2, now)? else {
+                return Ok(Err(ApiError::not_found(format!("no export {i2}"))));
+            };
+            if e.requester == by {
+                return Ok(Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    format!("{by:?} asked for export {i2}: a requester cannot approve or deny their own request"),
+                )));
+            }
+            if e.state != "pending" {
+                return Ok(Err(ApiError::new(StatusCode::CONFLICT, "conflict", format!("export {i2} is {}", e.state))));
+            }
+            let state = if approve { "approved" } else { "denied" };
+            c.execute(
+                "UPDATE exports SET state = ?2, approver = ?3, decision_note = ?4, decided_at = ?5, expires_at = ?6
+                 WHERE id = ?1",
+                params![i2, state, by, note, now, approve.then_some(expires)],
+            )?;
+            if approve && e.case_file {
+                if let Some(k) = &e.case_id {
+                    archive_case_file(c, k, &by, &format!("case file: export {i2}"), now)?;
+                }
+            }
+            Ok(Ok(load_export(c, &i2, now)?))
+        })
+        .await??;
+    let out = out.ok_or_else(|| ApiError::internal("an export vanished"))?;
+    let note = AuditNote { case_id: out.case_id.clone(), details: Some(format!("export {id}")), ..Default::default() };
+    Ok(with_note(Json(out), note))
+}
+
+/// Approve an export (role approver; not the requester).
+#[utoipa::path(
+    post, path = "/api/v1/exports/{export_id}/approve", tag = "custody",
+    params(("export_id" = String, Path)), request_body = DecisionBody,
+    responses((status = 200, body = ExportJson), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn approve(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    PathParams(id): PathParams<String>,
+    JsonBody(body): JsonBody<DecisionBody>,
+) -> Result<Response, ApiError> {
+    decide(s, caller, id, true, body.note).await
+}
+
+/// Deny an export (role approver; not the requester).
+#[utoipa::path(
+    post, path = "/api/v1/exports/{export_id}/deny", tag = "custody",
+    params(("export_id" = String, Path)), request_body = DecisionBody,
+    responses((status = 200, body = ExportJson), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn deny(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    PathParams(id): PathParams<String>,
+    JsonBody(body): JsonBody<DecisionBody>,
+) -> Result<Response, ApiError> {
+    decide(s, caller, id, false, body.note).await
+}
+
+/// The approved export: one tar with the originals, renditions, receipts,
+/// a manifest of hashes and the audit entries about them.
+#[utoipa::path(
+    get, path = "/api/v1/exports/{export_id}/download", tag = "custody",
+    params(("export_id" = String, Path)),
+    responses((status = 200, description = "The archive", content_type = "application/x-tar"),
+               (status = 206, description = "A byte range of it"), (status = 400, body = ErrorBody),
+               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+               (status = 410, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn download(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    PathParams(id): PathParams<String>,
+) -> Result<Response, ApiError> {
+    export_id_param(&id)?;
+    let now = to_ms(s.clock.now());
+    let (index, i2) = (s.index.clone(), id.clone());
+    let e = tokio::task::spawn_blocking(move || index.read(|c| load_export(c, &i2, now))).await??;
+    let e = e.ok_or_else(|| ApiError::not_found(format!("no export {id}")))?;
+    // Restricted items stay invisible to callers without the grant.
+    for m in &e.media {
+        visible_media(&s, &caller, &headers, m).await?;
+    }
+    match e.state.as_str() {
+        "approved" => {}
+        "expired" => {
+            return Err(ApiError::new(
+                StatusCode::GONE,
+                "expired",
+                format!("export {id} expired at {:?}", e.expires_at),
+            ))
+        }
+        other => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "not_approved",
+                format!("export {id} is {other}: only an approved export can be downloaded"),
+            ))
+        }
+    }
+    let dir = s.state_dir.join("exports");
+    let path = dir.join(format!("{id}.tar"));
+    if !path.exists() {
+        let (index, state, key, p2) = (s.index.clone(), s.state_dir.clone(), s.key.clone(), path.clone());
+        let info = export::ExportInfo {
+            id: e.id.clone(),
+            case_id: e.case_id.clone(),
+            case_file: e.case_file,
+            requester: e.requester.clone(),
+            reviewer: e.reviewer.clone(),
+            approver: e.approver.clone(),
+            reason: e.reason.clone(),
+            approved_at: e.decided_at.clone(),
+            media: e.media.clone(),
+        };
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            std::fs::create_dir_all(&dir)?;
+            let c = index.reader()?;
+            export::build(&c, &state, &info, &key, &p2)?;
+            Ok(())
+        })
+        .await?
+        .map_err(|e| ApiError::internal(format!("building the export: {e:#}")))?;
+    }
+    let obj = Object {
+        etag_id: id.clone(),
+        path,
+        content_type: "application/x-tar".into(),
+        filename: format!("bodycamd-export-{id}.tar"),
+        what: "export",
+    };
+    let note = AuditNote { case_id: e.case_id.clone(), ..Default::default() };
+    serve(obj, &headers, note).await.map(|r| r.into_response())
+}

@@ -1,0 +1,190 @@
+//! Custody commands: `verify`, `key show`, `receipt verify`, `retention run`.
+
+use super::{load_config, ConfigArg};
+use crate::clock::{parse_time, to_ms};
+use crate::custody::{key::HostKey, receipt, retention, verify};
+use crate::index::{open_reader, write_once};
+
+#[derive(clap::Args, Debug)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    #[arg(long)]
+    json: bool,
+    /// Check only this many random originals and renditions (the audit
+    /// chain is always walked whole).
+    #[arg(long)]
+    sample: Option<u32>,
+}
+
+/// Re-hash stored objects and check the audit chain; exit 1 on any fault.
+pub fn verify_main(a: VerifyArgs) -> anyhow::Result<i32> {
+    let cfg = match load_config(&a.config.config) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let c = open_reader(&cfg.index_path())?;
+    let r = verify::run(&cfg.state_dir, &c, a.sample, None)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        for f in &r.faults {
+            println!("FAULT {} {}: {}", f.what, f.id, f.problem);
+        }
+        println!(
+            "{} original(s) and {} rendition(s) re-hashed, {} audit entries (head {}) checked: {}",
+            r.originals_checked,
+            r.renditions_checked,
+            r.audit_entries,
+            r.audit_head.unwrap_or(0),
+            if r.faults.is_empty() { "all intact".to_string() } else { format!("{} fault(s)", r.faults.len()) }
+        );
+    }
+    Ok(if r.faults.is_empty() { 0 } else { 1 })
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Print the host's public key (hex), creating the key if there is none.
+    Show(ConfigArg),
+}
+
+pub fn key_main(c: KeyCommand) -> anyhow::Result<i32> {
+    let KeyCommand::Show(a) = c;
+    let cfg = match load_config(&a.config) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    println!("{}", HostKey::load_or_create(&cfg.state_dir)?.public_hex());
+    Ok(0)
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum ReceiptCommand {
+    /// Check a receipt offline, without the index: exit 0 if it is intact
+    /// and signed by KEY.
+    Verify {
+        /// The receipt (JSON, as `GET /api/v1/media/{id}/receipt` gives it).
+        file: std::path::PathBuf,
+        /// The host's public key: 64 hex digits, or a file holding them.
+        #[arg(long)]
+        pubkey: String,
+    },
+}
+
+pub fn receipt_main(c: ReceiptCommand) -> anyhow::Result<i32> {
+    let ReceiptCommand::Verify { file, pubkey } = c;
+    let text = std::fs::read(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    match receipt::verify(&text, &pubkey) {
+        Ok(r) => {
+            println!(
+                "valid: original {} ({} bytes), station {}, stored {}, on time {}",
+                r.id,
+                r.size,
+                r.station,
+                r.stored_at,
+                r.on_time.map(|b| b.to_string()).unwrap_or_else(|| "unknown".into())
+            );
+            Ok(0)
+        }
+        Err(e) => {
+            println!("INVALID: {e}");
+            Ok(1)
+        }
+    }
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum RetentionCommand {
+    /// Run one retention pass now (the daemon runs one every retention.every).
+    Run {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Pretend it is this time (RFC 3339): to see what a pass would do then.
+        #[arg(long, value_parser = parse_time)]
+        now: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only list what would move, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Take an original out of the trash.
+    Restore {
+        id: String,
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Who restores it (for the audit log).
+        #[arg(long)]
+        by: String,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+pub fn retention_main(c: RetentionCommand) -> anyhow::Result<i32> {
+    match c {
+        RetentionCommand::Run { config, now, dry_run, json } => {
+            let cfg = match load_config(&config.config) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            let now = to_ms(now.unwrap_or_else(chrono::Utc::now));
+            let (dir, rc) = (cfg.state_dir.clone(), cfg.retention.clone());
+            let r = if dry_run {
+                // The pass in a transaction that is rolled back: files are
+                // moved only by a real pass, so a dry run must not move any.
+                let c = open_reader(&cfg.index_path())?;
+                dry(&c, &rc, now)?
+            } else {
+                write_once(&cfg.index_path(), |c| retention::pass(c, &dir, &rc, now))?
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                let verb = if dry_run { "would move" } else { "moved" };
+                println!(
+                    "{verb} to the trash: {}; purged: {}; restored: {}; expiring soon: {}",
+                    r.trashed.len(),
+                    r.purged.len(),
+                    r.restored.len(),
+                    r.expiring_soon.len()
+                );
+                for id in &r.trashed {
+                    println!("  trash   {id}");
+                }
+                for id in &r.purged {
+                    println!("  purged  {id}");
+                }
+                for (id, at) in &r.expiring_soon {
+                    println!("  expires {id} at {at}");
+                }
+            }
+            Ok(0)
+        }
+        RetentionCommand::Restore { id, config, by, reason } => {
+            let cfg = match load_config(&config.config) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            let dir = cfg.state_dir.clone();
+            let now = to_ms(chrono::Utc::now());
+            if write_once(&cfg.index_path(), |c| retention::restore(c, &dir, &id, &by, &reason, now))? {
+                println!("restored {id}");
+                Ok(0)
+            } else {
+                eprintln!("error: {id} is not in the trash");
+                Ok(1)
+            }
+        }
+    }
+}
+
+/// What a pass would do, without doing it.
+fn dry(
+    c: &rusqlite::Connection,
+    cfg: &crate::config::RetentionConfig,
+    now: i64,
+) -> anyhow::Result<retention::PassReport> {
+    retention::plan(c, cfg, now).map_err(Into::into)
+}

@@ -1,0 +1,150 @@
+//! The archive of an approved export: one tar with the originals, their
+//! renditions, their signed receipts, the audit entries that concern them,
+//! and a manifest of every file's BLAKE3 and size (signed by the host key).
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::Connection;
+use serde::Serialize;
+
+use super::key::HostKey;
+use super::receipt;
+use super::verify::{hash_file, original_path};
+use crate::domain::MediaId;
+use crate::index::{audit, query, renditions as rx};
+use crate::store::Archive;
+use crate::views::MediaJson;
+
+/// Who asked and who decided, as named in the manifest.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportInfo {
+    pub id: String,
+    pub case_id: Option<String>,
+    pub case_file: bool,
+    /// The handler: the token that asked.
+    pub requester: String,
+    pub reviewer: Option<String>,
+    pub approver: Option<String>,
+    pub reason: String,
+    pub approved_at: Option<String>,
+    pub media: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ManifestFile {
+    pub path: String,
+    pub size: u64,
+    pub blake3: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Manifest {
+    pub format: &'static str,
+    pub export: ExportInfo,
+    pub host_key: String,
+    pub created_at: String,
+    pub files: Vec<ManifestFile>,
+}
+
+fn add_file(
+    tar: &mut tar::Builder<std::fs::File>,
+    files: &mut Vec<ManifestFile>,
+    name: String,
+    src: &Path,
+) -> anyhow::Result<()> {
+    let size = std::fs::metadata(src)?.len();
+    let blake3 = hash_file(src)?;
+    let mut f = std::fs::File::open(src)?;
+    let mut h = tar::Header::new_gnu();
+    h.set_size(size);
+    h.set_mode(0o444);
+    h.set_mtime(0);
+    tar.append_data(&mut h, &name, &mut f)?;
+    files.push(ManifestFile { path: name, size, blake3 });
+    Ok(())
+}
+
+fn add_bytes(
+    tar: &mut tar::Builder<std::fs::File>,
+    files: Option<&mut Vec<ManifestFile>>,
+    name: &str,
+    bytes: &[u8],
+) -> anyhow::Result<()> {
+    let mut h = tar::Header::new_gnu();
+    h.set_size(bytes.len() as u64);
+    h.set_mode(0o444);
+    h.set_mtime(0);
+    tar.append_data(&mut h, name, bytes)?;
+    if let Some(files) = files {
+        files.push(ManifestFile {
+            path: name.to_string(),
+            size: bytes.len() as u64,
+            blake3: blake3::hash(bytes).to_hex().to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Build the archive at `out` (via a temporary file beside it).
+pub fn build(c: &Connection, state: &Path, info: &ExportInfo, key: &HostKey, out: &Path) -> anyhow::Result<PathBuf> {
+    let tmp = out.with_extension("tar.partial");
+    let mut tar = tar::Builder::new(std::fs::File::create(&tmp)?);
+    let mut files = Vec::new();
+    let mut audit_lines = String::new();
+    for id in &info.media {
+        let Some(row) = query::media_get(c, id)? else { anyhow::bail!("media {id} is not in the index") };
+        let trashed: bool =
+            c.query_row("SELECT trashed_at IS NOT NULL FROM originals WHERE id = ?1", [id], |r| r.get(0))?;
+        let mid: MediaId = id.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+        add_file(&mut tar, &mut files, format!("originals/{id}"), &original_path(state, &mid, trashed))?;
+        for r in rx::of_original(c, id)? {
+            let ext = match (r.kind.as_str(), r.mime.as_str()) {
+                ("thumbnail", _) => "jpg",
+                (_, "audio/mp4") => "m4a",
+                _ => "mp4",
+            };
+            if let Ok(rid) = r.id.parse::<MediaId>() {
+                let p = Archive::object_path_in(&state.join("renditions"), &rid);
+                add_file(&mut tar, &mut files, format!("renditions/{id}.{}.{ext}", r.kind), &p)?;
+            }
+        }
+        let m = MediaJson::from_row(&row, &state.join("archive"));
+        let rc = receipt::issue(&m, key);
+        add_bytes(&mut tar, Some(&mut files), &format!("receipts/{id}.json"), &serde_json::to_vec_pretty(&rc)?)?;
+    }
+    // The audit entries about these media (and the case), in chain order,
+    // with their hashes so they can be checked against the host's log.
+    let mut st = c.prepare(
+        "SELECT id, at, actor, action, case_id, media_id, status, outcome, details, prev_hash, hash FROM audit
+         WHERE media_id IN (SELECT value FROM json_each(?1)) OR (?2 IS NOT NULL AND case_id = ?2) ORDER BY id",
+    )?;
+    let ids = serde_json::to_string(&info.media)?;
+    let mut rows = st.query(rusqlite::params![ids, info.case_id])?;
+    while let Some(r) = rows.next()? {
+        let line = serde_json::json!({
+            "id": r.get::<_, i64>(0)?, "at": crate::clock::rfc3339(crate::clock::from_ms(r.get(1)?)),
+            "actor": r.get::<_, String>(2)?, "action": r.get::<_, String>(3)?, "case_id": r.get::<_, Option<String>>(4)?,
+            "media_id": r.get::<_, Option<String>>(5)?, "status": r.get::<_, Option<i64>>(6)?,
+            "outcome": r.get::<_, String>(7)?, "details": r.get::<_, Option<String>>(8)?,
+            "prev_hash": r.get::<_, Option<String>>(9)?, "hash": r.get::<_, Option<String>>(10)?,
+        });
+        audit_lines.push_str(&line.to_string());
+        audit_lines.push('\n');
+    }
+    let _ = audit::GENESIS;
+    add_bytes(&mut tar, Some(&mut files), "audit.jsonl", audit_lines.as_bytes())?;
+    let manifest = Manifest {
+        format: "bodycamd-export/1",
+        export: info.clone(),
+        host_key: key.public_hex(),
+        created_at: crate::clock::rfc3339(chrono::Utc::now()),
+        files,
+    };
+    let mbytes = serde_json::to_vec_pretty(&manifest)?;
+    add_bytes(&mut tar, None, "manifest.json", &mbytes)?;
+    add_bytes(&mut tar, None, "manifest.json.sig", key.sign_hex(&mbytes).as_bytes())?;
+    let f = tar.into_inner()?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, out)?;
+    Ok(out.to_path_buf())
+}

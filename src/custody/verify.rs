@@ -1,0 +1,170 @@
+//! `bodycamd verify`: re-hash every stored original and rendition (or a
+//! random sample), walk the audit chain, and check the signed head that
+//! guards against truncation.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use rusqlite::Connection;
+use serde::{Deserialize, Serialize};
+
+use super::key::{parse_public, verify_hex, HostKey};
+use crate::domain::MediaId;
+use crate::index::audit;
+use crate::store::Archive;
+
+/// What failed, named exactly.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Fault {
+    /// `original`, `rendition`, `audit` or `head`.
+    pub what: String,
+    /// The object's id (original or rendition hash), or the audit entry id.
+    pub id: String,
+    pub problem: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub originals_checked: u64,
+    pub renditions_checked: u64,
+    pub audit_entries: u64,
+    pub audit_head: Option<i64>,
+    pub faults: Vec<Fault>,
+}
+
+/// BLAKE3 of a file, read sequentially.
+pub fn hash_file(path: &Path) -> std::io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().to_hex().to_string())
+}
+
+fn check_object(path: &Path, id: &str, what: &str, faults: &mut Vec<Fault>) {
+    let problem = match hash_file(path) {
+        Ok(h) if h == id => return,
+        Ok(h) => format!("{} has changed: its BLAKE3 is now {h}", path.display()),
+        Err(e) => format!("{} cannot be read: {e}", path.display()),
+    };
+    faults.push(Fault { what: what.into(), id: id.into(), problem });
+}
+
+/// Where an original's bytes are: the archive, or the trash.
+pub fn original_path(state_dir: &Path, id: &MediaId, trashed: bool) -> PathBuf {
+    if trashed {
+        state_dir.join("trash").join(id.to_hex())
+    } else {
+        Archive::object_path_in(&state_dir.join("archive"), id)
+    }
+}
+
+/// The signed audit head, written beside the index at intervals.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignedHead {
+    pub entry: i64,
+    pub hash: String,
+    pub at: String,
+    pub signature: String,
+}
+
+pub const HEAD_FILE: &str = "audit-head.json";
+
+fn head_message(entry: i64, hash: &str, at: &str) -> Vec<u8> {
+    format!("bodycamd-audit-head/1 {entry} {hash} {at}").into_bytes()
+}
+
+/// Write the current head (signed) to `state_dir/audit-head.json`,
+/// atomically. Returns it.
+pub fn write_head(state_dir: &Path, c: &Connection, key: &HostKey) -> anyhow::Result<SignedHead> {
+    let (entry, hash) = audit::head(c)?;
+    let at = crate::clock::rfc3339(chrono::Utc::now());
+    let signature = key.sign_hex(&head_message(entry, &hash, &at));
+    let head = SignedHead { entry, hash, at, signature };
+    let tmp = state_dir.join(format!(".{HEAD_FILE}.tmp"));
+    let bytes = serde_json::to_vec_pretty(&head)?;
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, state_dir.join(HEAD_FILE))?;
+    Ok(head)
+}
+
+/// Verify. `sample`: check only this many random originals and renditions.
+pub fn run(state_dir: &Path, c: &Connection, sample: Option<u32>, pubkey: Option<&str>) -> anyhow::Result<Report> {
+    let mut r = Report::default();
+    let limit = sample.map(i64::from).unwrap_or(-1);
+    let order = if sample.is_some() { "random()" } else { "id" };
+    let originals: Vec<(String, bool)> = c
+        .prepare(&format!(
+            "SELECT id, trashed_at IS NOT NULL FROM originals WHERE purged_at IS NULL ORDER BY {order} LIMIT ?1"
+        ))?
+        .query_map([limit], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (id, trashed) in &originals {
+        match id.parse::<MediaId>() {
+            Ok(mid) => check_object(&original_path(state_dir, &mid, *trashed), id, "original", &mut r.faults),
+            Err(e) => r.faults.push(Fault { what: "original".into(), id: id.clone(), problem: e.to_string() }),
+        }
+        r.originals_checked += 1;
+    }
+    let renditions: Vec<String> = c
+        .prepare(&format!("SELECT DISTINCT id FROM renditions ORDER BY {order} LIMIT ?1"))?
+        .query_map([limit], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    for id in &renditions {
+        if let Ok(mid) = id.parse::<MediaId>() {
+            check_object(&Archive::object_path_in(&state_dir.join("renditions"), &mid), id, "rendition", &mut r.faults);
+        }
+        r.renditions_checked += 1;
+    }
+    let (n, (last, _), faults) = audit::verify_chain(c)?;
+    r.audit_entries = n;
+    r.audit_head = Some(last);
+    r.faults.extend(faults.into_iter().map(|f| Fault {
+        what: "audit".into(),
+        id: f.entry.to_string(),
+        problem: f.problem,
+    }));
+    // Truncation: the signed head must still be in the chain, unchanged.
+    let head_path = state_dir.join(HEAD_FILE);
+    match std::fs::read(&head_path) {
+        Ok(bytes) => match serde_json::from_slice::<SignedHead>(&bytes) {
+            Ok(h) => {
+                let key = match pubkey {
+                    Some(k) => parse_public(k).ok(),
+                    None => HostKey::load_or_create(state_dir).ok().and_then(|k| parse_public(&k.public_hex()).ok()),
+                };
+                let signed = key.is_some_and(|k| verify_hex(&k, &head_message(h.entry, &h.hash, &h.at), &h.signature));
+                let fault = |problem: String| Fault { what: "head".into(), id: h.entry.to_string(), problem };
+                if !signed {
+                    r.faults.push(fault(format!("{}: the signature does not match", head_path.display())));
+                } else if h.entry > last {
+                    r.faults.push(fault(format!(
+                        "the log was truncated: the head signed at {} is entry {}, the log ends at {last}",
+                        h.at, h.entry
+                    )));
+                } else if h.entry > 0 && audit::hash_of(c, h.entry)?.as_deref() != Some(h.hash.as_str()) {
+                    r.faults.push(fault(format!("entry {} is not the one signed at {}", h.entry, h.at)));
+                }
+            }
+            Err(e) => r.faults.push(Fault {
+                what: "head".into(),
+                id: "-".into(),
+                problem: format!("{}: {e}", head_path.display()),
+            }),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => r.faults.push(Fault { what: "head".into(), id: "-".into(), problem: e.to_string() }),
+    }
+    Ok(r)
+}
