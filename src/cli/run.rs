@@ -1,11 +1,13 @@
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
 use super::{load_config, ConfigArg};
 use crate::app::{self, RunOptions};
 use crate::clock::SystemClock;
-use crate::config::LogFormat;
+use crate::config::{Config, LogFormat};
 use crate::index::{open_reader, query};
 use crate::views::{human_bytes, StatusJson};
 
@@ -49,6 +51,64 @@ pub fn handle_signals(token: CancellationToken) {
     });
 }
 
+/// What the signal task asks of the run loop.
+enum Next {
+    Stop,
+    Reload(Box<Config>),
+}
+
+/// The daemon's signals: SIGTERM/SIGINT stop (a second one exits at once);
+/// SIGHUP reads and validates the configuration and, if it is valid (and
+/// keeps the same state directory), stops the current run to start again
+/// with it. An invalid configuration is logged and the running one kept.
+fn daemon_signals(
+    path: PathBuf,
+    state_dir: PathBuf,
+    current: Arc<Mutex<(CancellationToken, Arc<AtomicBool>)>>,
+    tx: tokio::sync::mpsc::UnboundedSender<Next>,
+) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
+            (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
+        else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = hup.recv() => {
+                    match Config::load(&path) {
+                        Err(errors) => {
+                            for e in &errors.0 {
+                                tracing::error!(error = %e, "reload refused: the configuration is invalid; the running one is kept");
+                            }
+                        }
+                        Ok(cfg) if cfg.state_dir != state_dir => tracing::error!(
+                            old = %state_dir.display(), new = %cfg.state_dir.display(),
+                            "reload refused: state_dir cannot change while running; restart the service instead"
+                        ),
+                        Ok(cfg) => {
+                            tracing::info!("configuration valid: reloading (in-flight copies finish first)");
+                            crate::pipeline::service::reloading();
+                            let _ = tx.send(Next::Reload(Box::new(cfg)));
+                            let (token, reloading) = current.lock().unwrap().clone();
+                            reloading.store(true, Ordering::SeqCst);
+                            token.cancel();
+                        }
+                    }
+                }
+            }
+        }
+        let _ = tx.send(Next::Stop);
+        current.lock().unwrap().0.cancel();
+        tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+        eprintln!("second signal: exiting now");
+        std::process::exit(130);
+    });
+}
+
 pub fn main(a: Args) -> anyhow::Result<i32> {
     let cfg = match load_config(&a.config.config) {
         Ok(c) => c,
@@ -63,6 +123,9 @@ pub fn main(a: Args) -> anyhow::Result<i32> {
     crate::telemetry::init(&cfg.log.level, format);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async {
+        if !a.once {
+            return daemon(cfg, a.no_renditions).await;
+        }
         let shutdown = CancellationToken::new();
         handle_signals(shutdown.clone());
         let mut opts = RunOptions::new(a.once)?;
@@ -83,4 +146,35 @@ pub fn main(a: Args) -> anyhow::Result<i32> {
         }
         Ok(0)
     })
+}
+
+/// The daemon: run until stopped, starting again after each valid reload.
+async fn daemon(mut cfg: Config, no_renditions: bool) -> anyhow::Result<i32> {
+    let current = Arc::new(Mutex::new((CancellationToken::new(), Arc::new(AtomicBool::new(false)))));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    daemon_signals(cfg.source.clone(), cfg.state_dir.clone(), current.clone(), tx);
+    let mut reloaded = false;
+    loop {
+        let (token, reloading) = current.lock().unwrap().clone();
+        let mut opts = RunOptions::new(false)?;
+        opts.renditions = !no_renditions;
+        opts.reloading = reloading;
+        opts.reloaded = reloaded;
+        app::run(cfg.clone(), opts, Arc::new(SystemClock), token).await?;
+        // Which signal ended the run? (A run only ends when cancelled.)
+        match rx.try_recv() {
+            Ok(Next::Reload(new)) => {
+                // A stop that came right behind the reload wins.
+                if matches!(rx.try_recv(), Ok(Next::Stop)) {
+                    return Ok(0);
+                }
+                cfg = *new;
+                crate::telemetry::set_level(&cfg.log.level);
+                *current.lock().unwrap() = (CancellationToken::new(), Arc::new(AtomicBool::new(false)));
+                reloaded = true;
+                tracing::info!(config = %cfg.source.display(), "configuration reloaded; starting again");
+            }
+            _ => return Ok(0),
+        }
+    }
 }

@@ -68,8 +68,14 @@ impl Harness {
     }
 
     pub fn spawn_daemon(&self) -> Daemon {
-        let mut child =
-            self.cmd(&["run", "--log-format", "text"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        self.spawn_daemon_with(&[])
+    }
+
+    /// The daemon with extra environment variables.
+    pub fn spawn_daemon_with(&self, env: &[(&str, &str)]) -> Daemon {
+        let mut cmd = self.cmd(&["run", "--log-format", "text"]);
+        cmd.envs(env.iter().copied());
+        let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
         // Drain the log as it comes: a full pipe would stall the daemon.
         let log = Arc::new(Mutex::new(String::new()));
         let mut stderr = child.stderr.take().unwrap();
