@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: deps build demo test lint bench clean
+.PHONY: deps build demo test lint bench fuzz clean
 
 deps:
 	@./scripts/deps.sh
@@ -21,6 +21,12 @@ test: deps
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test
 	./scripts/api-fuzz.sh
+	FUZZ_SECS=10 ./scripts/fuzz.sh
+	./scripts/package-check.sh
+
+# Longer fuzzing (FUZZ_SECS per target, default 60).
+fuzz: deps
+	./scripts/fuzz.sh
 
 bench: build
 	./scripts/bench.sh

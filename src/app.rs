@@ -310,13 +310,27 @@ pub async fn run(
     report.deleted_from_dock = Stats::get(&s.deleted_from_dock);
     report.described = Stats::get(&s.described);
     report.bytes_stored = Stats::get(&s.bytes_stored);
+    let (archive, rendition_store) = (ctx.archive.clone(), ctx.renditions.store.clone());
     match Arc::try_unwrap(ctx) {
         Ok(ctx) if clean => {
             let Ctx { index, .. } = ctx;
             index.close();
             fs::write(&marker, b"").context("cannot write the clean-shutdown marker")?;
         }
-        _ => tracing::warn!("work was still running when the shutdown grace ran out; the next start repairs it"),
+        _ => {
+            // Abandon copies still running: their temporary files go now
+            // (the dock files are untouched and are stored at the next
+            // start); anything else left is repaired by the next start.
+            match archive.recover() {
+                Ok(removed) if !removed.is_empty() => tracing::warn!(
+                    count = removed.len(),
+                    "shutdown grace ran out: unfinished copies abandoned and their temporary files removed"
+                ),
+                _ => {}
+            }
+            let _ = rendition_store.recover();
+            tracing::warn!("work was still running when the shutdown grace ran out; the next start repairs it");
+        }
     }
     Ok(report)
 }

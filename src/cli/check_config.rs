@@ -1,11 +1,55 @@
 use super::{load_config, ConfigArg};
+use crate::config::{AfterIngest, Config};
 
-pub fn main(a: ConfigArg) -> anyhow::Result<i32> {
-    let cfg = match load_config(&a.config) {
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Print the systemd drop-in this configuration needs (write access to
+    /// the docks in delete mode) instead of the summary.
+    #[arg(long)]
+    systemd: bool,
+}
+
+/// The drop-in for `systemctl edit bodycamd`: the hardened unit makes
+/// everything read-only but the state directory, so docks whose files are
+/// removed after ingest must be listed, and a state directory elsewhere too.
+pub fn dropin(cfg: &Config) -> String {
+    let mut out = String::from("[Service]\n");
+    let mut rw: Vec<String> = cfg
+        .stations
+        .iter()
+        .filter(|s| s.after_ingest == AfterIngest::Delete)
+        .map(|s| s.path.display().to_string())
+        .collect();
+    if !cfg.state_dir.starts_with("/var/lib/bodycamd") {
+        rw.push(cfg.state_dir.display().to_string());
+    }
+    if rw.is_empty() {
+        out.push_str("# Nothing to add: docks are only read (after_ingest = \"keep\").\n");
+    }
+    for p in rw {
+        // systemd unit syntax: quote paths with spaces.
+        out.push_str(&format!("ReadWritePaths=\"{}\"\n", p.replace('\\', "\\\\").replace('"', "\\\"")));
+    }
+    out
+}
+
+pub fn main(a: Args) -> anyhow::Result<i32> {
+    let cfg = match load_config(&a.config.config) {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
-    println!("{}: ok ({} station(s), state_dir {})", a.config.display(), cfg.stations.len(), cfg.state_dir.display());
+    if a.systemd {
+        print!("{}", dropin(&cfg));
+        return Ok(0);
+    }
+    println!(
+        "{}: ok ({} station(s), state_dir {})",
+        a.config.config.display(),
+        cfg.stations.len(),
+        cfg.state_dir.display()
+    );
     for s in &cfg.stations {
         if !s.path.is_dir() {
             println!(

@@ -30,7 +30,7 @@ enum Command {
     /// Run the daemon: watch the stations and store what they receive.
     Run(run::Args),
     /// Validate a configuration file; exits non-zero on any error.
-    CheckConfig(ConfigArg),
+    CheckConfig(check_config::Args),
     /// Stations, counts, and files that could not be stored.
     Status(status::Args),
     /// Query stored originals.

@@ -106,7 +106,7 @@ pub fn describe_file(path: &Path) -> Description {
             duration_secs: Some(0.0),
             exif_local: meta.taken.map(|t| t.local.format("%Y-%m-%dT%H:%M:%S").to_string()),
             exif_offset_minutes: meta.taken.and_then(|t| t.offset_minutes),
-            probe_error: meta.error,
+            probe_error: meta.error.or_else(|| photo_damage(path, s.format, meta.width, meta.height)),
             ..Default::default()
         };
     }
@@ -143,4 +143,42 @@ pub fn describe_file(path: &Path) -> Description {
             ..Default::default()
         },
     }
+}
+
+/// What is wrong with a photo whose header reads fine: cut short (no JPEG
+/// end-of-image marker, no PNG `IEND`), or dimensions no camera makes.
+fn photo_damage(path: &Path, format: &str, width: Option<u32>, height: Option<u32>) -> Option<String> {
+    if let (Some(w), Some(h)) = (width, height) {
+        if w == 0 || h == 0 {
+            return Some(format!("no picture: the {format} header says {w}x{h} pixels"));
+        }
+        if u64::from(w) * u64::from(h) > 1 << 31 {
+            return Some(format!("implausible dimensions {w}x{h} in the {format} header (a damaged or crafted file)"));
+        }
+    }
+    let tail = read_tail(path, 4096).ok()?;
+    let trimmed = {
+        // Some cameras pad JPEGs with zeros after the end marker.
+        let end = tail.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+        &tail[..end]
+    };
+    match format {
+        "jpeg" if !trimmed.ends_with(&[0xFF, 0xD9]) => {
+            Some("truncated: the JPEG has no end-of-image marker (a copy or write cut short)".into())
+        }
+        "png" if !tail.windows(4).any(|w| w == b"IEND") => {
+            Some("truncated: the PNG has no IEND chunk (a copy or write cut short)".into())
+        }
+        _ => None,
+    }
+}
+
+fn read_tail(path: &Path, n: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(n)))?;
+    let mut v = Vec::new();
+    f.read_to_end(&mut v)?;
+    Ok(v)
 }

@@ -121,12 +121,58 @@ pub fn probe_av(path: &Path) -> Result<AvInfo, String> {
     }
     let file_size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     info.problem = match check_index(&mut ictx, file_size, info.duration_secs) {
+        // The samples are all there; the box structure may still be cut
+        // short (a copy that stopped inside the trailing metadata).
+        IndexCheck::Complete if info.container.contains("mp4") => top_level_boxes_complete(path, file_size),
         IndexCheck::Complete => None,
         IndexCheck::Truncated(why) => Some(why),
         // No sample index (MP3, WAV, TS, AVI without idx1): read the packets.
         IndexCheck::NoIndex => scan_packets(&mut ictx, &time_bases, info.duration_secs),
     };
     Ok(info)
+}
+
+/// Walk an MP4/MOV file's top-level boxes: each must end inside the file.
+/// A box that runs past the end means the file was cut short, even if
+/// every media sample happens to be present.
+pub fn top_level_boxes_complete(path: &Path, file_size: u64) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut at = 0u64;
+    let mut boxes = 0;
+    while at + 8 <= file_size && boxes < 100_000 {
+        let mut h = [0u8; 16];
+        f.seek(SeekFrom::Start(at)).ok()?;
+        let n = f.read(&mut h).ok()?;
+        if n < 8 {
+            break;
+        }
+        let kind = String::from_utf8_lossy(&h[4..8]).into_owned();
+        let mut size = u64::from(u32::from_be_bytes([h[0], h[1], h[2], h[3]]));
+        if size == 1 {
+            if n < 16 {
+                return Some(format!("truncated: the {kind:?} box's 64-bit size lies past the end of the file"));
+            }
+            size = u64::from_be_bytes(h[8..16].try_into().ok()?);
+        } else if size == 0 {
+            // Extends to the end of the file, by definition.
+            return None;
+        }
+        if size < 8 {
+            return Some(format!("damaged: a {kind:?} box at byte {at} declares an impossible size of {size}"));
+        }
+        let end = at.saturating_add(size);
+        if end > file_size {
+            return Some(format!(
+                "truncated: the {kind:?} box at byte {at} declares {size} bytes, but the file ends after {} \
+                 (a copy or recording cut short)",
+                file_size - at
+            ));
+        }
+        at = end;
+        boxes += 1;
+    }
+    None
 }
 
 enum IndexCheck {
