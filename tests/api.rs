@@ -3,7 +3,6 @@
 mod common;
 
 use std::fs;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -14,11 +13,6 @@ const CMS: &str = "Bearer cms-secret-token";
 const OPS: &str = "Bearer ops-secret-token";
 const AUDITOR: &str = "Bearer audit-secret-token";
 
-fn sha(s: &str) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(s.as_bytes()))
-}
-
 fn api_harness(extra: &str) -> Harness {
     let h = Harness::new("", "");
     h.write_config(
@@ -27,9 +21,9 @@ fn api_harness(extra: &str) -> Harness {
             "[[api.tokens]]\nname = \"cms\"\nrole = \"case_system\"\ntoken_sha256 = \"{}\"\n\
              [[api.tokens]]\nname = \"ops\"\nrole = \"admin\"\ntoken_sha256 = \"{}\"\n\
              [[api.tokens]]\nname = \"auditor\"\nrole = \"auditor\"\ntoken_sha256 = \"{}\"\n{extra}",
-            sha("cms-secret-token"),
-            sha("ops-secret-token"),
-            sha("audit-secret-token")
+            sha256_hex("cms-secret-token"),
+            sha256_hex("ops-secret-token"),
+            sha256_hex("audit-secret-token")
         ),
     );
     // [api] is written by the harness already: put max_body_bytes there.
@@ -55,15 +49,6 @@ fn photo(h: &Harness, device: &str, officer: &str, start: &str, seq: u32) -> Str
     .unwrap();
     fs::write(&path, &bytes).unwrap();
     blake3_hex(&bytes)
-}
-
-fn call(addr: SocketAddr, method: &str, path: &str, auth: &str, body: Option<Value>) -> Resp {
-    let body = body.map(|b| b.to_string());
-    let mut headers = vec![("Authorization", auth)];
-    if body.is_some() {
-        headers.push(("Content-Type", "application/json"));
-    }
-    http(addr, method, path, &headers, body.as_deref().map(str::as_bytes))
 }
 
 fn ids_of(v: &Value) -> Vec<String> {

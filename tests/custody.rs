@@ -7,7 +7,6 @@ mod common;
 
 use std::collections::HashMap;
 use std::fs;
-use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -22,11 +21,6 @@ const BOSS: &str = "Bearer boss-token";
 const CHIEF: &str = "Bearer chief-token";
 const AUDITOR: &str = "Bearer auditor-token";
 
-fn sha(s: &str) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(s.as_bytes()))
-}
-
 fn harness(top: &str) -> Harness {
     let h = Harness::new("", "");
     let mut tokens = String::new();
@@ -40,20 +34,11 @@ fn harness(top: &str) -> Harness {
     ] {
         tokens.push_str(&format!(
             "[[api.tokens]]\nname = \"{name}\"\nrole = \"{role}\"\nrestricted = {restricted}\ntoken_sha256 = \"{}\"\n",
-            sha(&format!("{name}-token"))
+            sha256_hex(&format!("{name}-token"))
         ));
     }
     h.write_config("", &format!("{tokens}{top}"));
     h
-}
-
-fn call(addr: SocketAddr, method: &str, path: &str, auth: &str, body: Option<Value>) -> Resp {
-    let body = body.map(|b| b.to_string());
-    let mut headers = vec![("Authorization", auth)];
-    if body.is_some() {
-        headers.push(("Content-Type", "application/json"));
-    }
-    http(addr, method, path, &headers, body.as_deref().map(str::as_bytes))
 }
 
 /// A JPEG photo named as a camera names it; returns its id.

@@ -103,28 +103,22 @@ fn copy_rotation(ist: &ff::format::stream::Stream<'_>, ost_index: usize, octx: &
     }
 }
 
-struct VideoEnc {
-    decoder: ff::decoder::Video,
+/// A stream that is decoded, filtered (scale / resample) and encoded.
+struct Encode {
+    decoder: ff::decoder::Opened,
+    /// Audio: the decoder's packet time base (1 / its sample rate); video
+    /// packets keep the stream's time base.
+    in_tb: Option<ff::Rational>,
     graph: ff::filter::Graph,
-    encoder: ff::encoder::Video,
+    encoder: ff::encoder::Encoder,
     tb: ff::Rational,
     ost: usize,
-}
-
-struct AudioEnc {
-    decoder: ff::decoder::Audio,
-    /// The decoder's packet time base (1 / its sample rate).
-    in_tb: ff::Rational,
-    graph: ff::filter::Graph,
-    encoder: ff::encoder::Audio,
-    tb: ff::Rational,
-    ost: usize,
+    video: bool,
 }
 
 enum Route {
     Copy { ost: usize, itb: ff::Rational },
-    Video(Box<VideoEnc>),
-    Audio(Box<AudioEnc>),
+    Encode(Box<Encode>),
 }
 
 fn best_video(ictx: &ff::format::context::Input) -> Option<usize> {
@@ -217,7 +211,15 @@ fn add_video_encode(
     ost.set_time_base(tb);
     let index = ost.index();
     copy_rotation(&ist, index, octx);
-    Ok(Route::Video(Box::new(VideoEnc { decoder, graph, encoder, tb, ost: index })))
+    Ok(Route::Encode(Box::new(Encode {
+        decoder: decoder.0,
+        in_tb: None,
+        graph,
+        encoder: encoder.0 .0,
+        tb,
+        ost: index,
+        video: true,
+    })))
 }
 
 fn add_audio_encode(
@@ -281,13 +283,14 @@ fn add_audio_encode(
     graph.validate().map_err(err("audio filter"))?;
     graph.get("out").ok_or("no sink")?.sink().set_frame_size(encoder.frame_size());
     let index = ost.index();
-    Ok(Route::Audio(Box::new(AudioEnc {
-        decoder,
-        in_tb: tb,
+    Ok(Route::Encode(Box::new(Encode {
+        decoder: decoder.0,
+        in_tb: Some(tb),
         graph,
-        encoder,
+        encoder: encoder.0 .0,
         tb: ff::Rational(1, out_rate as i32),
         ost: index,
+        video: false,
     })))
 }
 
@@ -307,54 +310,66 @@ fn write_packets(
     Ok(())
 }
 
-impl VideoEnc {
+impl Encode {
+    fn what(&self) -> &'static str {
+        if self.video {
+            "video"
+        } else {
+            "audio"
+        }
+    }
+
+    /// An empty frame of this stream's kind.
+    fn frame(&self) -> Box<dyn std::ops::DerefMut<Target = ff::Frame>> {
+        if self.video {
+            Box::new(ff::frame::Video::empty())
+        } else {
+            Box::new(ff::frame::Audio::empty())
+        }
+    }
+
     fn filter_and_encode(&mut self, octx: &mut ff::format::context::Output) -> Result<(), String> {
-        let mut filtered = ff::frame::Video::empty();
+        let mut filtered = self.frame();
         while self.graph.get("out").ok_or("no sink")?.sink().frame(&mut filtered).is_ok() {
-            filtered.set_kind(ff::picture::Type::None);
-            self.encoder.send_frame(&filtered).map_err(err("encoding video"))?;
+            if self.video {
+                // Let the encoder choose frame types (keep no I/P/B hints).
+                // SAFETY: the frame is valid and owned here.
+                unsafe { (*filtered.as_mut_ptr()).pict_type = ff::ffi::AVPictureType::AV_PICTURE_TYPE_NONE };
+            }
+            let what = self.what();
+            self.encoder.send_frame(&filtered).map_err(|e| format!("encoding {what}: {e}"))?;
             write_packets(&mut self.encoder, self.ost, self.tb, octx)?;
         }
         Ok(())
     }
 
-    fn decode(&mut self, octx: &mut ff::format::context::Output) -> Result<(), String> {
-        let mut frame = ff::frame::Video::empty();
-        while self.decoder.receive_frame(&mut frame).is_ok() {
-            let ts = frame.timestamp();
-            frame.set_pts(ts);
-            self.graph.get("in").ok_or("no source")?.source().add(&frame).map_err(err("filtering video"))?;
-            self.filter_and_encode(octx)?;
+    fn send(
+        &mut self,
+        pkt: &mut ff::Packet,
+        itb: ff::Rational,
+        octx: &mut ff::format::context::Output,
+    ) -> Result<(), String> {
+        if let Some(to) = self.in_tb {
+            pkt.rescale_ts(itb, to);
         }
-        Ok(())
-    }
-
-    fn finish(&mut self, octx: &mut ff::format::context::Output) -> Result<(), String> {
-        let _ = self.decoder.send_eof();
-        self.decode(octx)?;
-        let _ = self.graph.get("in").ok_or("no source")?.source().flush();
-        self.filter_and_encode(octx)?;
-        let _ = self.encoder.send_eof();
-        write_packets(&mut self.encoder, self.ost, self.tb, octx)
-    }
-}
-
-impl AudioEnc {
-    fn filter_and_encode(&mut self, octx: &mut ff::format::context::Output) -> Result<(), String> {
-        let mut filtered = ff::frame::Audio::empty();
-        while self.graph.get("out").ok_or("no sink")?.sink().frame(&mut filtered).is_ok() {
-            self.encoder.send_frame(&filtered).map_err(err("encoding audio"))?;
-            write_packets(&mut self.encoder, self.ost, self.tb, octx)?;
+        if self.decoder.send_packet(pkt).is_ok() {
+            self.decode(octx)?;
         }
         Ok(())
     }
 
     fn decode(&mut self, octx: &mut ff::format::context::Output) -> Result<(), String> {
-        let mut frame = ff::frame::Audio::empty();
+        let mut frame = self.frame();
         while self.decoder.receive_frame(&mut frame).is_ok() {
             let ts = frame.timestamp();
             frame.set_pts(ts);
-            self.graph.get("in").ok_or("no source")?.source().add(&frame).map_err(err("filtering audio"))?;
+            let what = self.what();
+            self.graph
+                .get("in")
+                .ok_or("no source")?
+                .source()
+                .add(&frame)
+                .map_err(|e| format!("filtering {what}: {e}"))?;
             self.filter_and_encode(octx)?;
         }
         Ok(())
@@ -421,24 +436,12 @@ pub fn playable(input: &Path, output: &Path, spec: &PlayableSpec) -> Result<Rend
                 pkt.set_stream(*ost);
                 pkt.write_interleaved(&mut octx).map_err(err("writing"))?;
             }
-            Route::Video(v) => {
-                // Packets keep the stream's time base (the decoder's).
-                if v.decoder.send_packet(&pkt).is_ok() {
-                    v.decode(&mut octx)?;
-                }
-            }
-            Route::Audio(a) => {
-                pkt.rescale_ts(itb, a.in_tb);
-                if a.decoder.send_packet(&pkt).is_ok() {
-                    a.decode(&mut octx)?;
-                }
-            }
+            Route::Encode(e) => e.send(&mut pkt, itb, &mut octx)?,
         }
     }
     for (_, r) in routes.iter_mut() {
         match r {
-            Route::Video(v) => v.finish(&mut octx)?,
-            Route::Audio(a) => a.finish(&mut octx)?,
+            Route::Encode(e) => e.finish(&mut octx)?,
             Route::Copy { .. } => {}
         }
     }

@@ -389,3 +389,19 @@ impl Receiver {
         self.got.lock().unwrap().clone()
     }
 }
+
+/// SHA-256 of a token, hex (how tokens are configured).
+pub fn sha256_hex(s: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(s.as_bytes()))
+}
+
+/// An API call with a bearer token and an optional JSON body.
+pub fn call(addr: std::net::SocketAddr, method: &str, path: &str, auth: &str, body: Option<Value>) -> Resp {
+    let body = body.map(|b| b.to_string());
+    let mut headers = vec![("Authorization", auth)];
+    if body.is_some() {
+        headers.push(("Content-Type", "application/json"));
+    }
+    http(addr, method, path, &headers, body.as_deref().map(str::as_bytes))
+}
