@@ -21,6 +21,9 @@ trap '[ -n "$PID" ] && kill $PID 2>/dev/null; [ -n "${BENCH_DIR:-}" ] || rm -rf 
 TOKEN=bench-token
 cat > "$WORK/bodycamd.toml" <<TOML
 state_dir = "$WORK/state"
+# The generated originals are index rows without bytes: nothing to render.
+[renditions]
+enabled = false
 [api]
 listen = "127.0.0.1:0"
 [[api.tokens]]

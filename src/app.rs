@@ -247,6 +247,11 @@ pub async fn run(
         for _ in 0..config.renditions.workers {
             ctx.tasks.spawn(renditions::worker(ctx.clone()));
         }
+        if opts.once {
+            renditions::backfill(ctx.clone()).await;
+        } else {
+            ctx.tasks.spawn(renditions::backfill(ctx.clone()));
+        }
     }
     ctx.tasks.spawn(alerting::evaluator(ctx.clone()));
     ctx.tasks.spawn(service::watchdog(ctx.clone(), ready.clone()));

@@ -396,3 +396,17 @@ fn no_renditions_skips_the_queue() {
     h.run_once();
     check_playable(&h, &src, "remux");
 }
+
+#[test]
+fn originals_stored_while_renditions_were_off_get_them_later() {
+    let h = Harness::new("", "[renditions]\nenabled = false\n");
+    let src = h.dock.join("a.mp4");
+    make(&src, video_src("160x120", 1), &["-c:v", "libx264", "-preset", "ultrafast"]);
+    h.run_once();
+    assert!(show(&h, &id_of(&src))["renditions"].as_array().unwrap().is_empty());
+    h.write_config("", "");
+    let out = h.run_once();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("renditions planned for originals stored before"));
+    check_playable(&h, &src, "remux");
+    assert_eq!(rendition(&show(&h, &id_of(&src)), "thumbnail")["state"], "done");
+}

@@ -145,29 +145,29 @@ pub async fn case_media(
     PathParams(case_id): PathParams<String>,
 ) -> Result<Response, ApiError> {
     case_id_param(&case_id)?;
-    let note = super::custody::visible_case(&s, &caller, &headers, &case_id).await?;
-    let see = Clearance::of(&caller, &headers).sees_restricted;
+    let clearance = Clearance::of(&caller, &headers);
+    let see = clearance.sees_restricted;
     let (index, archive, id) = (s.index.clone(), s.archive.root().to_path_buf(), case_id.clone());
-    let media = tokio::task::spawn_blocking(move || {
+    // One read: the case's restriction, its media, and which of those are
+    // restricted (usually none: one indexed probe says so).
+    let found = tokio::task::spawn_blocking(move || {
         index.read(|c| {
-            if ix::get_case(c, &id)?.is_none() {
-                return Ok(None);
-            }
+            let Some(restricted) = query::case_restricted(c, &id)? else { return Ok(None) };
             let mut ids: Vec<String> = ix::case_media(c, &id)?.into_iter().map(|l| l.media_id).collect();
-            if !see {
-                let mut kept = Vec::with_capacity(ids.len());
-                for m in ids {
-                    if query::media_restricted(c, &m)? == Some(false) {
-                        kept.push(m);
-                    }
-                }
-                ids = kept;
+            if !see && query::any_restricted(c)? {
+                let hidden = query::restricted_in_case(c, &id)?;
+                ids.retain(|m| !hidden.contains(m));
             }
             let rows = query::media_by_ids(c, &ids)?;
-            items(c, &rows, &archive).map(Some)
+            Ok(Some((restricted, items(c, &rows, &archive)?)))
         })
     })
     .await??;
+    let not_found = || ApiError::not_found(format!("no case {case_id:?}"));
+    let (restricted, media) = found.ok_or_else(not_found)?;
+    let details = clearance.check(&caller, restricted, not_found)?;
+    let note = AuditNote { case_id: Some(case_id.clone()), details, ..Default::default() };
+    let media = Some(media);
     let media = media.ok_or_else(|| ApiError::not_found(format!("no case {case_id:?}")))?;
     Ok(with_note(Json(CaseMedia { case_id, media }), note))
 }

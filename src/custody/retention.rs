@@ -66,7 +66,10 @@ fn io_err(e: std::io::Error) -> rusqlite::Error {
 fn repair(c: &Connection, state: &Path) -> rusqlite::Result<usize> {
     let mut n = 0;
     let rows: Vec<(String, bool, bool)> = c
-        .prepare("SELECT id, trashed_at IS NOT NULL, purged_at IS NOT NULL FROM originals WHERE trashed_at IS NOT NULL OR purged_at IS NOT NULL")?
+        // A purged original keeps its trashed_at: one indexed condition.
+        .prepare(
+            "SELECT id, trashed_at IS NOT NULL, purged_at IS NOT NULL FROM originals WHERE trashed_at IS NOT NULL",
+        )?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<Result<_, _>>()?;
     for (id, trashed, purged) in rows {
@@ -125,9 +128,40 @@ pub fn restore(c: &Connection, state: &Path, id: &str, by: &str, why: &str, now_
     Ok(true)
 }
 
-/// What a pass at `now_ms` would do (changes nothing).
+/// Originals whose retention base lies in `(after, upto]` and that are
+/// neither trashed nor kept: two index range scans (recording start for
+/// trusted clocks, first seen for untrusted ones), never a full scan.
+fn base_between(c: &Connection, after: i64, upto: i64, limit: i64) -> rusqlite::Result<Vec<(String, i64)>> {
+    let mut out: Vec<(String, i64)> = Vec::new();
+    for sql in [
+        format!(
+            "SELECT o.id, o.start_at FROM originals o WHERE o.start_at > ?1 AND o.start_at <= ?2
+               AND coalesce(o.clock_trusted, 1) != 0 AND o.trashed_at IS NULL AND o.purged_at IS NULL AND NOT {KEEP}
+             ORDER BY o.start_at, o.id LIMIT ?3"
+        ),
+        format!(
+            "SELECT o.id, o.first_seen FROM originals o WHERE o.clock_trusted = 0 AND o.first_seen > ?1 AND o.first_seen <= ?2
+               AND o.trashed_at IS NULL AND o.purged_at IS NULL AND NOT {KEEP}
+             ORDER BY o.first_seen, o.id LIMIT ?3"
+        ),
+    ] {
+        let mut st = c.prepare_cached(&sql)?;
+        for r in st.query_map(params![after, upto, limit], |r| Ok((r.get(0)?, r.get(1)?)))? {
+            out.push(r?);
+        }
+    }
+    out.sort_by_key(|(id, t)| (*t, id.clone()));
+    out.truncate(limit.max(0) as usize);
+    Ok(out)
+}
+
+/// What a pass at `now_ms` would do (changes nothing). Read-only, so the
+/// daemon runs it on a reader connection, not in the writer. At most
+/// `limit` originals per list.
 pub fn plan(c: &Connection, cfg: &RetentionConfig, now_ms: i64) -> rusqlite::Result<PassReport> {
+    const LIMIT: i64 = 100_000;
     let keep_ms = cfg.default.as_millis() as i64;
+    let cut = now_ms - keep_ms;
     let ids = |sql: String, p: &[&dyn rusqlite::ToSql]| -> rusqlite::Result<Vec<String>> {
         c.prepare(&sql)?.query_map(p, |row| row.get(0))?.collect()
     };
@@ -136,84 +170,142 @@ pub fn plan(c: &Connection, cfg: &RetentionConfig, now_ms: i64) -> rusqlite::Res
         format!("SELECT o.id FROM originals o WHERE o.trashed_at IS NOT NULL AND o.purged_at IS NULL AND {KEEP}"),
         &[],
     )?;
-    let trashed = ids(
-        format!(
-            "SELECT o.id FROM originals o WHERE o.trashed_at IS NULL AND o.purged_at IS NULL
-               AND {BASE} + ?1 <= ?2 AND NOT {KEEP} ORDER BY {BASE}"
-        ),
-        &[&keep_ms, &now_ms],
-    )?;
+    let trashed = base_between(c, i64::MIN, cut, LIMIT)?.into_iter().map(|(id, _)| id).collect();
     let purge_before = now_ms - i64::from(cfg.trash_days) * DAY_MS;
     let purged = ids(
         format!(
             "SELECT o.id FROM originals o WHERE o.trashed_at IS NOT NULL AND o.purged_at IS NULL
-               AND o.trashed_at <= ?1 AND NOT {KEEP}"
+               AND o.trashed_at <= ?1 AND NOT {KEEP} LIMIT ?2"
         ),
-        &[&purge_before],
+        &[&purge_before, &LIMIT],
     )?;
-    let soon: Vec<(String, i64)> = c
-        .prepare(&format!(
-            "SELECT o.id, {BASE} + ?1 FROM originals o WHERE o.trashed_at IS NULL AND o.purged_at IS NULL
-               AND {BASE} + ?1 > ?2 AND {BASE} + ?1 <= ?3 AND NOT {KEEP} ORDER BY {BASE} LIMIT 10000"
-        ))?
-        .query_map(params![keep_ms, now_ms, now_ms + cfg.warn_within.as_millis() as i64], |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })?
-        .collect::<Result<_, _>>()?;
-    let expiring_soon = soon.into_iter().map(|(id, t)| (id, crate::clock::rfc3339(crate::clock::from_ms(t)))).collect();
+    let expiring_soon = base_between(c, cut, cut + cfg.warn_within.as_millis() as i64, 10_000)?
+        .into_iter()
+        .map(|(id, t)| (id, crate::clock::rfc3339(crate::clock::from_ms(t + keep_ms))))
+        .collect();
     Ok(PassReport { trashed, purged, restored, expiring_soon, repaired: 0 })
 }
 
-/// One retention pass at `now_ms`, in the caller's transaction.
-pub fn pass(c: &Connection, state: &Path, cfg: &RetentionConfig, now_ms: i64) -> rusqlite::Result<PassReport> {
-    let repaired = repair(c, state)?;
-    let planned = plan(c, cfg, now_ms)?;
-    let mut r = PassReport { repaired, expiring_soon: planned.expiring_soon, ..Default::default() };
-    for id in planned.restored {
-        if restore(c, state, &id, "bodycamd", "a reason to keep it appeared (importance, hold or case link)", now_ms)? {
-            r.restored.push(id);
+/// Whether `id` may move now (re-checked in the writer, in the transaction
+/// that moves it): `trash` = expired and not trashed; else = in the trash
+/// long enough to purge. Nothing kept ever qualifies.
+fn still_due(c: &Connection, id: &str, cfg: &RetentionConfig, now_ms: i64, trash: bool) -> rusqlite::Result<bool> {
+    let sql = if trash {
+        format!(
+            "SELECT 1 FROM originals o WHERE o.id = ?1 AND o.trashed_at IS NULL AND o.purged_at IS NULL
+               AND {BASE} <= ?2 AND NOT {KEEP}"
+        )
+    } else {
+        format!(
+            "SELECT 1 FROM originals o WHERE o.id = ?1 AND o.trashed_at IS NOT NULL AND o.purged_at IS NULL
+               AND o.trashed_at <= ?2 AND NOT {KEEP}"
+        )
+    };
+    let limit =
+        if trash { now_ms - cfg.default.as_millis() as i64 } else { now_ms - i64::from(cfg.trash_days) * DAY_MS };
+    Ok(c.prepare_cached(&sql)?.query_row(params![id, limit], |_| Ok(())).optional()?.is_some())
+}
+
+/// Carry out (part of) a plan in the caller's (writer) transaction: every
+/// move is re-checked first. Returns what was done.
+pub fn apply(
+    c: &Connection,
+    state: &Path,
+    cfg: &RetentionConfig,
+    now_ms: i64,
+    planned: &PassReport,
+) -> rusqlite::Result<PassReport> {
+    let mut r = PassReport::default();
+    for id in &planned.restored {
+        if restore(c, state, id, "bodycamd", "a reason to keep it appeared (importance, hold or case link)", now_ms)? {
+            r.restored.push(id.clone());
         }
     }
     let keep_days = cfg.default.as_millis() as i64 / DAY_MS;
-    for id in planned.trashed {
+    for id in &planned.trashed {
+        if !still_due(c, id, cfg, now_ms, true)? {
+            continue;
+        }
         c.execute("UPDATE originals SET trashed_at = ?2 WHERE id = ?1", params![id, now_ms])?;
         audit::event(
             c,
             now_ms,
             "retention.trash",
-            Some(&id),
+            Some(id),
             None,
             Some(format!("retention ({keep_days} days) over; purged after {} days in the trash", cfg.trash_days)),
         )?;
-        if let (Some(a), Some(t)) = (archive_path(state, &id), trash_path(state, &id)) {
+        if let (Some(a), Some(t)) = (archive_path(state, id), trash_path(state, id)) {
             if a.exists() {
                 mv(&a, &t).map_err(io_err)?;
             }
         }
-        r.trashed.push(id);
+        r.trashed.push(id.clone());
     }
-    // Long enough in the trash, still no reason to keep (checked again in
-    // the same transaction): purge.
-    for id in planned.purged {
+    for id in &planned.purged {
+        if !still_due(c, id, cfg, now_ms, false)? {
+            continue;
+        }
         c.execute("UPDATE originals SET purged_at = ?2 WHERE id = ?1", params![id, now_ms])?;
-        audit::event(
-            c,
-            now_ms,
-            "retention.purge",
-            Some(&id),
-            None,
-            Some("deleted after its time in the trash".into()),
-        )?;
-        if let Some(t) = trash_path(state, &id) {
+        audit::event(c, now_ms, "retention.purge", Some(id), None, Some("deleted after its time in the trash".into()))?;
+        if let Some(t) = trash_path(state, id) {
             match std::fs::remove_file(&t) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io_err(e)),
             }
         }
-        r.purged.push(id);
+        r.purged.push(id.clone());
     }
     Ok(r)
+}
+
+/// One whole retention pass at `now_ms` in one transaction (the CLI).
+pub fn pass(c: &Connection, state: &Path, cfg: &RetentionConfig, now_ms: i64) -> rusqlite::Result<PassReport> {
+    let repaired = repair(c, state)?;
+    let planned = plan(c, cfg, now_ms)?;
+    let mut r = apply(c, state, cfg, now_ms, &planned)?;
+    r.repaired = repaired;
+    r.expiring_soon = planned.expiring_soon;
+    Ok(r)
+}
+
+/// The daemon's pass: plan on a reader, then repair and apply in small
+/// writer transactions, so the writer (and every API request, which is
+/// audited through it) never waits long.
+pub async fn pass_in_batches(
+    index: &crate::index::Index,
+    state: &Path,
+    cfg: &RetentionConfig,
+    now_ms: i64,
+) -> anyhow::Result<PassReport> {
+    const BATCH: usize = 200;
+    let (reader, c2) = (index.clone(), cfg.clone());
+    let planned = tokio::task::spawn_blocking(move || reader.read(|c| plan(c, &c2, now_ms))).await??;
+    let dir = state.to_path_buf();
+    let repaired = index.call(move |c| repair(c, &dir)).await?;
+    let mut done = PassReport { repaired, expiring_soon: planned.expiring_soon.clone(), ..Default::default() };
+    let chunks = |v: &[String]| v.chunks(BATCH).map(<[String]>::to_vec).collect::<Vec<_>>();
+    let mut parts = Vec::new();
+    for part in chunks(&planned.restored) {
+        parts.push(PassReport { restored: part, ..Default::default() });
+    }
+    for part in chunks(&planned.trashed) {
+        parts.push(PassReport { trashed: part, ..Default::default() });
+    }
+    for part in chunks(&planned.purged) {
+        parts.push(PassReport { purged: part, ..Default::default() });
+    }
+    for part in parts {
+        let (dir, c2) = (state.to_path_buf(), cfg.clone());
+        let r = index.call(move |c| apply(c, &dir, &c2, now_ms, &part)).await?;
+        // Leave the writer to others between batches.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        done.restored.extend(r.restored);
+        done.trashed.extend(r.trashed);
+        done.purged.extend(r.purged);
+    }
+    Ok(done)
 }
 
 /// Why an original is kept, for `media show` and the API.

@@ -58,7 +58,10 @@ pub fn chain_hash(prev: &str, e: &AuditEntry) -> String {
 
 /// The last entry's id and hash.
 pub fn head(c: &Connection) -> rusqlite::Result<(i64, String)> {
-    c.prepare_cached("SELECT id, hash FROM audit WHERE hash IS NOT NULL ORDER BY id DESC LIMIT 1")?
+    // By rowid only (NOT INDEXED: otherwise SQLite answers max(id) by
+    // scanning the smaller audit_at index, the whole log on every append). Every entry is hashed once the
+    // index is open (see `chain_unhashed`).
+    c.prepare_cached("SELECT id, coalesce(hash, '') FROM audit WHERE id = (SELECT max(id) FROM audit NOT INDEXED)")?
         .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()
         .map(|o| o.unwrap_or((0, GENESIS.to_string())))
@@ -69,7 +72,7 @@ pub fn head(c: &Connection) -> rusqlite::Result<(i64, String)> {
 pub fn append(c: &Connection, e: &AuditEntry) -> rusqlite::Result<i64> {
     let (last, prev) = head(c)?;
     let mut e = e.clone();
-    e.id = last.max(c.query_row("SELECT coalesce(max(id), 0) FROM audit", [], |r| r.get::<_, i64>(0))?) + 1;
+    e.id = last + 1;
     let hash = chain_hash(&prev, &e);
     c.prepare_cached(
         "INSERT INTO audit (id, at, actor, role, remote, action, method, route, case_id, media_id, status, outcome, details,
@@ -133,7 +136,16 @@ pub fn event_by(
 
 /// Chain entries written before the chain existed (after the migration).
 pub fn chain_unhashed(c: &Connection) -> rusqlite::Result<usize> {
-    let (_, mut prev) = head(c)?;
+    let first: Option<i64> = c.query_row("SELECT min(id) FROM audit WHERE hash IS NULL", [], |r| r.get(0))?;
+    let Some(first) = first else { return Ok(0) };
+    let mut prev: String = c
+        .query_row(
+            "SELECT hash FROM audit WHERE id = (SELECT max(id) FROM audit NOT INDEXED WHERE id < ?1)",
+            [first],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or_else(|| GENESIS.to_string());
     let rows: Vec<AuditEntry> = {
         let mut st = c.prepare(&format!("SELECT {COLUMNS} FROM audit WHERE hash IS NULL ORDER BY id"))?;
         let v = st.query_map([], entry)?.collect::<rusqlite::Result<_>>()?;

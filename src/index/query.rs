@@ -507,6 +507,25 @@ pub fn media_restricted(c: &Connection, id: &str) -> rusqlite::Result<Option<boo
         .optional()
 }
 
+/// Whether anything at all is restricted (two indexed probes): lets the
+/// common case skip per-record checks.
+pub fn any_restricted(c: &Connection) -> rusqlite::Result<bool> {
+    c.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM originals WHERE restricted = 1) OR EXISTS (SELECT 1 FROM cases WHERE restricted = 1)",
+    )?
+    .query_row([], |r| r.get(0))
+}
+
+/// The restricted originals among a case's linked media.
+pub fn restricted_in_case(c: &Connection, case_id: &str) -> rusqlite::Result<std::collections::HashSet<String>> {
+    c.prepare_cached(&format!(
+        "SELECT o.id FROM case_links l JOIN originals o ON o.id = l.media_id
+         WHERE l.case_id = ?1 AND l.state = 'linked' AND {RESTRICTED}"
+    ))?
+    .query_map([case_id], |r| r.get(0))?
+    .collect()
+}
+
 /// Whether a case is restricted; `None` when there is no such case.
 pub fn case_restricted(c: &Connection, id: &str) -> rusqlite::Result<Option<bool>> {
     use rusqlite::OptionalExtension;
@@ -549,7 +568,7 @@ pub fn media_page(c: &Connection, q: &MediaQuery) -> rusqlite::Result<Vec<MediaR
     if let Some(on_time) = q.on_time {
         conds.push(format!("o.on_time = {}", arg(Value::Integer(i64::from(on_time)))));
     }
-    if !q.restricted {
+    if !q.restricted && any_restricted(c)? {
         conds.push(format!("NOT {RESTRICTED}"));
     }
     conds.push("o.purged_at IS NULL".into());

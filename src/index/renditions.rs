@@ -194,11 +194,14 @@ pub fn jobs_of(c: &Connection, original: &str) -> rusqlite::Result<Vec<JobState>
 
 /// Described originals that have no rendition jobs yet (stored before
 /// renditions existed, or while they were switched off).
-pub fn unplanned(c: &Connection, limit: u32) -> rusqlite::Result<Vec<String>> {
+/// Keyset by id (`after`), so a backfill over a large archive reads each
+/// original once.
+pub fn unplanned(c: &Connection, after: &str, limit: u32) -> rusqlite::Result<Vec<String>> {
     c.prepare_cached(
-        "SELECT o.id FROM originals o WHERE o.described_at IS NOT NULL AND o.kind IN ('video', 'audio', 'photo')
-           AND NOT EXISTS (SELECT 1 FROM rendition_jobs j WHERE j.original_id = o.id) LIMIT ?1",
+        "SELECT o.id FROM originals o WHERE o.id > ?1 AND o.described_at IS NOT NULL
+           AND o.kind IN ('video', 'audio', 'photo')
+           AND NOT EXISTS (SELECT 1 FROM rendition_jobs j WHERE j.original_id = o.id) ORDER BY o.id LIMIT ?2",
     )?
-    .query_map([limit], |r| r.get(0))?
+    .query_map(params![after, limit], |r| r.get(0))?
     .collect()
 }

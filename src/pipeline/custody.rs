@@ -28,7 +28,7 @@ pub async fn write_head(ctx: &Arc<Ctx>, state_dir: &std::path::Path, key: &HostK
 /// One retention pass now; logs what moved and what expires soon.
 pub async fn retention_pass(ctx: &Arc<Ctx>, config: &Config) -> anyhow::Result<retention::PassReport> {
     let (dir, cfg, now) = (config.state_dir.clone(), config.retention.clone(), to_ms(ctx.clock.now()));
-    let r = ctx.index.call(move |c| retention::pass(c, &dir, &cfg, now)).await?;
+    let r = retention::pass_in_batches(&ctx.index, &dir, &cfg, now).await?;
     for id in &r.trashed {
         tracing::warn!(media_id = %id, "retention over: moved to the trash");
     }
@@ -51,7 +51,9 @@ pub async fn retention_pass(ctx: &Arc<Ctx>, config: &Config) -> anyhow::Result<r
 
 pub async fn run(ctx: Arc<Ctx>, config: Arc<Config>, key: HostKey) {
     let head_every = config.audit.head_every;
-    let mut next_retention = tokio::time::Instant::now();
+    // Not at start-up: recovery, the first scans and the backlog of a
+    // restart come first; the pass is a daily chore.
+    let mut next_retention = tokio::time::Instant::now() + config.retention.every.min(Duration::from_secs(600));
     let mut head_tick = tokio::time::interval(head_every);
     loop {
         tokio::select! {

@@ -108,8 +108,8 @@ fn stream_action(v: &serde_json::Value) -> StreamAction {
     }
 }
 
-/// Requeue jobs a crash left running, and plan jobs for originals that
-/// have none (stored before renditions were on).
+/// Requeue jobs a crash left running and remove unfinished renditions
+/// (fast: part of the start-up repairs).
 pub async fn prepare(ctx: &Arc<Ctx>) -> anyhow::Result<()> {
     let now = chrono::Utc::now().timestamp_millis();
     let n = ctx.index.call(move |c| rx::requeue_running(c, now)).await?;
@@ -120,29 +120,65 @@ pub async fn prepare(ctx: &Arc<Ctx>) -> anyhow::Result<()> {
     if !removed.is_empty() {
         tracing::info!(count = removed.len(), "removed unfinished renditions");
     }
+    Ok(())
+}
+
+/// Plan jobs for originals that have none (stored before renditions
+/// existed, or while they were off), in small batches that yield to
+/// storing originals: on a large archive this runs in the background
+/// after start-up, never in front of it. Returns how many were planned.
+pub async fn backfill(ctx: Arc<Ctx>) -> u64 {
+    const BATCH: u32 = 500;
+    let mut planned = 0u64;
+    let mut after = String::new();
     loop {
-        let ids = {
-            let index = ctx.index.clone();
-            tokio::task::spawn_blocking(move || index.read(|c| rx::unplanned(c, 1000))).await??
+        if ctx.shutdown.is_cancelled() {
+            break;
+        }
+        if !ctx.queue.is_empty() || ctx.storing.load(Ordering::SeqCst) > 0 {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                _ = ctx.shutdown.cancelled() => break,
+            }
+            continue;
+        }
+        let (index, from) = (ctx.index.clone(), after.clone());
+        let ids = match tokio::task::spawn_blocking(move || index.read(|c| rx::unplanned(c, &from, BATCH))).await {
+            Ok(Ok(ids)) => ids,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "finding originals without renditions failed");
+                break;
+            }
+            Err(_) => break,
         };
         if ids.is_empty() {
             break;
         }
-        let cfg = ctx.renditions.cfg.clone();
-        let count = ids.len();
-        ctx.index
+        after = ids.last().cloned().unwrap_or_default();
+        let (cfg, count, now) = (ctx.renditions.cfg.clone(), ids.len(), chrono::Utc::now().timestamp_millis());
+        let r = ctx
+            .index
             .call(move |c| {
                 for id in &ids {
                     plan(c, id, &cfg, now)?;
                 }
                 Ok(())
             })
-            .await?;
-        if count < 1000 || !ctx.renditions.cfg.enabled {
+            .await;
+        if let Err(e) = r {
+            tracing::error!(error = %e, "planning renditions failed");
+            break;
+        }
+        planned += count as u64;
+        ctx.renditions.wake.notify_one();
+        if count < BATCH as usize {
             break;
         }
     }
-    Ok(())
+    if planned > 0 {
+        tracing::info!(count = planned, "renditions planned for originals stored before");
+    }
+    planned
 }
 
 fn backoff(cfg: &RenditionConfig, attempts: u32) -> Duration {

@@ -32,3 +32,5 @@ CREATE TABLE rendition_jobs (
     PRIMARY KEY (original_id, kind)
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX rendition_jobs_due ON rendition_jobs(next_try) WHERE state = 'queued';
+-- Outstanding work (queued or running), counted at every status update.
+CREATE INDEX rendition_jobs_open ON rendition_jobs(state) WHERE state IN ('queued', 'running');

@@ -18,6 +18,9 @@ ALTER TABLE originals ADD COLUMN restricted INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE originals ADD COLUMN trashed_at INTEGER;   -- moved to the trash (recoverable)
 ALTER TABLE originals ADD COLUMN purged_at INTEGER;    -- bytes deleted for good
 CREATE INDEX originals_trashed ON originals(trashed_at) WHERE trashed_at IS NOT NULL;
+CREATE INDEX originals_restricted ON originals(id) WHERE restricted = 1;
+-- Retention counts from first seen when the clock cannot be trusted.
+CREATE INDEX originals_untrusted_first_seen ON originals(first_seen) WHERE clock_trusted = 0;
 
 CREATE TABLE holds (
     id         INTEGER PRIMARY KEY,
@@ -33,6 +36,7 @@ CREATE INDEX holds_active ON holds(media_id) WHERE lifted_at IS NULL;
 ALTER TABLE cases ADD COLUMN restricted INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE cases ADD COLUMN archived_at INTEGER;     -- the case file was archived
 ALTER TABLE cases ADD COLUMN archived_by TEXT;
+CREATE INDEX cases_restricted ON cases(id) WHERE restricted = 1;
 
 CREATE TABLE exports (
     id          TEXT PRIMARY KEY,
