@@ -344,18 +344,7 @@ pub async fn restrict_case(
         .call(move |c| {
             c.execute("UPDATE cases SET restricted = ?2 WHERE id = ?1", params![case_id, body.restricted])?;
             let what = if body.restricted { "case.restrict" } else { "case.unrestrict" };
-            audit::append(
-                c,
-                &audit::AuditEntry {
-                    at: now,
-                    actor: by,
-                    action: what.into(),
-                    case_id: Some(case_id),
-                    outcome: "ok".into(),
-                    details: Some(body.reason),
-                    ..Default::default()
-                },
-            )
+            audit::record(c, now, &by, what, None, Some(&case_id), Some(body.reason))
         })
         .await?;
     Ok(with_note(StatusCode::NO_CONTENT, note))
@@ -406,18 +395,7 @@ pub fn archive_case_file(
         params![case_id, now, by],
     )?;
     if n == 1 {
-        audit::append(
-            c,
-            &audit::AuditEntry {
-                at: now,
-                actor: by.into(),
-                action: "case.archived".into(),
-                case_id: Some(case_id.into()),
-                outcome: "ok".into(),
-                details: Some(how.into()),
-                ..Default::default()
-            },
-        )?;
+        audit::record(c, now, by, "case.archived", None, Some(case_id), Some(how.into()))?;
     }
     Ok(n == 1)
 }

@@ -11,7 +11,7 @@ use super::key::HostKey;
 use super::receipt;
 use super::verify::{hash_file, original_path};
 use crate::domain::MediaId;
-use crate::index::{audit, query, renditions as rx};
+use crate::index::{query, renditions as rx};
 use crate::store::Archive;
 use crate::views::MediaJson;
 
@@ -131,7 +131,6 @@ pub fn build(c: &Connection, state: &Path, info: &ExportInfo, key: &HostKey, out
         audit_lines.push_str(&line.to_string());
         audit_lines.push('\n');
     }
-    let _ = audit::GENESIS;
     add_bytes(&mut tar, Some(&mut files), "audit.jsonl", audit_lines.as_bytes())?;
     let manifest = Manifest {
         format: "bodycamd-export/1",

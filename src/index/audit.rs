@@ -95,19 +95,7 @@ pub fn event(
     case_id: Option<&str>,
     details: Option<String>,
 ) -> rusqlite::Result<i64> {
-    append(
-        c,
-        &AuditEntry {
-            at,
-            actor: "bodycamd".into(),
-            action: action.into(),
-            media_id: media_id.map(str::to_string),
-            case_id: case_id.map(str::to_string),
-            outcome: "ok".into(),
-            details,
-            ..Default::default()
-        },
-    )
+    record(c, at, "bodycamd", action, media_id, case_id, details)
 }
 
 /// An event by a named person or token (CLI or API), e.g. an
@@ -120,6 +108,19 @@ pub fn event_by(
     media_id: Option<&str>,
     details: Option<String>,
 ) -> rusqlite::Result<i64> {
+    record(c, at, actor, action, media_id, None, details)
+}
+
+/// A custody event (outcome `ok`) by `actor`, about an original and/or a case.
+pub fn record(
+    c: &Connection,
+    at: i64,
+    actor: &str,
+    action: &str,
+    media_id: Option<&str>,
+    case_id: Option<&str>,
+    details: Option<String>,
+) -> rusqlite::Result<i64> {
     append(
         c,
         &AuditEntry {
@@ -127,6 +128,7 @@ pub fn event_by(
             actor: actor.into(),
             action: action.into(),
             media_id: media_id.map(str::to_string),
+            case_id: case_id.map(str::to_string),
             outcome: "ok".into(),
             details,
             ..Default::default()

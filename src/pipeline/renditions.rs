@@ -123,6 +123,18 @@ pub async fn prepare(ctx: &Arc<Ctx>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Originals first: wait while files wait to be stored or are being
+/// stored. False at shutdown.
+async fn originals_first(ctx: &Ctx) -> bool {
+    while !ctx.queue.is_empty() || ctx.storing.load(Ordering::SeqCst) > 0 {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = ctx.shutdown.cancelled() => return false,
+        }
+    }
+    !ctx.shutdown.is_cancelled()
+}
+
 /// Plan jobs for originals that have none (stored before renditions
 /// existed, or while they were off), in small batches that yield to
 /// storing originals: on a large archive this runs in the background
@@ -132,15 +144,8 @@ pub async fn backfill(ctx: Arc<Ctx>) -> u64 {
     let mut planned = 0u64;
     let mut after = String::new();
     loop {
-        if ctx.shutdown.is_cancelled() {
+        if !originals_first(&ctx).await {
             break;
-        }
-        if !ctx.queue.is_empty() || ctx.storing.load(Ordering::SeqCst) > 0 {
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                _ = ctx.shutdown.cancelled() => break,
-            }
-            continue;
         }
         let (index, from) = (ctx.index.clone(), after.clone());
         let ids = match tokio::task::spawn_blocking(move || index.read(|c| rx::unplanned(c, &from, BATCH))).await {
@@ -333,16 +338,8 @@ async fn process(ctx: &Arc<Ctx>, job: Job) {
 pub async fn worker(ctx: Arc<Ctx>) {
     let rt = &ctx.renditions;
     loop {
-        if ctx.shutdown.is_cancelled() {
+        if !originals_first(&ctx).await {
             break;
-        }
-        // Originals first: nothing starts while files wait to be stored.
-        if !ctx.queue.is_empty() || ctx.storing.load(Ordering::SeqCst) > 0 {
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                _ = ctx.shutdown.cancelled() => break,
-            }
-            continue;
         }
         let now = chrono::Utc::now().timestamp_millis();
         let claimed = ctx.index.call(move |c| rx::claim(c, now)).await;
