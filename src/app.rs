@@ -201,7 +201,7 @@ pub async fn run(
         },
         wake: tokio::sync::Notify::new(),
     };
-    let (ctx, describe_rx) = Ctx::new(archive, index, prober, clock, &config, runtime, shutdown.child_token());
+    let (ctx, describe_rx) = Ctx::new(archive, index, prober, clock, &config, runtime, opts.once, shutdown.child_token());
     renditions::prepare(&ctx).await?;
 
     let deletions = recovery::resume_deletions(&ctx).await?;
@@ -240,6 +240,7 @@ pub async fn run(
             key: key.clone(),
             export_expire: config.exports.expire,
             retention_default: config.retention.default,
+            retry_wake: ctx.retry_wake.clone(),
         };
         ctx.tasks.spawn(api::serve(listener, state, ctx.shutdown.clone()));
     }
@@ -254,6 +255,7 @@ pub async fn run(
         }
     }
     ctx.tasks.spawn(alerting::evaluator(ctx.clone()));
+    ctx.tasks.spawn(recovery::retry_deletions(ctx.clone()));
     ctx.tasks.spawn(service::watchdog(ctx.clone(), ready.clone()));
     ctx.tasks.spawn(alerting::deliverer(ctx.clone()));
     {

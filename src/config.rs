@@ -233,6 +233,9 @@ pub struct IngestConfig {
     pub max_attempts: u32,
     pub retry_base: Duration,
     pub retry_max: Duration,
+    /// A file whose attempts are used up is tried again this long after its
+    /// last attempt (and at once when an administrator asks).
+    pub failed_retry: Duration,
     /// Free space the archive keeps after a copy; a file that would cut into
     /// it is not copied (and is retried later).
     pub min_free_bytes: u64,
@@ -460,6 +463,7 @@ struct RawIngest {
     max_attempts: Option<Spanned<i64>>,
     retry_base_secs: Option<Spanned<Secs>>,
     retry_max_secs: Option<Spanned<Secs>>,
+    failed_retry_secs: Option<Spanned<Secs>>,
     min_free_mb: Option<Spanned<i64>>,
 }
 
@@ -773,6 +777,7 @@ fn resolve(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
         max_attempts: ctx.int(&raw.ingest.max_attempts, "ingest.max_attempts", 5, 1, 1000) as u32,
         retry_base: ctx.secs(&raw.ingest.retry_base_secs, "ingest.retry_base_secs", 2.0, 0.0, 86_400.0),
         retry_max: ctx.secs(&raw.ingest.retry_max_secs, "ingest.retry_max_secs", 600.0, 0.0, 86_400.0),
+        failed_retry: ctx.secs(&raw.ingest.failed_retry_secs, "ingest.failed_retry_secs", 3600.0, 0.1, 7.0 * 86_400.0),
         min_free_bytes: ctx.int(&raw.ingest.min_free_mb, "ingest.min_free_mb", 256, 0, 1 << 40) as u64 * 1024 * 1024,
     };
     let probe = ProbeConfig {

@@ -102,12 +102,15 @@ pub struct Staged {
 }
 
 /// The result of persisting a staged copy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
     pub id: MediaId,
     pub size: u64,
     /// False when the archive already held these bytes (a duplicate).
     pub new: bool,
+    /// The archive held a copy under this name whose bytes no longer matched
+    /// it: it was moved here (`damaged/`), and the good copy put in its place.
+    pub replaced_damaged: Option<PathBuf>,
 }
 
 impl Drop for Staged {
@@ -211,17 +214,18 @@ impl Archive {
             fs::create_dir_all(shard).map_err(StoreError::Write)?;
             fsync_dir(&self.objects).map_err(StoreError::Write)?;
         }
+        let mut replaced_damaged = None;
         if let Ok(meta) = fs::symlink_metadata(&target) {
-            if meta.is_file() && meta.len() == staged.size {
-                return Ok(Stored { id: staged.id, size: staged.size, new: false });
+            // The same name: the stored copy must hold these very bytes, not
+            // only as many of them. It is read back from the disk and hashed.
+            if meta.is_file() && meta.len() == staged.size && self.verify(&staged.id).unwrap_or(false) {
+                return Ok(Stored { id: staged.id, size: staged.size, new: false, replaced_damaged: None });
             }
-            // Same name, different size: the stored copy was damaged after it
-            // was written. Keep it aside for investigation, install the good one.
-            let damaged = self.root.join("damaged");
-            fs::create_dir_all(&damaged).map_err(StoreError::Write)?;
-            let aside = damaged.join(format!("{}.{}", staged.id, chrono::Utc::now().timestamp_millis()));
-            tracing::error!(media_id = %staged.id, aside = %aside.display(), "stored object had the wrong size; moved aside");
-            fs::rename(&target, &aside).map_err(StoreError::Write)?;
+            // Damaged after it was written (or unreadable): keep it aside for
+            // investigation, never delete it, and install the good copy.
+            let aside = self.quarantine(&staged.id).map_err(StoreError::Write)?;
+            tracing::error!(media_id = %staged.id, aside = %aside.display(), "stored object no longer matched its hash; moved aside and replaced by the fresh copy");
+            replaced_damaged = Some(aside);
         }
         let tmp_path = staged.tmp_path.take().expect("staged copies have a temporary path");
         let result = (|| {
@@ -245,12 +249,26 @@ impl Archive {
             Ok(true)
         })();
         match result {
-            Ok(new) => Ok(Stored { id: staged.id, size: staged.size, new }),
+            Ok(new) => Ok(Stored { id: staged.id, size: staged.size, new, replaced_damaged }),
             Err(e) => {
                 let _ = fs::remove_file(&tmp_path);
                 Err(StoreError::Write(e))
             }
         }
+    }
+
+    /// Move a stored object whose bytes do not match its name to `damaged/`
+    /// (kept for investigation, never deleted). Returns where it went.
+    pub fn quarantine(&self, id: &MediaId) -> io::Result<PathBuf> {
+        let damaged = self.root.join("damaged");
+        fs::create_dir_all(&damaged)?;
+        let aside = damaged.join(format!("{id}.{}", chrono::Utc::now().timestamp_millis()));
+        fs::rename(self.object_path(id), &aside)?;
+        fsync_dir(&damaged)?;
+        if let Some(shard) = self.object_path(id).parent() {
+            fsync_dir(shard)?;
+        }
+        Ok(aside)
     }
 
     /// Re-read a stored object from the disk and check its hash.
@@ -592,7 +610,21 @@ mod tests {
         assert!(!a.verify(&s.id).unwrap());
         let again = a.persist(a.stage(&mut &b"original"[..], 8, 0).unwrap()).unwrap();
         assert!(again.new);
+        assert!(again.replaced_damaged.is_some());
         assert!(a.verify(&s.id).unwrap());
         assert_eq!(fs::read_dir(a.root().join("damaged")).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_damaged_object_of_the_right_size_is_found_and_replaced() {
+        let (_d, a) = archive();
+        let s = a.persist(a.stage(&mut &b"original"[..], 8, 0).unwrap()).unwrap();
+        let p = a.object_path(&s.id);
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::write(&p, b"0riginal").unwrap();
+        let again = a.persist(a.stage(&mut &b"original"[..], 8, 0).unwrap()).unwrap();
+        let aside = again.replaced_damaged.expect("the flipped byte is found, not trusted for its size");
+        assert_eq!(fs::read(aside).unwrap(), b"0riginal", "kept for investigation");
+        assert_eq!(fs::read(&p).unwrap(), b"original");
     }
 }

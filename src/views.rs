@@ -120,6 +120,8 @@ pub struct CountsJson {
     pub undescribed: u64,
     pub unreadable: u64,
     pub untrusted_clock: u64,
+    /// Files that left a dock before they were stored (lost evidence).
+    pub vanished_unstored: u64,
     pub by_kind: std::collections::BTreeMap<String, u64>,
 }
 
@@ -133,6 +135,12 @@ pub struct StatusJson {
     pub retrying: Vec<FileProblemJson>,
     /// Things on a dock that are never ingested (links, pipes…).
     pub rejected: Vec<FileProblemJson>,
+    /// Files waiting for an outage of the archive or the index to clear
+    /// (no attempt is counted against them).
+    pub blocked: Vec<FileProblemJson>,
+    /// Files unaccounted for: their station's folder was replaced or
+    /// unmounted before they were stored.
+    pub missing: Vec<FileProblemJson>,
 }
 
 fn problem(p: &PendingRow) -> FileProblemJson {
@@ -173,11 +181,14 @@ impl StatusJson {
                 undescribed: counts.undescribed,
                 unreadable: counts.unreadable,
                 untrusted_clock: counts.untrusted_clock,
+                vanished_unstored: counts.vanished,
                 by_kind: counts.by_kind.iter().cloned().collect(),
             },
             failed: of("failed"),
             retrying: of("retrying"),
             rejected: of("rejected"),
+            blocked: of("blocked"),
+            missing: of("missing"),
         }
     }
 
@@ -218,9 +229,18 @@ impl StatusJson {
             c.untrusted_clock,
             c.undescribed
         );
+        if c.vanished_unstored > 0 {
+            let _ = writeln!(
+                s,
+                "LOST: {} file(s) left a dock before they were stored (see `bodycamd alerts list`, kind vanished_unstored)",
+                c.vanished_unstored
+            );
+        }
         for (title, list) in [
-            ("Failed (still on the dock)", &self.failed),
+            ("Failed (still on the dock; tried again later, or now with `bodycamd retry`)", &self.failed),
             ("Retrying", &self.retrying),
+            ("Waiting for an outage to clear (archive or index)", &self.blocked),
+            ("Unaccounted for (the station's folder was replaced or unmounted)", &self.missing),
             ("Not ingested", &self.rejected),
         ] {
             if !list.is_empty() {

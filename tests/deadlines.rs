@@ -113,7 +113,13 @@ fn docked_in_time_but_stored_late_is_late_processing() {
     run_at(&h, t0);
     assert!(h.media().is_empty(), "the backlog: nothing stored yet");
     let subject = format!("dock-01/CAM1/CAM1_004711_{}_0001.jpg", (t0 - Duration::hours(20)).format("%Y%m%d%H%M%S"));
-    assert!(has(&alerts(&h), "ingest_failed", &subject, "open"));
+    // A full archive is an outage, not the file's fault: it waits, and the
+    // outage is alerted once.
+    let a = alerts(&h);
+    assert!(has(&a, "archive_unwritable", "archive", "open"), "{a:#?}");
+    assert!(!a.iter().any(|x| x["kind"] == "ingest_failed"), "{a:#?}");
+    let blocked = h.status()["blocked"][0]["path"].as_str().unwrap().to_string();
+    assert!(blocked.ends_with(subject.trim_start_matches("dock-01/")), "{blocked}");
     // ...and stored 25 h after it.
     configure(&h, false, "");
     run_at(&h, t0 + Duration::hours(5));
@@ -124,7 +130,7 @@ fn docked_in_time_but_stored_late_is_late_processing() {
     assert_eq!(x["first_seen"], bodycamd::clock::rfc3339(t0), "first seen is kept across the restart");
     let a = alerts(&h);
     assert!(has(&a, "late_processing", &id, "open"), "{a:#?}");
-    assert!(a.iter().filter(|x| x["kind"] == "ingest_failed").all(|x| x["state"] == "resolved"), "{a:#?}");
+    assert!(a.iter().filter(|x| x["kind"] == "archive_unwritable").all(|x| x["state"] == "resolved"), "{a:#?}");
 }
 
 #[test]
@@ -260,7 +266,10 @@ fn the_compliance_report_counts_exactly() {
         .output()
         .unwrap();
     let csv = String::from_utf8_lossy(&out.stdout);
-    assert!(csv.starts_with("device,files,on_time,late_docking,late_processing,clock_invalid,on_time_pct"), "{csv}");
-    assert!(csv.contains("\nCAM1,4,2,1,1,0,50.00,86400,111600\n"), "{csv}");
-    assert!(csv.contains("\nTOTAL,6,3,2,1,1,50.00,82800,111600"), "{csv}");
+    assert!(
+        csv.starts_with("device,files,on_time,late_docking,late_processing,clock_invalid,vanished_unstored,on_time_pct"),
+        "{csv}"
+    );
+    assert!(csv.contains("\nCAM1,4,2,1,1,0,0,50.00,86400,111600\n"), "{csv}");
+    assert!(csv.contains("\nTOTAL,6,3,2,1,1,0,50.00,82800,111600"), "{csv}");
 }

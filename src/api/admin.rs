@@ -25,6 +25,59 @@ pub async fn stations(State(s): State<ApiState>) -> Result<Json<Vec<StationJson>
     Ok(Json(rows.iter().filter(|r| ids.contains(&r.id)).map(StationJson::from_row).collect()))
 }
 
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RetryBody {
+    /// Only this file (its path relative to the station); default: every
+    /// failed or waiting file of the station.
+    pub path: Option<String>,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct RetryJson {
+    pub station: String,
+    /// Files asked to be tried again now.
+    pub requested: u64,
+}
+
+/// Try a station's failed files again now (they are also retried by
+/// themselves every `ingest.failed_retry_secs`).
+#[utoipa::path(
+    post, path = "/api/v1/stations/{station}/retry", tag = "admin",
+    params(("station" = String, Path)),
+    request_body = RetryBody,
+    responses((status = 200, body = RetryJson), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn retry(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    PathParams(station): PathParams<String>,
+    JsonBody(body): JsonBody<RetryBody>,
+) -> Result<axum::response::Response, ApiError> {
+    if !s.stations.contains(&station) {
+        return Err(ApiError::not_found(format!("no station {station:?}")));
+    }
+    if body.path.as_ref().is_some_and(|p| p.is_empty() || p.len() > 4096) {
+        return Err(ApiError::validation(vec!["path: 1-4096 bytes".into()]));
+    }
+    let now = to_ms(s.clock.now());
+    let (st, by, rel) = (station.clone(), caller.name.clone(), body.path.clone());
+    let n = s
+        .index
+        .call(move |c| {
+            let n = crate::index::ingest::request_retry(c, Some(&st), rel.as_deref().map(str::as_bytes), now)?;
+            let what = rel.map(|p| format!("{st}:{p}")).unwrap_or_else(|| format!("every failed file of {st}"));
+            crate::index::audit::event_by(c, now, &by, "ingest.retry", None, Some(format!("{what}: {n} file(s)")))?;
+            Ok(n)
+        })
+        .await?;
+    s.retry_wake.notify_waiters();
+    let note = super::auth::AuditNote { details: Some(format!("{n} file(s) asked to be retried")), ..Default::default() };
+    Ok(super::auth::with_note(Json(RetryJson { station, requested: n as u64 }), note))
+}
+
 /// Alerts, newest first.
 #[utoipa::path(
     get, path = "/api/v1/alerts", tag = "admin",

@@ -112,6 +112,7 @@ fn action_of(method: &str, route: &str) -> String {
         ("GET" | "HEAD", "/api/v1/media/{id}/rendition") => "media.rendition",
         ("GET" | "HEAD", "/api/v1/media/{id}/thumbnail") => "media.thumbnail",
         ("GET", "/api/v1/stations") => "stations.list",
+        ("POST", "/api/v1/stations/{station}/retry") => "ingest.retry",
         ("GET", "/api/v1/alerts") => "alerts.list",
         ("POST", "/api/v1/alerts/{id}/ack") => "alert.ack",
         ("GET", "/api/v1/audit") => "audit.query",

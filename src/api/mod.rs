@@ -71,6 +71,8 @@ pub struct ApiState {
     pub export_expire: std::time::Duration,
     /// Ordinary recordings are kept this long.
     pub retention_default: std::time::Duration,
+    /// Wakes the stations to take retries an administrator asked for.
+    pub retry_wake: Arc<tokio::sync::Notify>,
 }
 
 #[derive(OpenApi)]
@@ -117,6 +119,7 @@ pub fn api_routes(state: ApiState) -> (Router<ApiState>, utoipa::openapi::OpenAp
         .routes(routes!(media::thumbnail));
     let admin = OpenApiRouter::new()
         .routes(routes!(admin::stations))
+        .routes(routes!(admin::retry))
         .routes(routes!(admin::alerts))
         .routes(routes!(admin::ack))
         .routes(routes!(custody::set_retention))

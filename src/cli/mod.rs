@@ -8,6 +8,7 @@ mod custody;
 mod demo;
 mod media;
 mod report;
+mod retry;
 mod run;
 mod simulate;
 mod status;
@@ -39,6 +40,8 @@ enum Command {
     /// Cases: import from a case system's export.
     #[command(subcommand)]
     Case(case::Command),
+    /// Try failed files again now (they are also retried by themselves).
+    Retry(retry::Args),
     /// Alerts: list and acknowledge.
     #[command(subcommand)]
     Alerts(alerts::Command),
@@ -99,6 +102,7 @@ pub fn main() -> i32 {
         Command::Status(a) => status::main(a),
         Command::Media(c) => media::main(c),
         Command::Alerts(c) => alerts::main(c),
+        Command::Retry(a) => retry::main(a),
         Command::Case(c) => case::main(c),
         Command::Report(c) => report::main(c),
         Command::Verify(a) => custody::verify_main(a),

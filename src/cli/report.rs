@@ -1,20 +1,12 @@
 use super::{load_config, ConfigArg};
 use crate::clock::{parse_time, rfc3339, to_ms};
 use crate::index::{open_reader, query};
-use crate::rules::compliance::{summarize, Item, Row};
-use crate::rules::deadline::Lateness;
+use crate::rules::compliance::{items, summarize, GroupBy, Row};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {
     /// On-time storage per officer, device or station.
     Compliance(ComplianceArgs),
-}
-
-#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-enum By {
-    Officer,
-    Device,
-    Station,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +27,7 @@ pub struct ComplianceArgs {
     #[arg(long, value_parser = parse_time)]
     to: chrono::DateTime<chrono::Utc>,
     #[arg(long, value_enum, default_value = "officer")]
-    by: By,
+    by: GroupBy,
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
 }
@@ -66,29 +58,10 @@ fn compliance(a: ComplianceArgs) -> anyhow::Result<i32> {
         return Ok(2);
     }
     let c = open_reader(&cfg.index_path())?;
-    let (rows, unassessed) = query::compliance_rows(&c, to_ms(a.from), to_ms(a.to))?;
-    let items: Vec<Item> = rows
-        .iter()
-        .map(|r| {
-            let key = match a.by {
-                By::Officer => r.officer.clone(),
-                By::Device => r.device.clone(),
-                By::Station => Some(r.station.clone()),
-            };
-            Item {
-                key: key.unwrap_or_else(|| "(unknown)".into()),
-                on_time: r.on_time,
-                late: r.late.as_deref().and_then(Lateness::parse),
-                clock_invalid: !r.clock_trusted,
-                delay_secs: match (r.clock_trusted, r.recorded_end) {
-                    (true, Some(end)) => Some((r.ingested_at - end) as f64 / 1000.0),
-                    _ => None,
-                },
-            }
-        })
-        .collect();
+    let (rows, lost, unassessed) = query::compliance_rows(&c, to_ms(a.from), to_ms(a.to))?;
+    let items = items(&rows, &lost, a.by);
     let report = summarize(&items);
-    let by = format!("{:?}", a.by).to_lowercase();
+    let by = a.by.as_str();
     match a.format {
         Format::Json => {
             let v = serde_json::json!({
@@ -99,16 +72,17 @@ fn compliance(a: ComplianceArgs) -> anyhow::Result<i32> {
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
         Format::Csv => {
-            println!("{by},files,on_time,late_docking,late_processing,clock_invalid,on_time_pct,median_delay_secs,max_delay_secs");
+            println!("{by},files,on_time,late_docking,late_processing,clock_invalid,vanished_unstored,on_time_pct,median_delay_secs,max_delay_secs");
             for r in &report {
                 println!(
-                    "{},{},{},{},{},{},{:.2},{},{}",
+                    "{},{},{},{},{},{},{},{:.2},{},{}",
                     csv_field(&r.key),
                     r.files,
                     r.on_time,
                     r.late_docking,
                     r.late_processing,
                     r.clock_invalid,
+                    r.vanished,
                     r.on_time_pct,
                     secs(r.median_delay_secs),
                     secs(r.max_delay_secs)
@@ -123,13 +97,14 @@ fn compliance(a: ComplianceArgs) -> anyhow::Result<i32> {
                 rfc3339(a.to)
             );
             println!(
-                "{:<16} {:>6} {:>8} {:>13} {:>16} {:>14} {:>9} {:>13} {:>10}",
+                "{:<16} {:>6} {:>8} {:>13} {:>16} {:>14} {:>9} {:>9} {:>13} {:>10}",
                 by.to_uppercase(),
                 "FILES",
                 "ON TIME",
                 "LATE DOCKING",
                 "LATE PROCESSING",
                 "CLOCK INVALID",
+                "LOST",
                 "ON TIME%",
                 "MEDIAN DELAY",
                 "MAX DELAY"
@@ -149,13 +124,14 @@ fn compliance(a: ComplianceArgs) -> anyhow::Result<i32> {
 
 fn print_row(r: &Row) {
     println!(
-        "{:<16} {:>6} {:>8} {:>13} {:>16} {:>14} {:>8.2}% {:>13} {:>10}",
+        "{:<16} {:>6} {:>8} {:>13} {:>16} {:>14} {:>9} {:>8.2}% {:>13} {:>10}",
         r.key,
         r.files,
         r.on_time,
         r.late_docking,
         r.late_processing,
         r.clock_invalid,
+        r.vanished,
         r.on_time_pct,
         hm(r.median_delay_secs),
         hm(r.max_delay_secs)

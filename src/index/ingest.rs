@@ -29,8 +29,12 @@ impl Disposition {
 pub enum PendingState {
     Waiting,
     Retrying,
+    /// Waits for an outage of the archive or the index to clear.
+    Blocked,
     Failed,
     Rejected,
+    /// Unaccounted for: its station's folder was replaced or unmounted.
+    Missing,
 }
 
 impl PendingState {
@@ -38,8 +42,10 @@ impl PendingState {
         match self {
             PendingState::Waiting => "waiting",
             PendingState::Retrying => "retrying",
+            PendingState::Blocked => "blocked",
             PendingState::Failed => "failed",
             PendingState::Rejected => "rejected",
+            PendingState::Missing => "missing",
         }
     }
 }
@@ -166,25 +172,26 @@ pub fn set_station_degraded(
     Ok(())
 }
 
+/// A pending file turned out to be seen earlier (under another name).
+pub fn set_pending_first_seen(
+    c: &Connection,
+    station: &str,
+    rel_path: &[u8],
+    first_seen_ms: i64,
+    deadline_ms: i64,
+) -> rusqlite::Result<()> {
+    c.prepare_cached(
+        "UPDATE pending SET first_seen = min(first_seen, ?3), deadline = min(coalesce(deadline, ?4), ?4)
+         WHERE station = ?1 AND rel_path = ?2",
+    )?
+    .execute(params![station, rel_path, first_seen_ms, deadline_ms])?;
+    Ok(())
+}
+
 pub fn delete_pending(c: &Connection, station: &str, rel_path: &[u8]) -> rusqlite::Result<()> {
     c.prepare_cached("DELETE FROM pending WHERE station = ?1 AND rel_path = ?2")?
         .execute(params![station, rel_path])?;
     Ok(())
-}
-
-/// Forget pending rows of a station except those listed as still there.
-pub fn retain_pending(c: &Connection, station: &str, keep: &[Vec<u8>]) -> rusqlite::Result<usize> {
-    let mut stmt = c.prepare_cached("SELECT rel_path FROM pending WHERE station = ?1")?;
-    let rows: Vec<Vec<u8>> = stmt.query_map([station], |r| r.get(0))?.collect::<Result<_, _>>()?;
-    let keep: std::collections::HashSet<&[u8]> = keep.iter().map(|k| k.as_slice()).collect();
-    let mut n = 0;
-    for rel in rows {
-        if !keep.contains(rel.as_slice()) {
-            delete_pending(c, station, &rel)?;
-            n += 1;
-        }
-    }
-    Ok(n)
 }
 
 fn touch_party(c: &Connection, table: &str, key: &str, value: &str, now_ms: i64) -> rusqlite::Result<()> {
@@ -294,7 +301,7 @@ pub fn mark_deleted(
     now_ms: i64,
 ) -> rusqlite::Result<()> {
     c.prepare_cached(
-        "UPDATE sightings SET disposition = 'deleted', disposed_at = ?4
+        "UPDATE sightings SET disposition = 'deleted', disposed_at = ?4, dispose_error = NULL, dispose_retry_at = NULL
          WHERE media_id = ?1 AND station = ?2 AND rel_path = ?3",
     )?
     .execute(params![media_id, station, rel_path, now_ms])?;
@@ -310,10 +317,29 @@ pub fn mark_deleted(
     Ok(())
 }
 
+/// A deletion that cannot be done now (the stored copy cannot be re-read,
+/// the dock file cannot be removed): it stays `delete_pending` and is tried
+/// again at `retry_at`.
+pub fn mark_dispose_later(
+    c: &Connection,
+    media_id: &str,
+    station: &str,
+    rel_path: &[u8],
+    error: &str,
+    retry_at_ms: i64,
+) -> rusqlite::Result<()> {
+    c.prepare_cached(
+        "UPDATE sightings SET disposition = 'delete_pending', dispose_error = ?4, dispose_retry_at = ?5
+         WHERE media_id = ?1 AND station = ?2 AND rel_path = ?3",
+    )?
+    .execute(params![media_id, station, rel_path, error, retry_at_ms])?;
+    Ok(())
+}
+
 /// A deletion that could not be done safely (the dock file changed): keep it.
 pub fn mark_kept(c: &Connection, media_id: &str, station: &str, rel_path: &[u8]) -> rusqlite::Result<()> {
     c.prepare_cached(
-        "UPDATE sightings SET disposition = 'keep'
+        "UPDATE sightings SET disposition = 'keep', dispose_error = NULL, dispose_retry_at = NULL
          WHERE media_id = ?1 AND station = ?2 AND rel_path = ?3",
     )?
     .execute(params![media_id, station, rel_path])?;
@@ -422,4 +448,119 @@ pub fn media_context(c: &Connection, id: &str) -> rusqlite::Result<serde_json::V
     })
     .optional()
     .map(|v| v.unwrap_or(serde_json::Value::Null))
+}
+
+/// A file a station showed that disappeared before it was stored.
+#[derive(Debug, Clone)]
+pub struct VanishedFile {
+    pub station: String,
+    pub rel_path: Vec<u8>,
+    pub size: Option<u64>,
+    pub first_seen_ms: i64,
+    pub name: NameInfo,
+}
+
+/// Record lost evidence: a `vanished` row (kept for ever, counted in the
+/// compliance report), a sticky critical `vanished_unstored` alert with what
+/// was known, and an audit entry; the file stops being pending, and its
+/// deadline alerts give way to the sticky one.
+pub fn record_vanished(
+    c: &Connection,
+    v: &VanishedFile,
+    now_ms: i64,
+    hooks: &[String],
+) -> rusqlite::Result<Vec<super::alerts::Transition>> {
+    use crate::rules::alerts::{file_subject, AlertKind, AlertSpec};
+    let deadline: Option<i64> = c
+        .prepare_cached("SELECT deadline FROM pending WHERE station = ?1 AND rel_path = ?2")?
+        .query_row(params![v.station, v.rel_path], |r| r.get(0))
+        .optional()?
+        .flatten();
+    let start = v.name.start.map(|t| t.timestamp_millis());
+    c.prepare_cached(
+        "INSERT INTO vanished (station, rel_path, size, first_seen, vanished_at, deadline, device, officer, seq, name_start)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![
+        v.station,
+        v.rel_path,
+        v.size.map(|s| s as i64),
+        v.first_seen_ms,
+        now_ms,
+        deadline,
+        v.name.device,
+        v.name.officer,
+        v.name.seq,
+        start
+    ])?;
+    delete_pending(c, &v.station, &v.rel_path)?;
+    let path = String::from_utf8_lossy(&v.rel_path).into_owned();
+    let subject = file_subject(&v.station, &path);
+    let ms = |t: Option<i64>| t.map(|t| crate::clock::rfc3339(crate::clock::from_ms(t)));
+    super::audit::event(
+        c,
+        now_ms,
+        "media.vanished",
+        None,
+        None,
+        Some(format!("{}:{path} ({} bytes) disappeared from the dock before it was stored", v.station, v.size.unwrap_or(0))),
+    )?;
+    let mut out = Vec::new();
+    for kind in [AlertKind::DeadlineAtRisk, AlertKind::Overdue, AlertKind::IngestFailed] {
+        out.extend(super::alerts::resolve(c, kind, &subject, now_ms, hooks)?);
+    }
+    let spec = AlertSpec {
+        kind: AlertKind::VanishedUnstored,
+        subject,
+        details: serde_json::json!({
+            "station": v.station,
+            "path": path,
+            "size": v.size,
+            "first_seen": ms(Some(v.first_seen_ms)),
+            "vanished_at": ms(Some(now_ms)),
+            "deadline": ms(deadline),
+            "device": v.name.device,
+            "officer": v.name.officer,
+            "seq": v.name.seq,
+            "recorded_start": ms(start),
+            "what_to_do": "the recording was removed from the dock before bodycamd could store it: find the device or the dock's copy",
+        }),
+    };
+    out.extend(super::alerts::open(c, &spec, now_ms, hooks)?);
+    Ok(out)
+}
+
+/// Remember a station folder's identity (device, inode) as last listed.
+pub fn set_station_root(c: &Connection, id: &str, dev: u64, ino: u64) -> rusqlite::Result<()> {
+    c.prepare_cached("UPDATE stations SET root_dev = ?2, root_ino = ?3 WHERE id = ?1")?
+        .execute(params![id, dev as i64, ino as i64])?;
+    Ok(())
+}
+
+/// Ask for given-up files to be tried again at once: every one of a station
+/// (or of every station), or one path. Returns how many were asked for.
+pub fn request_retry(
+    c: &Connection,
+    station: Option<&str>,
+    rel_path: Option<&[u8]>,
+    now_ms: i64,
+) -> rusqlite::Result<usize> {
+    c.prepare_cached(
+        "UPDATE pending SET retry_requested = ?3
+         WHERE state IN ('failed', 'blocked', 'retrying') AND (?1 IS NULL OR station = ?1) AND (?2 IS NULL OR rel_path = ?2)",
+    )?
+    .execute(params![station, rel_path, now_ms])
+}
+
+/// Take a station's retry requests (they are cleared).
+pub fn take_retry_requests(c: &Connection, station: &str) -> rusqlite::Result<Vec<Vec<u8>>> {
+    let rows: Vec<Vec<u8>> = c
+        .prepare_cached("SELECT rel_path FROM pending WHERE station = ?1 AND retry_requested IS NOT NULL")?
+        .query_map([station], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    if !rows.is_empty() {
+        c.prepare_cached("UPDATE pending SET retry_requested = NULL WHERE station = ?1 AND retry_requested IS NOT NULL")?
+            .execute([station])?;
+    }
+    Ok(rows)
 }

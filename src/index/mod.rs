@@ -18,7 +18,9 @@ pub mod query;
 pub mod renditions;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -32,6 +34,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_cases.sql"),
     include_str!("migrations/0004_renditions.sql"),
     include_str!("migrations/0005_custody.sql"),
+    include_str!("migrations/0006_faults.sql"),
 ];
 
 /// Requests per transaction at most.
@@ -54,7 +57,50 @@ pub enum IndexError {
 }
 
 type Done = Box<dyn FnOnce(Result<(), String>) + Send>;
-type Op = Box<dyn FnOnce(&Connection) -> (bool, Done) + Send>;
+
+/// One request to the writer.
+trait Request: Send {
+    /// Run it in the batch's transaction: whether it succeeded, and what to
+    /// tell its caller once the commit is known.
+    fn run(self: Box<Self>, c: &Connection) -> (bool, Done);
+    /// Tell its caller it was not run.
+    fn refuse(self: Box<Self>, why: String);
+}
+
+type Op = Box<dyn Request>;
+
+struct Call<F, T> {
+    f: F,
+    tx: oneshot::Sender<Result<T, IndexError>>,
+}
+
+impl<F, T> Request for Call<F, T>
+where
+    F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    fn run(self: Box<Self>, c: &Connection) -> (bool, Done) {
+        let Call { f, tx } = *self;
+        match f(c) {
+            Ok(v) => (
+                true,
+                Box::new(move |commit: Result<(), String>| {
+                    let _ = tx.send(commit.map(|()| v).map_err(IndexError::Commit));
+                }),
+            ),
+            Err(e) => (
+                false,
+                Box::new(move |_| {
+                    let _ = tx.send(Err(IndexError::Sql(e)));
+                }),
+            ),
+        }
+    }
+
+    fn refuse(self: Box<Self>, why: String) {
+        let _ = self.tx.send(Err(IndexError::Commit(why)));
+    }
+}
 
 /// A handle on the index. Cloning shares the one writer and the pool of
 /// read connections.
@@ -66,6 +112,8 @@ pub struct Index {
     readers: std::sync::Arc<std::sync::Mutex<Vec<Connection>>>,
     /// Dropping the last clone stops the checkpointer.
     _checkpointer: std::sync::Arc<std_mpsc::Sender<()>>,
+    /// Fault injection for tests: the next batches cannot begin.
+    fail_begin: Arc<AtomicBool>,
 }
 
 /// How often the WAL is folded back into the database, outside the writer.
@@ -183,9 +231,11 @@ impl Index {
             .spawn(move || checkpointer(cp_path, stop_rx))
             .map_err(|e| IndexError::Commit(e.to_string()))?;
         let (tx, rx) = std_mpsc::channel::<Op>();
+        let fail_begin = Arc::new(AtomicBool::new(false));
+        let fb = fail_begin.clone();
         let handle = std::thread::Builder::new()
             .name("index-writer".into())
-            .spawn(move || writer_loop(conn, rx))
+            .spawn(move || writer_loop(conn, rx, fb))
             .map_err(|e| IndexError::Commit(e.to_string()))?;
         Ok(Index {
             path: path.to_path_buf(),
@@ -193,11 +243,18 @@ impl Index {
             writer: std::sync::Arc::new(std::sync::Mutex::new(Some(handle))),
             readers: std::sync::Arc::new(std::sync::Mutex::new(Vec::new())),
             _checkpointer: std::sync::Arc::new(stop_tx),
+            fail_begin,
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Make the writer's transactions fail to begin (tests of the
+    /// pipeline's behaviour while the index is unavailable).
+    pub fn inject_begin_failure(&self, fail: bool) {
+        self.fail_begin.store(fail, Ordering::SeqCst);
     }
 
     /// A new read connection (WAL: readers never wait for the writer).
@@ -232,20 +289,7 @@ impl Index {
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<oneshot::Receiver<Result<T, IndexError>>, IndexError> {
         let (tx, rx) = oneshot::channel();
-        let op: Op = Box::new(move |conn| match f(conn) {
-            Ok(v) => (
-                true,
-                Box::new(move |commit: Result<(), String>| {
-                    let _ = tx.send(commit.map(|()| v).map_err(IndexError::Commit));
-                }),
-            ),
-            Err(e) => (
-                false,
-                Box::new(move |_| {
-                    let _ = tx.send(Err(IndexError::Sql(e)));
-                }),
-            ),
-        });
+        let op: Op = Box::new(Call { f, tx });
         self.tx.send(op).map_err(|_| IndexError::Closed)?;
         Ok(rx)
     }
@@ -277,7 +321,18 @@ impl Index {
     }
 }
 
-fn writer_loop(conn: Connection, rx: std_mpsc::Receiver<Op>) {
+fn begin(conn: &Connection, fail: &AtomicBool) -> rusqlite::Result<()> {
+    // Tests make `BEGIN` fail on demand (a full disk, a lock held elsewhere).
+    if fail.load(Ordering::Relaxed) {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            Some("injected".into()),
+        ));
+    }
+    conn.execute_batch("BEGIN IMMEDIATE")
+}
+
+fn writer_loop(conn: Connection, rx: std_mpsc::Receiver<Op>, fail_begin: Arc<AtomicBool>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -286,26 +341,32 @@ fn writer_loop(conn: Connection, rx: std_mpsc::Receiver<Op>) {
                 Err(_) => break,
             }
         }
-        let in_tx = conn.execute_batch("BEGIN IMMEDIATE").is_ok();
+        // A batch that cannot begin its transaction fails as a whole: its
+        // requests are never run outside one (they would commit one by one,
+        // unseen, or fail half-way), and nobody hears "committed".
+        if let Err(e) = begin(&conn, &fail_begin) {
+            let why = format!("cannot begin a transaction: {e}");
+            tracing::error!(error = %why, "index batch refused");
+            for op in batch {
+                op.refuse(why.clone());
+            }
+            continue;
+        }
         let mut dones = Vec::with_capacity(batch.len());
         let run = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([]));
         for op in batch {
             let _ = run("SAVEPOINT op");
-            let (ok, done) = op(&conn);
+            let (ok, done) = op.run(&conn);
             if !ok {
                 let _ = run("ROLLBACK TO op");
             }
             let _ = run("RELEASE op");
             dones.push(done);
         }
-        let commit = if in_tx {
-            conn.execute_batch("COMMIT").map_err(|e| {
-                let _ = conn.execute_batch("ROLLBACK");
-                e.to_string()
-            })
-        } else {
-            Ok(())
-        };
+        let commit = conn.execute_batch("COMMIT").map_err(|e| {
+            let _ = conn.execute_batch("ROLLBACK");
+            e.to_string()
+        });
         if let Err(e) = &commit {
             tracing::error!(error = %e, "index commit failed");
         }
@@ -332,6 +393,20 @@ mod tests {
         assert!(a.is_ok() && b.is_err() && c.is_ok());
         let n: i64 = idx.reader().unwrap().query_row("SELECT count(*) FROM devices", [], |r| r.get(0)).unwrap();
         assert_eq!(n, 2);
+        idx.close();
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_cannot_begin_fails_and_writes_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let idx = Index::open(&d.path().join("i.sqlite3")).unwrap();
+        idx.inject_begin_failure(true);
+        let r = idx.call(|c| c.execute("INSERT INTO devices VALUES ('X', 1, 1)", [])).await;
+        idx.inject_begin_failure(false);
+        assert!(matches!(r, Err(IndexError::Commit(ref m)) if m.contains("cannot begin")), "{r:?}");
+        let n: i64 = idx.reader().unwrap().query_row("SELECT count(*) FROM devices", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 0, "nothing of a refused batch is written");
+        idx.call(|c| c.execute("INSERT INTO devices VALUES ('Y', 1, 1)", [])).await.unwrap();
         idx.close();
     }
 

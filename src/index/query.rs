@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
-use rusqlite::{params, Connection, Row};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::domain::FileSig;
 
@@ -238,6 +238,8 @@ pub struct Counts {
     pub undescribed: u64,
     pub unreadable: u64,
     pub untrusted_clock: u64,
+    /// Files that left a dock before they were stored (lost evidence).
+    pub vanished: u64,
     pub by_kind: Vec<(String, u64)>,
 }
 
@@ -260,6 +262,7 @@ pub fn counts(c: &Connection) -> rusqlite::Result<Counts> {
         },
     )?;
     let sightings: i64 = c.query_row("SELECT count(*) FROM sightings", [], |r| r.get(0))?;
+    let vanished: i64 = c.query_row("SELECT count(*) FROM vanished", [], |r| r.get(0))?;
     let mut stmt = c.prepare("SELECT coalesce(kind, 'undescribed'), count(*) FROM originals GROUP BY 1 ORDER BY 1")?;
     let by_kind =
         stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?.collect::<Result<_, _>>()?;
@@ -270,6 +273,7 @@ pub fn counts(c: &Connection) -> rusqlite::Result<Counts> {
         undescribed: undescribed as u64,
         unreadable: unreadable as u64,
         untrusted_clock: untrusted_clock as u64,
+        vanished: vanished as u64,
         by_kind,
     })
 }
@@ -296,11 +300,40 @@ pub fn stored_sightings(c: &Connection, station: &str) -> rusqlite::Result<Vec<(
     rows.collect()
 }
 
-/// When each pending file of a station was first seen (kept over restarts).
-pub fn pending_first_seen(c: &Connection, station: &str) -> rusqlite::Result<HashMap<Vec<u8>, i64>> {
-    let mut stmt = c.prepare("SELECT rel_path, first_seen FROM pending WHERE station = ?1")?;
-    let rows = stmt.query_map([station], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))?;
+/// A station's pending files as recorded (kept over restarts): first seen,
+/// size and state, by path.
+#[derive(Debug, Clone)]
+pub struct PendingRecord {
+    pub first_seen_ms: i64,
+    pub size: Option<u64>,
+    pub state: String,
+}
+
+pub fn pending_of_station(c: &Connection, station: &str) -> rusqlite::Result<HashMap<Vec<u8>, PendingRecord>> {
+    let mut stmt = c.prepare("SELECT rel_path, first_seen, size, state FROM pending WHERE station = ?1")?;
+    let rows = stmt.query_map([station], |r| {
+        Ok((
+            r.get::<_, Vec<u8>>(0)?,
+            PendingRecord {
+                first_seen_ms: r.get(1)?,
+                size: r.get::<_, Option<i64>>(2)?.map(|s| s as u64),
+                state: r.get(3)?,
+            },
+        ))
+    })?;
     rows.collect()
+}
+
+/// The identity (device, inode) of a station's folder when last listed.
+pub fn station_root(c: &Connection, station: &str) -> rusqlite::Result<Option<(u64, u64)>> {
+    c.query_row("SELECT root_dev, root_ino FROM stations WHERE id = ?1", [station], |r| {
+        Ok(match (r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?) {
+            (Some(d), Some(i)) => Some((d as u64, i as u64)),
+            _ => None,
+        })
+    })
+    .optional()
+    .map(Option::flatten)
 }
 
 /// A stored dock file whose removal was decided but not done (a crash came
@@ -313,12 +346,14 @@ pub struct PendingDeletion {
     pub sig: FileSig,
 }
 
-pub fn pending_deletions(c: &Connection) -> rusqlite::Result<Vec<PendingDeletion>> {
-    let mut stmt = c.prepare(
+/// Dock deletions decided and not done: all of them (`due` = `None`, at
+/// start-up), or those put off until `due` or before (they failed once).
+pub fn pending_deletions(c: &Connection, due: Option<i64>) -> rusqlite::Result<Vec<PendingDeletion>> {
+    let mut stmt = c.prepare_cached(
         "SELECT media_id, station, rel_path, dev, ino, size, mtime_ns, ctime_ns FROM sightings
-         WHERE disposition = 'delete_pending' ORDER BY id",
+         WHERE disposition = 'delete_pending' AND (?1 IS NULL OR dispose_retry_at <= ?1) ORDER BY id",
     )?;
-    let rows = stmt.query_map([], |r| {
+    let rows = stmt.query_map([due], |r| {
         Ok(PendingDeletion {
             media_id: r.get(0)?,
             station: r.get(1)?,
@@ -352,7 +387,7 @@ pub fn all_ids(c: &Connection) -> rusqlite::Result<std::collections::HashSet<Str
 /// Files waiting on stations, for the time-based alerts.
 pub fn pending_snapshot(c: &Connection) -> rusqlite::Result<Vec<crate::rules::evaluate::PendingFile>> {
     let mut stmt = c.prepare_cached(
-        "SELECT station, rel_path, first_seen, deadline, state, attempts, reason FROM pending WHERE state != 'rejected'",
+        "SELECT station, rel_path, first_seen, deadline, state, attempts, reason FROM pending",
     )?;
     let rows = stmt.query_map([], |r| {
         let rel: Vec<u8> = r.get(1)?;
@@ -425,23 +460,15 @@ pub fn lateness_counts(c: &Connection) -> rusqlite::Result<Vec<(String, u64)>> {
     rows.collect()
 }
 
-/// One original for the compliance report.
-#[derive(Debug, Clone)]
-pub struct ComplianceRow {
-    pub officer: Option<String>,
-    pub device: Option<String>,
-    pub station: String,
-    pub on_time: bool,
-    pub late: Option<String>,
-    pub clock_trusted: bool,
-    pub recorded_end: Option<i64>,
-    pub ingested_at: i64,
-}
-
 /// Assessed originals whose recording started in `[from, to)` (or, with an
 /// untrusted clock, that were first seen then), and how
 /// many in that range are not assessed yet (not described).
-pub fn compliance_rows(c: &Connection, from: i64, to: i64) -> rusqlite::Result<(Vec<ComplianceRow>, u64)> {
+pub fn compliance_rows(
+    c: &Connection,
+    from: i64,
+    to: i64,
+) -> rusqlite::Result<(Vec<crate::rules::compliance::Assessed>, Vec<crate::rules::compliance::Lost>, u64)> {
+    use crate::rules::compliance::{Assessed, Lost};
     // A recording is placed by its start; one whose clock cannot be trusted,
     // by when a station first showed it.
     let mut stmt = c.prepare(
@@ -452,7 +479,7 @@ pub fn compliance_rows(c: &Connection, from: i64, to: i64) -> rusqlite::Result<(
     )?;
     let rows = stmt
         .query_map(params![from, to], |r| {
-            Ok(ComplianceRow {
+            Ok(Assessed {
                 officer: r.get(0)?,
                 device: r.get(1)?,
                 station: r.get(2)?,
@@ -464,13 +491,18 @@ pub fn compliance_rows(c: &Connection, from: i64, to: i64) -> rusqlite::Result<(
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
+    // Lost files, placed by when a station first showed them.
+    let lost = c
+        .prepare("SELECT officer, device, station FROM vanished WHERE first_seen >= ?1 AND first_seen < ?2")?
+        .query_map(params![from, to], |r| Ok(Lost { officer: r.get(0)?, device: r.get(1)?, station: r.get(2)? }))?
+        .collect::<Result<Vec<_>, _>>()?;
     let unassessed: i64 = c.query_row(
         "SELECT count(*) FROM originals WHERE on_time IS NULL
          AND coalesce(recorded_start, name_start, first_seen) >= ?1 AND coalesce(recorded_start, name_start, first_seen) < ?2",
         params![from, to],
         |r| r.get(0),
     )?;
-    Ok((rows, unassessed as u64))
+    Ok((rows, lost, unassessed as u64))
 }
 
 /// An API media query: filters, and a keyset position.

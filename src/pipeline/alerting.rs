@@ -87,7 +87,13 @@ pub async fn evaluate_once(ctx: &Arc<Ctx>) -> anyhow::Result<Vec<Transition>> {
         .await??
     };
     let unarchived = unarchived.into_iter().map(|(k, t)| (k, crate::clock::from_ms(t))).collect();
-    let snap = Snapshot { now, pending, stations, free_bytes: ctx.archive.free_bytes().ok(), unarchived };
+    let faults = ctx
+        .faults
+        .current()
+        .into_iter()
+        .map(|(k, since, reason)| (k.alert(), k.subject().to_string(), since, reason))
+        .collect();
+    let snap = Snapshot { now, pending, stations, free_bytes: ctx.archive.free_bytes().ok(), unarchived, faults };
     let th = Thresholds {
         warn_before: chrono::Duration::from_std(ctx.deadlines.warn_before).unwrap_or(chrono::Duration::hours(2)),
         station_grace: chrono::Duration::from_std(ctx.alerting.cfg.station_grace)

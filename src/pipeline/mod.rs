@@ -15,6 +15,7 @@
 pub mod alerting;
 pub mod custody;
 pub mod describe;
+pub mod faults;
 pub mod queue;
 pub mod recovery;
 pub mod renditions;
@@ -86,6 +87,13 @@ pub struct Ctx {
     /// Renditions being made.
     pub rendering: AtomicUsize,
     pub stats: Stats,
+    /// Outages met by store attempts (archive, index, descriptors).
+    pub faults: faults::Faults,
+    /// `run --once`: a file blocked by an outage is left for the next run
+    /// instead of being waited for.
+    pub once: bool,
+    /// Wakes the stations to take retries an administrator asked for.
+    pub retry_wake: Arc<tokio::sync::Notify>,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
 }
@@ -98,6 +106,7 @@ impl Ctx {
         clock: SharedClock,
         config: &Config,
         renditions: renditions::Runtime,
+        once: bool,
         shutdown: CancellationToken,
     ) -> (Arc<Ctx>, mpsc::UnboundedReceiver<MediaId>) {
         let (describe_tx, describe_rx) = mpsc::unbounded_channel();
@@ -118,6 +127,9 @@ impl Ctx {
             renditions,
             rendering: AtomicUsize::new(0),
             stats: Stats::default(),
+            faults: faults::Faults::default(),
+            once,
+            retry_wake: Arc::new(tokio::sync::Notify::new()),
             shutdown,
             tasks: TaskTracker::new(),
         };
@@ -144,6 +156,15 @@ impl Ctx {
     /// The storage deadline as a chrono duration.
     pub fn storage_deadline(&self) -> chrono::Duration {
         chrono::Duration::from_std(self.deadlines.storage).unwrap_or(chrono::Duration::hours(24))
+    }
+
+    /// How long a file waits after `blocked` attempts in a row met an
+    /// outage: short, and never more than 30 s, so that waiting files are
+    /// stored within a minute of the cause clearing.
+    pub fn blocked_wait(&self, blocked: u32) -> std::time::Duration {
+        let base = self.ingest.retry_base.as_secs_f64().max(0.05);
+        let d = base * 2f64.powi(blocked.saturating_sub(1).min(20) as i32);
+        std::time::Duration::from_secs_f64(d.min(30.0))
     }
 
     /// Backoff before attempt `attempts + 1`.

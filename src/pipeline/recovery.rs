@@ -25,9 +25,28 @@ use crate::index::query;
 
 /// Finish dock deletions that were decided before a crash.
 pub async fn resume_deletions(ctx: &Arc<Ctx>) -> anyhow::Result<usize> {
-    let c = ctx.index.reader()?;
-    let pending = query::pending_deletions(&c)?;
-    drop(c);
+    finish_deletions(ctx, None).await
+}
+
+/// Try again, every [`super::store::DISPOSE_RETRY`], the dock deletions that
+/// could not be done (the stored copy could not be re-read, the dock file
+/// could not be removed): a stored file is never left on a deleting dock.
+pub async fn retry_deletions(ctx: Arc<Ctx>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(super::store::DISPOSE_RETRY) => {}
+            _ = ctx.shutdown.cancelled() => return,
+        }
+        let now = crate::clock::to_ms(ctx.clock.now());
+        if let Err(e) = finish_deletions(&ctx, Some(now)).await {
+            tracing::error!(error = %e, "retrying dock deletions failed");
+        }
+    }
+}
+
+async fn finish_deletions(ctx: &Arc<Ctx>, due: Option<i64>) -> anyhow::Result<usize> {
+    let index = ctx.index.clone();
+    let pending = tokio::task::spawn_blocking(move || index.read(|c| query::pending_deletions(c, due))).await??;
     let n = pending.len();
     for p in pending {
         let Ok(id) = p.media_id.parse::<MediaId>() else {

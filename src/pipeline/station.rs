@@ -4,7 +4,12 @@
 //! **Invariant:** absence is not deletion. A station folder that is missing
 //! or unreadable makes the station unavailable; nothing it held is forgotten,
 //! and nothing is removed from the index or the archive because a file is no
-//! longer seen.
+//! longer seen. A folder replaced under the station (a dock unmounted, even
+//! lazily, or another file system mounted in its place) leaves the files it
+//! showed *unaccounted for* (`missing`, with an alert) until they come back,
+//! with their first-seen times. A single file that disappears before it was
+//! stored (and was not renamed) is lost evidence: it is recorded as such with
+//! a sticky `vanished_unstored` alert, never quietly forgotten.
 
 use std::collections::{HashMap, HashSet};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -20,15 +25,23 @@ use super::store::{Outcome, Report, StoreJob};
 use super::{Ctx, Stats};
 use crate::clock::{from_ms, to_ms};
 use crate::config::{StationConfig, WatchMode};
-use crate::index::ingest::{self as ix, PendingState};
-use crate::index::query;
+use crate::index::ingest::{self as ix, PendingState, VanishedFile};
+use crate::index::query::{self, PendingRecord};
 use crate::rules::deadline::pending_deadline;
 use crate::watch::events::{self, EventWatcher, Hint, WatchError};
 use crate::watch::scan::{self, Entry, Listing, Probe, Rejected};
-use crate::watch::settle::{FileState, Observed, Retry, Tracker};
+use crate::watch::settle::{Observed, Retry, Tracker};
 
 /// How often an unavailable station is looked at again (at most).
 const UNAVAILABLE_RETRY: Duration = Duration::from_secs(2);
+
+/// How often a station looks for retries an administrator asked for from
+/// another process (`bodycamd retry`); the API's requests wake it at once.
+const RETRY_REQUESTS_POLL: Duration = Duration::from_secs(2);
+
+/// How long a disappeared file waits before it is judged lost: long enough
+/// for the other half of a rename to be seen.
+const VANISH_GRACE: Duration = Duration::from_secs(1);
 
 /// What a station reports about itself (for `run --once` and `status`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -55,7 +68,11 @@ enum PendingOp {
         deadline: Option<i64>,
     },
     Delete(Vec<u8>),
-    Retain(Vec<Vec<u8>>),
+    /// Lost evidence: the file disappeared before it was stored.
+    Vanished(VanishedFile),
+    /// Its first-seen time is earlier than recorded (it was renamed from a
+    /// path seen earlier).
+    FirstSeen { rel: Vec<u8>, first_seen: i64, deadline: i64 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,10 +89,24 @@ struct Station {
     tracker: Tracker,
     /// Things on the station that are never ingested, with the reason.
     rejected: HashMap<PathBuf, String>,
-    /// first_seen of files pending before a restart.
-    first_seen: HashMap<PathBuf, DateTime<Utc>>,
+    /// Pending files as recorded before a restart (until the first full
+    /// listing has been applied).
+    recorded: HashMap<PathBuf, PendingRecord>,
+    /// Files unaccounted for after the station's folder was replaced: kept,
+    /// with their first-seen times, until they come back.
+    missing: HashMap<PathBuf, DateTime<Utc>>,
+    /// Files that disappeared and are judged after [`VANISH_GRACE`] (a
+    /// rename shows the new name meanwhile).
+    vanishing: Vec<(PathBuf, crate::watch::settle::Tracked, Instant)>,
+    /// Files that disappeared while a store attempt was under way: its
+    /// outcome says whether they were stored first.
+    gone_while_queued: HashSet<PathBuf>,
     available: bool,
     root_id: Option<(u64, u64)>,
+    /// The folder's identity when the index last saw it listed (before a
+    /// restart): a different one at start-up means the dock was replaced.
+    recorded_root: Option<(u64, u64)>,
+    next_retry_poll: Instant,
     last_error: Option<String>,
     mode: Mode,
     watcher: Option<EventWatcher>,
@@ -120,13 +151,14 @@ impl Station {
         let loaded = tokio::task::spawn_blocking(move || -> Result<_, String> {
             let c = index.reader().map_err(|e| e.to_string())?;
             let stored = query::stored_sightings(&c, &id).map_err(|e| e.to_string())?;
-            let pending = query::pending_first_seen(&c, &id).map_err(|e| e.to_string())?;
-            Ok((stored, pending))
+            let pending = query::pending_of_station(&c, &id).map_err(|e| e.to_string())?;
+            let root = query::station_root(&c, &id).map_err(|e| e.to_string())?;
+            Ok((stored, pending, root))
         })
         .await
         .map_err(|e| (cfg.id.clone(), e.to_string()))?
         .map_err(|e| (cfg.id.clone(), e))?;
-        let (stored, pending) = loaded;
+        let (stored, pending, recorded_root) = loaded;
         let mode = match cfg.watch {
             WatchMode::Events => Mode::Events,
             WatchMode::Poll => Mode::Poll,
@@ -135,9 +167,12 @@ impl Station {
         for (rel, sig) in stored {
             tracker.insert_stored(PathBuf::from(std::ffi::OsString::from_vec(rel)), sig);
         }
-        let first_seen = pending
-            .into_iter()
-            .map(|(rel, ms)| (PathBuf::from(std::ffi::OsString::from_vec(rel)), from_ms(ms)))
+        let recorded: HashMap<PathBuf, PendingRecord> =
+            pending.into_iter().map(|(rel, p)| (PathBuf::from(std::ffi::OsString::from_vec(rel)), p)).collect();
+        let missing = recorded
+            .iter()
+            .filter(|(_, p)| p.state == PendingState::Missing.as_str())
+            .map(|(rel, p)| (rel.clone(), from_ms(p.first_seen_ms)))
             .collect();
         let (hints_tx, hints_rx) = mpsc::unbounded_channel();
         let (reports_tx, reports_rx) = mpsc::unbounded_channel();
@@ -146,9 +181,14 @@ impl Station {
             cfg,
             tracker,
             rejected: HashMap::new(),
-            first_seen,
+            recorded,
+            missing,
+            vanishing: Vec::new(),
+            gone_while_queued: HashSet::new(),
             available: false,
             root_id: None,
+            recorded_root,
+            next_retry_poll: Instant::now() + RETRY_REQUESTS_POLL,
             last_error: None,
             mode,
             watcher: None,
@@ -176,9 +216,10 @@ impl Station {
     async fn main_loop(&mut self) {
         let shutdown = self.ctx.shutdown.clone();
         loop {
+            self.decide_vanished().await;
             self.dispatch_due();
             self.flush();
-            let wake = self.tracker.next_wakeup();
+            let wake = [self.tracker.next_wakeup(), self.vanishing.iter().map(|v| v.2).min()].into_iter().flatten().min();
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
@@ -196,6 +237,8 @@ impl Station {
                     self.on_hints(hints).await;
                 }
                 _ = sleep_until(self.next_scan) => self.periodic().await,
+                _ = sleep_until(self.next_retry_poll) => self.take_retry_requests().await,
+                _ = self.ctx.retry_wake.notified() => self.take_retry_requests().await,
                 _ = async { match wake { Some(w) => sleep_until(w).await, None => std::future::pending().await } } => {}
             }
         }
@@ -208,12 +251,15 @@ impl Station {
             let ops = std::mem::take(&mut self.ops);
             let station = self.cfg.id.clone();
             let now = to_ms(self.ctx.clock.now());
-            let index = self.ctx.index.clone();
+            let ctx = self.ctx.clone();
             // Not awaited: the writer keeps the order of requests, so these
             // land before any later record of the same files.
             self.ctx.tasks.spawn(async move {
-                let r = index
+                let hooks = ctx.alerting.hooks.clone();
+                let r = ctx
+                    .index
                     .call(move |c| {
+                        let mut transitions = Vec::new();
                         for op in ops {
                             match op {
                                 PendingOp::Upsert { rel, first_seen, size, state, attempts, reason, deadline } => {
@@ -230,16 +276,18 @@ impl Station {
                                     ix::upsert_pending(c, &p, now)?
                                 }
                                 PendingOp::Delete(rel) => ix::delete_pending(c, &station, &rel)?,
-                                PendingOp::Retain(keep) => {
-                                    ix::retain_pending(c, &station, &keep)?;
+                                PendingOp::Vanished(v) => transitions.extend(ix::record_vanished(c, &v, now, &hooks)?),
+                                PendingOp::FirstSeen { rel, first_seen, deadline } => {
+                                    ix::set_pending_first_seen(c, &station, &rel, first_seen, deadline)?
                                 }
                             }
                         }
-                        Ok(())
+                        Ok(transitions)
                     })
                     .await;
-                if let Err(e) = r {
-                    tracing::error!(error = %e, "recording pending files failed");
+                match r {
+                    Ok(t) => ctx.alerting.committed(&t),
+                    Err(e) => tracing::error!(error = %e, "recording pending files failed"),
                 }
             });
         }
@@ -301,15 +349,20 @@ impl Station {
         .unwrap_or_else(|e| Err(format!("scan failed: {e}")));
         match scan {
             Ok((root_id, listing)) => {
+                // Another folder than the one listed before (a dock unmounted,
+                // lazily or not, or another file system mounted in its place):
+                // what the old one showed is unaccounted for, not gone.
+                let before = if self.listed_once { self.root_id } else { self.recorded_root };
+                let replaced = before.is_some_and(|b| b != root_id);
                 if !self.available || self.root_id != Some(root_id) {
-                    self.become_available(root_id);
+                    self.become_available(root_id, replaced);
                     // Files written between the scan and the watch: rescan
                     // once the watch is in place.
                     self.next_scan = Instant::now();
-                    self.reconcile(listing);
+                    self.reconcile(listing, replaced);
                     return;
                 }
-                self.reconcile(listing);
+                self.reconcile(listing, false);
                 self.next_scan = Instant::now() + self.scan_period();
             }
             Err(reason) => {
@@ -319,18 +372,28 @@ impl Station {
         }
     }
 
-    fn become_available(&mut self, root_id: (u64, u64)) {
-        if !self.available {
+    fn become_available(&mut self, root_id: (u64, u64), replaced: bool) {
+        if replaced {
+            tracing::warn!(
+                station = %self.cfg.id, path = %self.cfg.path.display(), old = ?self.root_id.or(self.recorded_root), new = ?root_id,
+                "station folder was replaced (unmounted or remounted?); files it showed and that are not here are unaccounted for, not gone"
+            );
+        } else if !self.available {
             if self.scanned_once {
                 tracing::info!(station = %self.cfg.id, path = %self.cfg.path.display(), "station available again");
             } else {
                 tracing::info!(station = %self.cfg.id, path = %self.cfg.path.display(), mode = self.mode_name(), "watching station");
             }
-        } else {
-            tracing::warn!(station = %self.cfg.id, "station folder was replaced (remounted?); watching the new one");
         }
         self.available = true;
         self.root_id = Some(root_id);
+        self.recorded_root = Some(root_id);
+        let (id, index) = (self.cfg.id.clone(), self.ctx.index.clone());
+        self.ctx.tasks.spawn(async move {
+            if let Err(e) = index.call(move |c| ix::set_station_root(c, &id, root_id.0, root_id.1)).await {
+                tracing::error!(error = %e, "recording the station folder's identity failed");
+            }
+        });
         self.last_error = None;
         self.ctx.alerting.poke();
         self.start_watcher();
@@ -395,8 +458,9 @@ impl Station {
         self.save_station_state(false);
     }
 
-    /// Apply a full listing: new and changed files, and what is gone.
-    fn reconcile(&mut self, listing: Listing) {
+    /// Apply a full listing: new and changed files, and what is gone (or,
+    /// if the folder was `replaced`, unaccounted for).
+    fn reconcile(&mut self, listing: Listing, replaced: bool) {
         let mut present: HashSet<PathBuf> = HashSet::with_capacity(listing.files.len());
         for entry in listing.files {
             present.insert(entry.rel.clone());
@@ -407,10 +471,15 @@ impl Station {
             rejected_now.insert(r.rel.clone());
             self.reject(r);
         }
-        let hidden = |rel: &Path| listing.unreadable_dirs.iter().any(|d| rel.starts_with(d));
+        let unreadable = listing.unreadable_dirs;
+        let hidden = |rel: &Path| unreadable.iter().any(|d| rel.starts_with(d));
         for rel in self.tracker.known_paths() {
             if !present.contains(&rel) && !hidden(&rel) {
-                self.gone(&rel);
+                if replaced {
+                    self.unaccounted(&rel);
+                } else {
+                    self.gone(&rel);
+                }
             }
         }
         let stale: Vec<PathBuf> = self.rejected.keys().filter(|r| !rejected_now.contains(*r)).cloned().collect();
@@ -420,24 +489,101 @@ impl Station {
         }
         if !self.listed_once {
             self.listed_once = true;
-            // Pending rows of files that left while the daemon was down.
-            let keep = present.iter().chain(rejected_now.iter()).map(|p| rel_bytes(p)).collect();
-            self.ops.push(PendingOp::Retain(keep));
-            self.first_seen.clear();
+            // Files pending before a restart that are not here now.
+            for (rel, p) in std::mem::take(&mut self.recorded) {
+                if present.contains(&rel) || rejected_now.contains(&rel) || hidden(&rel) {
+                    continue;
+                }
+                match p.state.as_str() {
+                    "missing" => {}
+                    "rejected" => self.ops.push(PendingOp::Delete(rel_bytes(&rel))),
+                    _ if replaced => {
+                        self.missing.insert(rel.clone(), from_ms(p.first_seen_ms));
+                        self.push_missing(&rel, from_ms(p.first_seen_ms), p.size);
+                    }
+                    _ => {
+                        tracing::warn!(station = %self.cfg.id, path = %rel.display(), "file left the dock while bodycamd was stopped, before it was stored: recorded as lost");
+                        let v = self.vanished_file(&rel, p.size, from_ms(p.first_seen_ms));
+                        self.ops.push(PendingOp::Vanished(v));
+                    }
+                }
+            }
         }
-        if !listing.unreadable_dirs.is_empty() {
-            tracing::warn!(station = %self.cfg.id, dirs = ?listing.unreadable_dirs, "folders could not be read; their files are not considered gone");
+        if !unreadable.is_empty() {
+            tracing::warn!(station = %self.cfg.id, dirs = ?unreadable, "folders could not be read; their files are not considered gone");
         }
+        self.update_missing_state();
         self.scanned_once = true;
         self.save_station_state(true);
+    }
+
+    /// What is known of a file that disappeared.
+    fn vanished_file(&self, rel: &Path, size: Option<u64>, first_seen: DateTime<Utc>) -> VanishedFile {
+        VanishedFile {
+            station: self.cfg.id.clone(),
+            rel_path: rel_bytes(rel),
+            size,
+            first_seen_ms: to_ms(first_seen),
+            name: self.cfg.pattern.as_ref().map(|p| p.parse(&rel.to_string_lossy())).unwrap_or_default(),
+        }
+    }
+
+    fn push_missing(&mut self, rel: &Path, first_seen: DateTime<Utc>, size: Option<u64>) {
+        self.ops.push(PendingOp::Upsert {
+            rel: rel_bytes(rel),
+            first_seen: to_ms(first_seen),
+            size,
+            state: PendingState::Missing,
+            attempts: 0,
+            reason: Some("the station's folder was replaced or unmounted while this file was not stored; kept until it comes back".into()),
+            deadline: None,
+        });
+    }
+
+    /// A file the old folder showed is not in the new one.
+    fn unaccounted(&mut self, rel: &Path) {
+        self.gone_while_queued.remove(rel);
+        if let Some(t) = self.tracker.vanished(rel) {
+            tracing::warn!(station = %self.cfg.id, path = %rel.display(), "file unaccounted for after the station folder was replaced");
+            self.missing.insert(rel.to_path_buf(), t.first_seen);
+            self.push_missing(rel, t.first_seen, Some(t.sig.size));
+        }
+        if self.rejected.remove(rel).is_some() {
+            self.ops.push(PendingOp::Delete(rel_bytes(rel)));
+        }
+    }
+
+    /// Keep the station's degraded note in step with its unaccounted files.
+    fn update_missing_state(&mut self) {
+        const NOTE: &str = "the station's folder was replaced or unmounted";
+        let noted = self.degraded.as_deref().is_some_and(|d| d.starts_with(NOTE));
+        if !self.missing.is_empty() {
+            let why = format!("{NOTE}: {} file(s) it showed are unaccounted for", self.missing.len());
+            if self.degraded.as_deref() != Some(why.as_str()) {
+                self.set_degraded(why, None);
+            }
+        } else if noted {
+            tracing::info!(station = %self.cfg.id, "every file the replaced folder showed is accounted for again");
+            self.degraded = None;
+            let (id, index) = (self.cfg.id.clone(), self.ctx.index.clone());
+            self.ctx.tasks.spawn(async move {
+                if let Err(e) = index.call(move |c| ix::set_station_degraded(c, &id, None, None)).await {
+                    tracing::error!(error = %e, "recording a station's state failed");
+                }
+            });
+            self.ctx.alerting.poke();
+        }
     }
 
     /// When a station first showed a file: remembered from before a restart,
     /// else its ctime (when it was written to the dock, even while bodycamd
     /// was down) if that is earlier than now and plausible, else now.
     fn first_seen_of(&self, entry: &Entry, wall: DateTime<Utc>) -> DateTime<Utc> {
-        if let Some(t) = self.first_seen.get(&entry.rel) {
+        if let Some(t) = self.missing.get(&entry.rel) {
             return *t;
+        }
+        if let Some(p) = self.recorded.get(&entry.rel) {
+            return from_ms(p.first_seen_ms);
         }
         let ctime = DateTime::from_timestamp_nanos(entry.sig.ctime_ns);
         if crate::domain::clock_plausible(ctime, wall) && ctime < wall {
@@ -453,6 +599,10 @@ impl Station {
         let size = entry.sig.size;
         match self.tracker.observe(&entry.rel, entry.sig, Instant::now(), wall, first_seen) {
             Observed::New => {
+                if self.missing.remove(&entry.rel).is_some() {
+                    tracing::info!(station = %self.cfg.id, path = %entry.rel.display(), "an unaccounted-for file is back");
+                    self.update_missing_state();
+                }
                 tracing::debug!(station = %self.cfg.id, path = %entry.rel.display(), size, "new file");
                 let name_start = self.cfg.pattern.as_ref().and_then(|p| p.parse(&entry.rel.to_string_lossy()).start);
                 let mtime = DateTime::from_timestamp_nanos(entry.sig.mtime_ns);
@@ -477,6 +627,7 @@ impl Station {
         }
         tracing::warn!(station = %self.cfg.id, path = %r.rel.display(), reason = %r.reason, "not ingested");
         self.tracker.vanished(&r.rel);
+        self.missing.remove(&r.rel);
         let first_seen = to_ms(self.ctx.clock.now());
         self.ops.push(PendingOp::Upsert {
             rel: rel_bytes(&r.rel),
@@ -490,17 +641,113 @@ impl Station {
         self.rejected.insert(r.rel, r.reason);
     }
 
+    /// A path is no longer on the station.
     fn gone(&mut self, rel: &Path) {
+        if self.tracker.is_queued(rel) {
+            // A store attempt is under way: its outcome decides (it may have
+            // stored the file and removed it from the dock itself).
+            self.gone_while_queued.insert(rel.to_path_buf());
+            return;
+        }
         if let Some(t) = self.tracker.vanished(rel) {
-            self.ops.push(PendingOp::Delete(rel_bytes(rel)));
-            if matches!(t.state, FileState::Settling { .. }) && t.attempts == 0 {
-                tracing::debug!(station = %self.cfg.id, path = %rel.display(), "file left before it settled");
-            } else {
-                tracing::warn!(station = %self.cfg.id, path = %rel.display(), "file vanished from the dock before it could be stored");
-            }
+            // Judged a moment later: the other half of a rename may follow.
+            self.vanishing.push((rel.to_path_buf(), t, Instant::now() + VANISH_GRACE));
         }
         if self.rejected.remove(rel).is_some() {
             self.ops.push(PendingOp::Delete(rel_bytes(rel)));
+        }
+    }
+
+    /// Judge the files that disappeared a grace period ago: renamed (the
+    /// same inode is on the station under another name), replaced by a new
+    /// file at the same path, empty, or lost evidence.
+    async fn decide_vanished(&mut self) {
+        let now = Instant::now();
+        if !self.vanishing.iter().any(|v| v.2 <= now) {
+            return;
+        }
+        // A folder replaced under the station is not a deletion: look first.
+        let root = self.cfg.path.clone();
+        let id_now = tokio::task::spawn_blocking(move || scan::check_root(&root)).await.unwrap_or_else(|e| Err(e.to_string()));
+        if id_now.ok() != self.root_id {
+            for v in &mut self.vanishing {
+                v.2 = now + VANISH_GRACE;
+            }
+            self.next_scan = now;
+            return;
+        }
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.vanishing).into_iter().partition(|v| v.2 <= now);
+        self.vanishing = later;
+        for (rel, t, _) in due {
+            if self.tracker.is_known(&rel) {
+                tracing::debug!(station = %self.cfg.id, path = %rel.display(), "file replaced by a new one at the same path");
+                continue;
+            }
+            if let Some(to) = self.tracker.find_inode(t.sig.dev, t.sig.ino, &rel) {
+                tracing::info!(station = %self.cfg.id, from = %rel.display(), to = %to.display(), "file renamed on the dock");
+                if self.tracker.carry_first_seen(&to, t.first_seen) {
+                    let deadline = self.estimated_deadline(&to, t.first_seen, t.sig.mtime_ns);
+                    self.ops.push(PendingOp::FirstSeen {
+                        rel: rel_bytes(&to),
+                        first_seen: to_ms(t.first_seen),
+                        deadline: to_ms(deadline),
+                    });
+                }
+                self.ops.push(PendingOp::Delete(rel_bytes(&rel)));
+                continue;
+            }
+            if t.sig.size == 0 {
+                tracing::info!(station = %self.cfg.id, path = %rel.display(), "an empty file left the dock (nothing was lost)");
+                self.ops.push(PendingOp::Delete(rel_bytes(&rel)));
+                continue;
+            }
+            tracing::error!(
+                station = %self.cfg.id, path = %rel.display(), size = t.sig.size,
+                "file vanished from the dock before it could be stored: recorded as lost evidence"
+            );
+            let v = self.vanished_file(&rel, Some(t.sig.size), t.first_seen);
+            self.ops.push(PendingOp::Vanished(v));
+        }
+        self.ctx.alerting.poke();
+    }
+
+    /// The estimated storage deadline of a file not stored yet.
+    fn estimated_deadline(&self, rel: &Path, first_seen: DateTime<Utc>, mtime_ns: i64) -> DateTime<Utc> {
+        let name_start = self.cfg.pattern.as_ref().and_then(|p| p.parse(&rel.to_string_lossy()).start);
+        let mtime = DateTime::from_timestamp_nanos(mtime_ns);
+        pending_deadline(name_start, Some(mtime), first_seen, self.ctx.storage_deadline())
+    }
+
+    /// Retries an administrator asked for (`bodycamd retry`, the API).
+    async fn take_retry_requests(&mut self) {
+        self.next_retry_poll = Instant::now() + RETRY_REQUESTS_POLL;
+        let (index, id) = (self.ctx.index.clone(), self.cfg.id.clone());
+        // A read first (cheap, on a partial index); the writer only when
+        // there is something to take.
+        let asked = tokio::task::spawn_blocking(move || {
+            index.read(|c| {
+                c.prepare_cached("SELECT 1 FROM pending WHERE station = ?1 AND retry_requested IS NOT NULL LIMIT 1")?
+                    .exists([&id])
+            })
+        })
+        .await;
+        if !matches!(asked, Ok(Ok(true))) {
+            return;
+        }
+        let id = self.cfg.id.clone();
+        let rels = match self.ctx.index.call(move |c| ix::take_retry_requests(c, &id)).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "taking retry requests failed");
+                return;
+            }
+        };
+        let now = Instant::now();
+        for rel in rels {
+            let rel = PathBuf::from(std::ffi::OsString::from_vec(rel));
+            if self.tracker.retry_now(&rel, now) {
+                tracing::info!(station = %self.cfg.id, path = %rel.display(), "trying again now, as an administrator asked");
+            }
         }
     }
 
@@ -536,10 +783,11 @@ impl Station {
         rels.dedup();
         if rels.iter().any(|r| r.as_os_str().is_empty()) {
             // An event on the station folder itself: it matters only if the
-            // folder is gone (removed, moved, unmounted).
+            // folder is gone or is another one now (removed, moved,
+            // unmounted, even lazily).
             let root = self.cfg.path.clone();
-            let gone = tokio::task::spawn_blocking(move || scan::check_root(&root).is_err()).await.unwrap_or(true);
-            if gone {
+            let now_id = tokio::task::spawn_blocking(move || scan::check_root(&root).ok()).await.ok().flatten();
+            if now_id.is_none() || now_id != self.root_id {
                 rescan = true;
             }
             rels.retain(|r| !r.as_os_str().is_empty());
@@ -616,17 +864,33 @@ impl Station {
         let rel = r.rel;
         let now = Instant::now();
         let max = self.ctx.ingest.max_attempts;
+        let gone_meanwhile = self.gone_while_queued.remove(&rel);
         let (reason, retry_sig) = match r.outcome {
             Outcome::Stored { sig, .. } => {
                 self.tracker.stored_ok(&rel, r.gen, sig);
+                if self.missing.remove(&rel).is_some() {
+                    // Its copy finished before its folder was replaced.
+                    self.ops.push(PendingOp::Delete(rel_bytes(&rel)));
+                    self.update_missing_state();
+                }
                 return;
             }
             Outcome::Gone => {
-                self.gone(&rel);
+                if self.tracker.is_queued(&rel) {
+                    // Gone before it could be copied: judged like any
+                    // disappearance (a rename, a lost file).
+                    if let Some(t) = self.tracker.vanished(&rel) {
+                        self.vanishing.push((rel, t, now + VANISH_GRACE));
+                    }
+                }
                 return;
             }
             Outcome::Rejected(reason) => {
                 self.reject(Rejected { rel, reason });
+                return;
+            }
+            Outcome::Blocked(fault) => {
+                self.on_blocked(rel, r.gen, fault, gone_meanwhile);
                 return;
             }
             Outcome::Changed(sig) => ("the file changed while it was being copied".to_string(), Some(sig)),
@@ -637,7 +901,7 @@ impl Station {
         let attempts = self.tracker.attempts(&rel) + 1;
         Stats::add(&self.ctx.stats.failed_attempts, 1);
         let retry = if attempts >= max {
-            Retry::GiveUp
+            Retry::GiveUp(now + self.ctx.ingest.failed_retry)
         } else if let Some(sig) = retry_sig {
             Retry::Resettle { sig, now }
         } else {
@@ -646,9 +910,13 @@ impl Station {
         if self.tracker.failed(&rel, r.gen, reason.clone(), retry).is_none() {
             return; // a stale attempt: the file changed since
         }
-        let state = if retry == Retry::GiveUp {
+        let state = if matches!(retry, Retry::GiveUp(_)) {
             Stats::add(&self.ctx.stats.given_up, 1);
-            tracing::error!(station = %self.cfg.id, path = %rel.display(), attempts, %reason, "cannot store; the file stays on the dock");
+            tracing::error!(
+                station = %self.cfg.id, path = %rel.display(), attempts, %reason,
+                retry_in = ?self.ctx.ingest.failed_retry,
+                "cannot store; the file stays on the dock and is tried again later (or now with `bodycamd retry`)"
+            );
             PendingState::Failed
         } else {
             tracing::warn!(station = %self.cfg.id, path = %rel.display(), attempts, %reason, "store attempt failed; will retry");
@@ -663,6 +931,49 @@ impl Station {
             reason: Some(reason),
             deadline: None,
         });
+        if gone_meanwhile {
+            self.gone(&rel);
+        }
         self.ctx.alerting.poke();
+    }
+
+    /// An attempt met an outage: no attempt is counted; the file waits a
+    /// short while (at most 30 s) and is tried again, so that it is stored
+    /// by itself soon after the cause clears.
+    fn on_blocked(&mut self, rel: PathBuf, gen: u64, fault: super::faults::Fault, gone_meanwhile: bool) {
+        let now = Instant::now();
+        if self.ctx.faults.report(&fault, self.ctx.clock.now()) {
+            tracing::error!(
+                fault = ?fault.kind, reason = %fault.reason,
+                "outage: files wait on the docks and are stored once it clears (no attempt is counted against them)"
+            );
+        }
+        self.ctx.alerting.poke();
+        let Some(t) = self.tracker.get(&rel) else { return };
+        let (first_seen, size) = (t.first_seen, t.sig.size);
+        let wait = self.ctx.blocked_wait(self.tracker.blocked_count(&rel) + 1);
+        let marked = if self.ctx.once {
+            // `run --once` does not wait for an outage to end: the file is
+            // left for the next run (or the daemon), still not charged.
+            self.tracker.failed(&rel, gen, fault.reason.clone(), Retry::GiveUp(now + wait)).is_some()
+        } else {
+            self.tracker.blocked(&rel, gen, fault.reason.clone(), now + wait).is_some()
+        };
+        if !marked {
+            return;
+        }
+        tracing::debug!(station = %self.cfg.id, path = %rel.display(), reason = %fault.reason, ?wait, "waiting for an outage to clear");
+        self.ops.push(PendingOp::Upsert {
+            rel: rel_bytes(&rel),
+            first_seen: to_ms(first_seen),
+            size: Some(size),
+            state: PendingState::Blocked,
+            attempts: 0,
+            reason: Some(fault.reason),
+            deadline: None,
+        });
+        if gone_meanwhile {
+            self.gone(&rel);
+        }
     }
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
+use super::faults::{is_full_error, is_resource_error, Fault, FaultKind};
 use super::{Ctx, Stats};
 use crate::clock::to_ms;
 use crate::config::{AfterIngest, StationConfig};
@@ -50,7 +51,12 @@ pub enum Outcome {
     Gone,
     /// It is not something that may be ingested (became a link or a fifo).
     Rejected(String),
+    /// It could not be stored for a reason that belongs to the file (it
+    /// cannot be read): counts as an attempt.
     Failed(String),
+    /// An outage of the archive, the index or the process: not the file's
+    /// fault, so no attempt is counted; the file waits and is tried again.
+    Blocked(Fault),
 }
 
 /// Run store workers until shutdown: each takes the most urgent job.
@@ -69,7 +75,26 @@ fn dock_outcome(e: DockError) -> Outcome {
     match e {
         DockError::Gone => Outcome::Gone,
         DockError::Rejected(r) => Outcome::Rejected(r),
+        DockError::Io(e) if is_resource_error(&e) => {
+            Outcome::Blocked(Fault::new(FaultKind::Resources, format!("cannot open the dock file: {e}")))
+        }
         DockError::Io(e) => Outcome::Failed(format!("cannot read the dock file: {e}")),
+    }
+}
+
+/// Whose fault a failed copy is.
+fn store_outcome(e: StoreError) -> Outcome {
+    match e {
+        StoreError::SizeChanged { .. } => Outcome::Changed(None),
+        StoreError::NoSpace { .. } => Outcome::Blocked(Fault::new(FaultKind::Archive, e.to_string())),
+        StoreError::Read(ref io) | StoreError::Write(ref io) if is_resource_error(io) => {
+            Outcome::Blocked(Fault::new(FaultKind::Resources, e.to_string()))
+        }
+        StoreError::Write(ref io) if is_full_error(io) => {
+            Outcome::Blocked(Fault::new(FaultKind::Archive, format!("archive full: {e}")))
+        }
+        StoreError::Write(_) => Outcome::Blocked(Fault::new(FaultKind::Archive, e.to_string())),
+        StoreError::Read(_) => Outcome::Failed(e.to_string()),
     }
 }
 
@@ -79,10 +104,7 @@ fn copy_into_archive(ctx: &Ctx, st: &StationConfig, ready: &Ready) -> Result<(cr
     if sig != ready.sig {
         return Err(Outcome::Changed(Some(sig)));
     }
-    let staged = ctx.archive.stage(&mut file, sig.size, ctx.ingest.min_free_bytes).map_err(|e| match e {
-        StoreError::SizeChanged { .. } => Outcome::Changed(None),
-        e => Outcome::Failed(e.to_string()),
-    })?;
+    let staged = ctx.archive.stage(&mut file, sig.size, ctx.ingest.min_free_bytes).map_err(store_outcome)?;
     // The bytes we copied are the file's only if neither the open file nor
     // the name changed meanwhile (a copy tool may replace the file by rename).
     let after = dock::sig_of_file(&file).map_err(|e| Outcome::Failed(format!("cannot read the dock file: {e}")))?;
@@ -94,7 +116,7 @@ fn copy_into_archive(ctx: &Ctx, st: &StationConfig, ready: &Ready) -> Result<(cr
         Ok(now) => return Err(Outcome::Changed(Some(now))),
         Err(e) => return Err(dock_outcome(e)),
     }
-    let stored = ctx.archive.persist(staged).map_err(|e| Outcome::Failed(e.to_string()))?;
+    let stored = ctx.archive.persist(staged).map_err(store_outcome)?;
     Ok((stored, sig))
 }
 
@@ -124,15 +146,26 @@ async fn store_one(ctx: &Arc<Ctx>, job: StoreJob) -> Outcome {
         disposition: if delete { Disposition::DeletePending } else { Disposition::Keep },
     };
     let hooks = ctx.alerting.hooks.clone();
+    let damaged = stored.replaced_damaged.clone();
     let ingest = ctx
         .index
         .call(move |c| {
             let new_row = ix::record_ingest(c, &record)?;
+            let mut transitions = Vec::new();
+            if let Some(aside) = &damaged {
+                transitions.extend(object_damaged(
+                    c,
+                    &record.media_id,
+                    &aside.display().to_string(),
+                    "the same bytes arrived again and the stored copy no longer matched them",
+                    record.ingested_at_ms,
+                    &hooks,
+                )?);
+            }
             // With the file stored, its pending-file alerts resolve; its
             // sequence number may open or fill a gap.
             let subject = file_subject(&record.station, &String::from_utf8_lossy(&record.rel_path));
             let now = record.ingested_at_ms;
-            let mut transitions = Vec::new();
             for kind in [AlertKind::DeadlineAtRisk, AlertKind::Overdue, AlertKind::IngestFailed] {
                 transitions.extend(ax::resolve(c, kind, &subject, now, &hooks)?);
             }
@@ -150,9 +183,16 @@ async fn store_one(ctx: &Arc<Ctx>, job: StoreJob) -> Outcome {
             new_row
         }
         // The bytes are safe in the archive; the next attempt finds them
-        // there (a duplicate) and indexes them.
-        Err(e) => return Outcome::Failed(format!("stored, but the index refused it: {e}")),
+        // there (a duplicate) and indexes them. Not the file's fault.
+        Err(e) => {
+            return Outcome::Blocked(Fault::new(FaultKind::Index, format!("stored, but the index cannot commit: {e}")))
+        }
     };
+    // Storing worked: the archive, the index and the process are fine.
+    for (kind, since) in ctx.faults.clear(&[FaultKind::Archive, FaultKind::Index, FaultKind::Resources]) {
+        tracing::info!(fault = ?kind, since = %since, "outage over: files are being stored again");
+        ctx.alerting.poke();
+    }
     tracing::info!(
         station = %st.id, media_id = %stored.id, path = %job.ready.rel.display(), bytes = stored.size,
         duplicate = !stored.new, "stored"
@@ -167,59 +207,122 @@ async fn store_one(ctx: &Arc<Ctx>, job: StoreJob) -> Outcome {
         ctx.describe_later(stored.id);
     }
     if delete {
-        dispose(ctx, &st, job.ready.rel.clone(), stored.id, sig).await;
+        if let Disposal::Damaged(why) = dispose(ctx, &st, job.ready.rel.clone(), stored.id, sig).await {
+            // The copy just stored did not read back right: it was moved
+            // aside, the dock file stays, and the file is stored again.
+            return Outcome::Blocked(Fault::new(FaultKind::Archive, why));
+        }
     }
     Outcome::Stored { sig, id: stored.id, new: stored.new }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Disposal {
+/// Open an `object_damaged` alert (sticky) and audit it, in the caller's
+/// transaction.
+pub fn object_damaged(
+    c: &rusqlite::Connection,
+    media_id: &str,
+    aside: &str,
+    how: &str,
+    now: i64,
+    hooks: &[String],
+) -> rusqlite::Result<Option<crate::index::alerts::Transition>> {
+    crate::index::audit::event(
+        c,
+        now,
+        "object.damaged",
+        Some(media_id),
+        None,
+        Some(format!("{how}; the damaged copy was moved to {aside} and a good copy stored in its place")),
+    )?;
+    let spec = crate::rules::alerts::AlertSpec {
+        kind: AlertKind::ObjectDamaged,
+        subject: media_id.to_string(),
+        details: serde_json::json!({
+            "detected": how,
+            "damaged_copy": aside,
+            "what_to_do": "check the archive's disk; the damaged copy is kept for investigation",
+        }),
+    };
+    ax::open(c, &spec, now, hooks)
+}
+
+/// What became of a dock file that was to be removed after storing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disposal {
     Removed,
     /// The dock file is new content now: it stays (and is stored as such).
     Changed,
     AlreadyGone,
+    /// The stored copy did not read back with its hash: it was moved aside
+    /// (and alerted); the dock file stays and must be stored again.
+    Damaged(String),
+    /// Not possible now (the copy cannot be re-read, the dock file cannot be
+    /// removed): the dock file stays, and removal is tried again later.
+    Later(String),
 }
+
+/// How long a dock deletion that could not be done waits to be tried again.
+pub const DISPOSE_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Remove a stored dock file, after re-reading the stored copy from disk and
 /// checking its hash, and only if the dock file is still the one stored.
-pub async fn dispose(ctx: &Arc<Ctx>, st: &Arc<StationConfig>, rel: PathBuf, id: MediaId, sig: FileSig) {
+pub async fn dispose(ctx: &Arc<Ctx>, st: &Arc<StationConfig>, rel: PathBuf, id: MediaId, sig: FileSig) -> Disposal {
     let (ctx2, st2, rel2) = (ctx.clone(), st.clone(), rel.clone());
-    let result = tokio::task::spawn_blocking(move || -> Result<Disposal, String> {
+    let result = tokio::task::spawn_blocking(move || -> Disposal {
         match ctx2.archive.verify(&id) {
             Ok(true) => {}
-            Ok(false) => return Err("the stored copy does not match its hash".into()),
-            Err(e) => return Err(format!("cannot re-read the stored copy: {e}")),
+            Ok(false) => {
+                return match ctx2.archive.quarantine(&id) {
+                    Ok(aside) => Disposal::Damaged(aside.display().to_string()),
+                    Err(e) => Disposal::Later(format!("the stored copy does not match its hash and cannot be moved aside: {e}")),
+                }
+            }
+            Err(e) => return Disposal::Later(format!("cannot re-read the stored copy: {e}")),
         }
         match dock::remove_if_unchanged(&st2.path, &rel2, &sig) {
-            Ok(true) => Ok(Disposal::Removed),
-            Ok(false) => Ok(Disposal::Changed),
+            Ok(true) => Disposal::Removed,
+            Ok(false) => Disposal::Changed,
             // Removed already: by us before a crash, or by the station.
-            Err(DockError::Gone) => Ok(Disposal::AlreadyGone),
-            Err(e) => Err(format!("cannot remove the dock file: {e}")),
+            Err(DockError::Gone) => Disposal::AlreadyGone,
+            Err(e) => Disposal::Later(format!("cannot remove the dock file: {e}")),
         }
     })
     .await
-    .unwrap_or_else(|e| Err(format!("disposal failed: {e}")));
+    .unwrap_or_else(|e| Disposal::Later(format!("disposal failed: {e}")));
     let (station, rel_bytes, media) = (st.id.clone(), rel.as_os_str().as_bytes().to_vec(), id.to_hex());
     let now = to_ms(ctx.clock.now());
     let write = match &result {
-        Ok(d @ (Disposal::Removed | Disposal::AlreadyGone)) => {
+        d @ (Disposal::Removed | Disposal::AlreadyGone) => {
             if *d == Disposal::Removed {
                 Stats::add(&ctx.stats.deleted_from_dock, 1);
                 tracing::info!(station = %st.id, media_id = %id, path = %rel.display(), "removed from the dock after verification");
             }
             ctx.index.call(move |c| ix::mark_deleted(c, &media, &station, &rel_bytes, now)).await
         }
-        Ok(Disposal::Changed) => {
+        Disposal::Changed => {
             tracing::info!(station = %st.id, media_id = %id, path = %rel.display(), "dock file changed since it was stored; kept (its new content is stored too)");
             ctx.index.call(move |c| ix::mark_kept(c, &media, &station, &rel_bytes)).await
         }
-        Err(reason) => {
-            tracing::error!(station = %st.id, media_id = %id, path = %rel.display(), %reason, "dock file kept");
-            ctx.index.call(move |c| ix::mark_kept(c, &media, &station, &rel_bytes)).await
+        Disposal::Damaged(aside) => {
+            tracing::error!(station = %st.id, media_id = %id, path = %rel.display(), aside = %aside, "the stored copy did not read back with its hash; moved aside, the dock file is kept and stored again");
+            let (hooks, aside) = (ctx.alerting.hooks.clone(), aside.clone());
+            let r = ctx
+                .index
+                .call(move |c| {
+                    ix::mark_kept(c, &media, &station, &rel_bytes)?;
+                    object_damaged(c, &media, &aside, "re-read before removing the dock file", now, &hooks)
+                })
+                .await;
+            r.map(|t| ctx.alerting.committed(&t.into_iter().collect::<Vec<_>>()))
+        }
+        Disposal::Later(reason) => {
+            tracing::warn!(station = %st.id, media_id = %id, path = %rel.display(), %reason, retry_in = ?DISPOSE_RETRY, "dock file kept for now; its removal is tried again later");
+            let (reason, at) = (reason.clone(), now + DISPOSE_RETRY.as_millis() as i64);
+            ctx.index.call(move |c| ix::mark_dispose_later(c, &media, &station, &rel_bytes, &reason, at)).await
         }
     };
     if let Err(e) = write {
-        tracing::error!(error = %e, "recording the disposal failed; it is retried at the next start");
+        tracing::error!(error = %e, "recording the disposal failed; it is retried later");
     }
+    result
 }

@@ -19,6 +19,27 @@ pub enum AlertKind {
     CaseArchiveDue,
     /// A closed case not archived in time.
     CaseArchiveOverdue,
+    /// The archive is full or cannot be written: files wait on the docks.
+    ArchiveUnwritable,
+    /// The index cannot commit: files wait on the docks.
+    IndexUnwritable,
+    /// The process ran out of file descriptors or memory.
+    ResourcesExhausted,
+    /// A file a station showed disappeared before it was stored: lost
+    /// evidence. Never resolves by itself.
+    VanishedUnstored,
+    /// A station's folder was replaced or unmounted while files it showed
+    /// were not stored: they are unaccounted for.
+    DockReplaced,
+    /// A file on a station that is never taken (a link, a fifo, a folder
+    /// nested too deep, one that cannot be examined).
+    IngestRejected,
+    /// A stored copy's bytes no longer matched its name; it was moved aside
+    /// and replaced by a good copy. Never resolves by itself.
+    ObjectDamaged,
+    /// A caller without the grant tried to change a restricted case; the
+    /// change was held, not applied.
+    RestrictedCaseWrite,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -56,6 +77,14 @@ pub const ALL_KINDS: &[AlertKind] = &[
     AlertKind::RenditionFailed,
     AlertKind::CaseArchiveDue,
     AlertKind::CaseArchiveOverdue,
+    AlertKind::ArchiveUnwritable,
+    AlertKind::IndexUnwritable,
+    AlertKind::ResourcesExhausted,
+    AlertKind::VanishedUnstored,
+    AlertKind::DockReplaced,
+    AlertKind::IngestRejected,
+    AlertKind::ObjectDamaged,
+    AlertKind::RestrictedCaseWrite,
 ];
 
 impl AlertKind {
@@ -75,6 +104,14 @@ impl AlertKind {
             AlertKind::RenditionFailed => "rendition_failed",
             AlertKind::CaseArchiveDue => "case_archive_due",
             AlertKind::CaseArchiveOverdue => "case_archive_overdue",
+            AlertKind::ArchiveUnwritable => "archive_unwritable",
+            AlertKind::IndexUnwritable => "index_unwritable",
+            AlertKind::ResourcesExhausted => "resources_exhausted",
+            AlertKind::VanishedUnstored => "vanished_unstored",
+            AlertKind::DockReplaced => "dock_replaced",
+            AlertKind::IngestRejected => "ingest_rejected",
+            AlertKind::ObjectDamaged => "object_damaged",
+            AlertKind::RestrictedCaseWrite => "restricted_case_write",
         }
     }
 
@@ -90,9 +127,19 @@ impl AlertKind {
             | AlertKind::SequenceGap
             | AlertKind::WatchDegraded
             | AlertKind::RenditionFailed
-            | AlertKind::CaseArchiveDue => Severity::Warning,
+            | AlertKind::CaseArchiveDue
+            | AlertKind::IngestRejected
+            | AlertKind::RestrictedCaseWrite => Severity::Warning,
             AlertKind::IngestFailed | AlertKind::CaseArchiveOverdue => Severity::Error,
-            AlertKind::Overdue | AlertKind::StationUnavailable | AlertKind::StorageLow => Severity::Critical,
+            AlertKind::Overdue
+            | AlertKind::StationUnavailable
+            | AlertKind::StorageLow
+            | AlertKind::ArchiveUnwritable
+            | AlertKind::IndexUnwritable
+            | AlertKind::ResourcesExhausted
+            | AlertKind::VanishedUnstored
+            | AlertKind::DockReplaced
+            | AlertKind::ObjectDamaged => Severity::Critical,
             AlertKind::LateDocking | AlertKind::LateProcessing => Severity::Violation,
         }
     }
@@ -100,22 +147,32 @@ impl AlertKind {
     /// What the subject names.
     pub fn subject_type(self) -> &'static str {
         match self {
-            AlertKind::DeadlineAtRisk | AlertKind::Overdue | AlertKind::IngestFailed => "file",
+            AlertKind::DeadlineAtRisk
+            | AlertKind::Overdue
+            | AlertKind::IngestFailed
+            | AlertKind::VanishedUnstored
+            | AlertKind::IngestRejected => "file",
             AlertKind::LateDocking
             | AlertKind::LateProcessing
             | AlertKind::MediaUnreadable
             | AlertKind::ClockInvalid
-            | AlertKind::RenditionFailed => "media",
+            | AlertKind::RenditionFailed
+            | AlertKind::ObjectDamaged => "media",
             AlertKind::SequenceGap => "device",
-            AlertKind::StationUnavailable | AlertKind::WatchDegraded => "station",
-            AlertKind::StorageLow => "archive",
-            AlertKind::CaseArchiveDue | AlertKind::CaseArchiveOverdue => "case",
+            AlertKind::StationUnavailable | AlertKind::WatchDegraded | AlertKind::DockReplaced => "station",
+            AlertKind::StorageLow | AlertKind::ArchiveUnwritable | AlertKind::IndexUnwritable => "archive",
+            AlertKind::ResourcesExhausted => "process",
+            AlertKind::CaseArchiveDue | AlertKind::CaseArchiveOverdue | AlertKind::RestrictedCaseWrite => "case",
         }
     }
 
-    /// Violations are permanent records: they never resolve themselves.
+    /// Permanent records (violations, lost or damaged evidence): they never
+    /// resolve themselves.
     pub fn sticky(self) -> bool {
-        matches!(self, AlertKind::LateDocking | AlertKind::LateProcessing)
+        matches!(
+            self,
+            AlertKind::LateDocking | AlertKind::LateProcessing | AlertKind::VanishedUnstored | AlertKind::ObjectDamaged
+        )
     }
 }
 

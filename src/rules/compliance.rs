@@ -5,7 +5,83 @@ use std::collections::BTreeMap;
 
 use super::deadline::Lateness;
 
-/// One assessed original.
+/// What a report groups by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GroupBy {
+    Officer,
+    Device,
+    Station,
+}
+
+impl GroupBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupBy::Officer => "officer",
+            GroupBy::Device => "device",
+            GroupBy::Station => "station",
+        }
+    }
+
+    fn key(self, officer: &Option<String>, device: &Option<String>, station: &str) -> String {
+        match self {
+            GroupBy::Officer => officer.clone(),
+            GroupBy::Device => device.clone(),
+            GroupBy::Station => Some(station.to_string()),
+        }
+        .unwrap_or_else(|| "(unknown)".into())
+    }
+}
+
+/// A stored original as the report sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assessed {
+    pub officer: Option<String>,
+    pub device: Option<String>,
+    pub station: String,
+    pub on_time: bool,
+    pub late: Option<String>,
+    pub clock_trusted: bool,
+    pub recorded_end: Option<i64>,
+    pub ingested_at: i64,
+}
+
+/// A file that left a dock before it was stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lost {
+    pub officer: Option<String>,
+    pub device: Option<String>,
+    pub station: String,
+}
+
+/// The report's items: every assessed original, and every lost file (which
+/// counts as a file, and never as on time).
+pub fn items(assessed: &[Assessed], lost: &[Lost], by: GroupBy) -> Vec<Item> {
+    let mut out: Vec<Item> = assessed
+        .iter()
+        .map(|r| Item {
+            key: by.key(&r.officer, &r.device, &r.station),
+            on_time: r.on_time,
+            late: r.late.as_deref().and_then(Lateness::parse),
+            clock_invalid: !r.clock_trusted,
+            vanished: false,
+            delay_secs: match (r.clock_trusted, r.recorded_end) {
+                (true, Some(end)) => Some((r.ingested_at - end) as f64 / 1000.0),
+                _ => None,
+            },
+        })
+        .collect();
+    out.extend(lost.iter().map(|l| Item {
+        key: by.key(&l.officer, &l.device, &l.station),
+        on_time: false,
+        late: None,
+        clock_invalid: false,
+        vanished: true,
+        delay_secs: None,
+    }));
+    out
+}
+
+/// One assessed original (or lost file).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Item {
     /// The group it is counted in (officer, device or station; `(unknown)`).
@@ -13,6 +89,8 @@ pub struct Item {
     pub on_time: bool,
     pub late: Option<Lateness>,
     pub clock_invalid: bool,
+    /// It left a dock before it was stored (lost evidence).
+    pub vanished: bool,
     /// Seconds from the end of the recording to storage (`None` when the
     /// recording's clock is invalid: such a delay means nothing).
     pub delay_secs: Option<f64>,
@@ -27,6 +105,9 @@ pub struct Row {
     pub late_processing: u64,
     /// Of the late files, those whose clock could not be trusted.
     pub clock_invalid: u64,
+    /// Files that left a dock before they were stored (lost evidence):
+    /// counted in `files`, never on time.
+    pub vanished: u64,
     /// `on_time / files * 100`, rounded to two decimals.
     pub on_time_pct: f64,
     pub median_delay_secs: Option<f64>,
@@ -54,6 +135,7 @@ fn row(key: String, items: &[&Item]) -> Row {
         late_docking: items.iter().filter(|i| i.late == Some(Lateness::LateDocking)).count() as u64,
         late_processing: items.iter().filter(|i| i.late == Some(Lateness::LateProcessing)).count() as u64,
         clock_invalid: items.iter().filter(|i| i.clock_invalid).count() as u64,
+        vanished: items.iter().filter(|i| i.vanished).count() as u64,
         on_time_pct: if files == 0 { 0.0 } else { (on_time as f64 * 10_000.0 / files as f64).round() / 100.0 },
         median_delay_secs: median(&delays),
         max_delay_secs: delays.last().copied(),
@@ -77,7 +159,7 @@ mod tests {
     use super::*;
 
     fn item(key: &str, late: Option<Lateness>, delay: Option<f64>, clock_invalid: bool) -> Item {
-        Item { key: key.into(), on_time: late.is_none(), late, clock_invalid, delay_secs: delay }
+        Item { key: key.into(), on_time: late.is_none(), late, clock_invalid, vanished: false, delay_secs: delay }
     }
 
     #[test]
@@ -102,5 +184,22 @@ mod tests {
         let total = &rows[2];
         assert_eq!((total.key.as_str(), total.files, total.on_time), ("TOTAL", 5, 2));
         assert_eq!(total.median_delay_secs, Some((120.0 + 90_000.0) / 2.0));
+    }
+
+    #[test]
+    fn lost_files_count_and_are_never_on_time() {
+        let a = Assessed {
+            officer: Some("004711".into()),
+            device: None,
+            station: "dock".into(),
+            on_time: true,
+            late: None,
+            clock_trusted: true,
+            recorded_end: Some(0),
+            ingested_at: 60_000,
+        };
+        let lost = Lost { officer: Some("004711".into()), device: None, station: "dock".into() };
+        let rows = summarize(&items(&[a], &[lost], GroupBy::Officer));
+        assert_eq!((rows[0].files, rows[0].on_time, rows[0].vanished, rows[0].on_time_pct), (2, 1, 1, 50.0));
     }
 }

@@ -19,6 +19,11 @@ pub const TIME_BASED: &[AlertKind] = &[
     AlertKind::StationUnavailable,
     AlertKind::StorageLow,
     AlertKind::WatchDegraded,
+    AlertKind::ArchiveUnwritable,
+    AlertKind::IndexUnwritable,
+    AlertKind::ResourcesExhausted,
+    AlertKind::DockReplaced,
+    AlertKind::IngestRejected,
 ];
 
 #[derive(Debug, Clone)]
@@ -28,7 +33,7 @@ pub struct PendingFile {
     pub rel: String,
     pub first_seen: DateTime<Utc>,
     pub deadline: Option<DateTime<Utc>>,
-    /// waiting, retrying, failed or rejected.
+    /// waiting, retrying, blocked, failed, rejected or missing.
     pub state: String,
     pub attempts: u32,
     pub reason: Option<String>,
@@ -53,6 +58,9 @@ pub struct Snapshot {
     pub free_bytes: Option<u64>,
     /// Closed cases whose file is not archived yet: (case id, closed at).
     pub unarchived: Vec<(String, DateTime<Utc>)>,
+    /// Outages that are not any one file's fault: (kind, subject, since,
+    /// reason).
+    pub faults: Vec<(AlertKind, String, DateTime<Utc>, String)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -71,10 +79,24 @@ fn hours(d: Duration) -> f64 {
 /// The time-based alerts that should be open.
 pub fn time_based(s: &Snapshot, th: &Thresholds) -> Vec<AlertSpec> {
     let mut out = Vec::new();
+    // Files unaccounted for after their station's folder was replaced.
+    let mut missing: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
     for p in &s.pending {
         let subject = file_subject(&p.station, &p.rel);
         if p.state == "rejected" {
+            out.push(AlertSpec {
+                kind: AlertKind::IngestRejected,
+                subject,
+                details: json!({
+                    "station": p.station, "path": p.rel, "first_seen": rfc3339(p.first_seen),
+                    "reason": p.reason.clone().unwrap_or_default(),
+                    "what_to_do": "the file is left where it is; replace it with a regular file inside the station to have it stored",
+                }),
+            });
             continue;
+        }
+        if p.state == "missing" {
+            missing.entry(p.station.as_str()).or_default().push(p.rel.as_str());
         }
         if let Some(deadline) = p.deadline {
             let base = json!({
@@ -123,6 +145,29 @@ pub fn time_based(s: &Snapshot, th: &Thresholds) -> Vec<AlertSpec> {
                 });
             }
         }
+    }
+    for (station, files) in missing {
+        out.push(AlertSpec {
+            kind: AlertKind::DockReplaced,
+            subject: station.to_string(),
+            details: json!({
+                "station": station,
+                "unaccounted_files": files.len(),
+                "examples": files.iter().take(20).collect::<Vec<_>>(),
+                "reason": "the station's folder was replaced or unmounted while these files were not stored; \
+                           they are kept as unaccounted for until they come back",
+            }),
+        });
+    }
+    for (kind, subject, since, reason) in &s.faults {
+        out.push(AlertSpec {
+            kind: *kind,
+            subject: subject.clone(),
+            details: json!({
+                "since": rfc3339(*since), "reason": reason,
+                "effect": "files wait on the docks (no attempt is counted against them) and are stored once the cause clears",
+            }),
+        });
     }
     for (case, closed) in &s.unarchived {
         let due = *closed + th.archive_within;
@@ -186,6 +231,7 @@ mod tests {
             stations: vec![],
             free_bytes: None,
             unarchived: vec![],
+            faults: vec![],
         };
         assert!(time_based(&snap(21), &th()).is_empty());
         assert_eq!(kinds(&time_based(&snap(22), &th())), [AlertKind::DeadlineAtRisk]);
@@ -220,15 +266,44 @@ mod tests {
             ],
             free_bytes: Some(99),
             unarchived: vec![],
+            faults: vec![],
         };
         let got = time_based(&snap, &th());
         let mut k = kinds(&got);
         k.sort();
         assert_eq!(
             k,
-            [AlertKind::IngestFailed, AlertKind::StationUnavailable, AlertKind::StorageLow, AlertKind::WatchDegraded]
+            [
+                AlertKind::IngestFailed,
+                AlertKind::StationUnavailable,
+                AlertKind::StorageLow,
+                AlertKind::WatchDegraded,
+                AlertKind::IngestRejected
+            ]
         );
         assert!(got.iter().any(|a| a.kind == AlertKind::StationUnavailable && a.subject == "gone"));
+    }
+
+    #[test]
+    fn outages_and_unaccounted_files_are_alerted_once_each() {
+        let mut a = pending(48, "missing");
+        a.rel = "CAM1/a.mp4".into();
+        let mut b = pending(48, "missing");
+        b.rel = "CAM1/b.mp4".into();
+        let snap = Snapshot {
+            now: t(1),
+            pending: vec![a, b, pending(48, "blocked")],
+            stations: vec![],
+            free_bytes: None,
+            unarchived: vec![],
+            faults: vec![(AlertKind::ArchiveUnwritable, "archive".into(), t(0), "ENOSPC".into())],
+        };
+        let got = time_based(&snap, &th());
+        assert_eq!(kinds(&got), [AlertKind::DockReplaced, AlertKind::ArchiveUnwritable]);
+        assert_eq!(got[0].details["unaccounted_files"], 2);
+        // A blocked file is not failed: its deadline still counts.
+        let snap = Snapshot { now: t(47), ..snap };
+        assert!(kinds(&time_based(&snap, &th())).contains(&AlertKind::DeadlineAtRisk));
     }
 
     #[test]
@@ -239,6 +314,7 @@ mod tests {
             stations: vec![],
             free_bytes: None,
             unarchived: vec![("K-1".into(), t(0))],
+            faults: vec![],
         };
         let due = time_based(&snap(24), &th());
         assert_eq!(kinds(&due), [AlertKind::CaseArchiveDue]);

@@ -26,8 +26,9 @@ pub enum FileState {
     Queued { gen: u64 },
     /// A failed attempt; tried again at `until`.
     Backoff { until: Instant },
-    /// Attempts exhausted; waits for the file to change (or a restart).
-    Failed,
+    /// Attempts exhausted; tried again at `retry_at` (a slow schedule), when
+    /// the file changes, or when an administrator asks.
+    Failed { retry_at: Instant },
 }
 
 #[derive(Debug, Clone)]
@@ -37,8 +38,11 @@ pub struct Tracked {
     /// caller, who persists it).
     pub first_seen: DateTime<Utc>,
     pub state: FileState,
-    /// Failed attempts so far.
+    /// Failed attempts so far (only failures that belong to the file).
     pub attempts: u32,
+    /// Attempts in a row that met an outage of the archive or the index
+    /// (they do not count as attempts; they set the next wait).
+    pub blocked: u32,
     pub last_error: Option<String>,
 }
 
@@ -60,8 +64,9 @@ pub enum Retry {
     /// The file was changing: wait for it to settle again (with its new
     /// signature, when known).
     Resettle { sig: Option<FileSig>, now: Instant },
-    /// Stop until the file changes (or a restart or reload).
-    GiveUp,
+    /// Attempts are used up: try again only at this (late) time, when the
+    /// file changes, or when an administrator asks.
+    GiveUp(Instant),
 }
 
 /// A file that is ready to be stored.
@@ -83,8 +88,9 @@ pub struct Tracker {
     /// Files whose current content is stored (large: everything a keeping
     /// dock still holds). Only their signatures are kept.
     stored: HashMap<PathBuf, FileSig>,
-    /// Active files that wait on a timer (settling or backing off): the
-    /// only ones `take_due` and `next_wakeup` need to look at.
+    /// Active files that wait on a timer (settling, backing off, or given up
+    /// until a slow retry): the only ones `take_due` and `next_wakeup` need
+    /// to look at.
     waiting: HashSet<PathBuf>,
     /// Active files given up.
     given_up: usize,
@@ -92,7 +98,11 @@ pub struct Tracker {
 }
 
 fn is_waiting(s: &FileState) -> bool {
-    matches!(s, FileState::Settling { .. } | FileState::Backoff { .. })
+    matches!(s, FileState::Settling { .. } | FileState::Backoff { .. } | FileState::Failed { .. })
+}
+
+fn is_failed(s: &FileState) -> bool {
+    matches!(s, FileState::Failed { .. })
 }
 
 impl Tracker {
@@ -136,10 +146,10 @@ impl Tracker {
 
     /// Keep `waiting` and `given_up` in step with a state change.
     fn reindex(&mut self, rel: &Path, old: Option<&FileState>, new: Option<&FileState>) {
-        if old == Some(&FileState::Failed) {
+        if old.is_some_and(is_failed) {
             self.given_up -= 1;
         }
-        if new == Some(&FileState::Failed) {
+        if new.is_some_and(is_failed) {
             self.given_up += 1;
         }
         match (old.is_some_and(is_waiting), new.is_some_and(is_waiting)) {
@@ -188,6 +198,7 @@ impl Tracker {
             let t = self.active.get_mut(rel).expect("checked above");
             t.sig = sig;
             t.attempts = 0;
+            t.blocked = 0;
             self.set_state(rel, FileState::Settling { since });
             return Observed::Changed;
         }
@@ -199,7 +210,7 @@ impl Tracker {
         let since = self.settle_start(&sig, now, wall);
         let state = FileState::Settling { since };
         self.reindex(rel, None, Some(&state));
-        self.active.insert(rel.to_path_buf(), Tracked { sig, first_seen, state, attempts: 0, last_error: None });
+        self.active.insert(rel.to_path_buf(), Tracked { sig, first_seen, state, attempts: 0, blocked: 0, last_error: None });
         Observed::New
     }
 
@@ -224,7 +235,7 @@ impl Tracker {
             let t = &self.active[rel];
             let due = match t.state {
                 FileState::Settling { since } => now.saturating_duration_since(since) >= self.settle,
-                FileState::Backoff { until } => now >= until,
+                FileState::Backoff { until } | FileState::Failed { retry_at: until } => now >= until,
                 _ => false,
             };
             if due {
@@ -248,7 +259,7 @@ impl Tracker {
             .map(|rel| &self.active[rel])
             .filter_map(|t| match t.state {
                 FileState::Settling { since } => Some(since + self.settle),
-                FileState::Backoff { until } => Some(until),
+                FileState::Backoff { until } | FileState::Failed { retry_at: until } => Some(until),
                 _ => None,
             })
             .min()
@@ -276,6 +287,7 @@ impl Tracker {
     pub fn failed(&mut self, rel: &Path, gen: u64, reason: String, retry: Retry) -> Option<u32> {
         let t = self.current(rel, gen)?;
         t.attempts += 1;
+        t.blocked = 0;
         t.last_error = Some(reason);
         let attempts = t.attempts;
         let state = match retry {
@@ -286,10 +298,69 @@ impl Tracker {
                 }
                 FileState::Settling { since: now }
             }
-            Retry::GiveUp => FileState::Failed,
+            Retry::GiveUp(retry_at) => FileState::Failed { retry_at },
         };
         self.set_state(rel, state);
         Some(attempts)
+    }
+
+    /// Attempt `gen` met an outage that is not the file's fault (archive
+    /// full or unwritable, index unavailable, descriptors exhausted): no
+    /// attempt is counted; the file waits until `until`. Returns how many
+    /// attempts in a row were blocked, or `None` for a stale attempt.
+    pub fn blocked(&mut self, rel: &Path, gen: u64, reason: String, until: Instant) -> Option<u32> {
+        let t = self.current(rel, gen)?;
+        t.blocked += 1;
+        t.last_error = Some(reason);
+        let n = t.blocked;
+        self.set_state(rel, FileState::Backoff { until });
+        Some(n)
+    }
+
+    /// Blocked attempts in a row so far.
+    pub fn blocked_count(&self, rel: &Path) -> u32 {
+        self.active.get(rel).map(|t| t.blocked).unwrap_or(0)
+    }
+
+    /// Whether a store attempt of this file is under way.
+    pub fn is_queued(&self, rel: &Path) -> bool {
+        matches!(self.active.get(rel).map(|t| &t.state), Some(FileState::Queued { .. }))
+    }
+
+    /// Try a given-up or waiting file again now, with fresh attempts (an
+    /// administrator asked). Returns false if it is neither.
+    pub fn retry_now(&mut self, rel: &Path, now: Instant) -> bool {
+        match self.active.get_mut(rel) {
+            Some(t) if matches!(t.state, FileState::Failed { .. } | FileState::Backoff { .. }) => {
+                t.attempts = 0;
+                self.set_state(rel, FileState::Backoff { until: now });
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Another known path (not `except`) holding the file with this device
+    /// and inode: where a renamed file went.
+    pub fn find_inode(&self, dev: u64, ino: u64, except: &Path) -> Option<PathBuf> {
+        let same = |s: &FileSig| s.dev == dev && s.ino == ino;
+        self.active
+            .iter()
+            .find(|(p, t)| same(&t.sig) && p.as_path() != except)
+            .map(|(p, _)| p.clone())
+            .or_else(|| self.stored.iter().find(|(p, s)| same(s) && p.as_path() != except).map(|(p, _)| p.clone()))
+    }
+
+    /// A file was seen earlier under another name: keep the earlier first
+    /// sighting. Returns true if it changed (and the file is not stored yet).
+    pub fn carry_first_seen(&mut self, rel: &Path, first_seen: DateTime<Utc>) -> bool {
+        match self.active.get_mut(rel) {
+            Some(t) if first_seen < t.first_seen => {
+                t.first_seen = first_seen;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Attempts so far for a file being stored.
@@ -305,12 +376,9 @@ impl Tracker {
     /// Try every failed file again (after a reload, say).
     pub fn retry_failed(&mut self, now: Instant) {
         let failed: Vec<PathBuf> =
-            self.active.iter().filter(|(_, t)| t.state == FileState::Failed).map(|(p, _)| p.clone()).collect();
+            self.active.iter().filter(|(_, t)| is_failed(&t.state)).map(|(p, _)| p.clone()).collect();
         for rel in failed {
-            if let Some(t) = self.active.get_mut(&rel) {
-                t.attempts = 0;
-            }
-            self.set_state(&rel, FileState::Backoff { until: now });
+            self.retry_now(&rel, now);
         }
     }
 }
@@ -389,12 +457,42 @@ mod tests {
         assert!(t.take_due(t0 + Duration::from_secs(1)).is_empty());
         let r = t.take_due(t0 + Duration::from_secs(2)).remove(0);
         assert_eq!(r.attempt, 2);
-        assert_eq!(t.failed(p, r.gen, "EIO".into(), Retry::GiveUp), Some(2));
+        let slow = t0 + Duration::from_secs(3600);
+        assert_eq!(t.failed(p, r.gen, "EIO".into(), Retry::GiveUp(slow)), Some(2));
         assert_eq!(t.unresolved_count(), 0);
         assert!(t.take_due(t0 + Duration::from_secs(100)).is_empty());
-        assert_eq!(t.get(p).unwrap().state, FileState::Failed);
+        assert_eq!(t.get(p).unwrap().state, FileState::Failed { retry_at: slow });
+        assert_eq!(t.next_wakeup(), Some(slow), "given up files come back on the slow schedule");
+        let again = t.take_due(slow);
+        assert_eq!(again.len(), 1, "tried again by itself");
+        assert_eq!(t.failed(p, again[0].gen, "EIO".into(), Retry::GiveUp(slow + SETTLE)), Some(3));
+        assert!(t.retry_now(p, t0), "an administrator can ask for it now");
+        assert_eq!(t.get(p).unwrap().attempts, 0);
+        let r = t.take_due(t0).remove(0);
+        assert!(!t.retry_now(p, t0), "not while it is being stored");
+        assert_eq!(t.failed(p, r.gen, "EIO".into(), Retry::GiveUp(slow)), Some(1));
+        // A change of the file starts it over at once.
         assert_eq!(t.observe(p, sig(5, 0), t0, wall(1000), wall(1000)), Observed::Changed);
-        assert_eq!(t.take_due(t0).len(), 1);
+        let r = t.take_due(t0).remove(0);
+        t.stored_ok(p, r.gen, r.sig);
+        assert!(!t.retry_now(p, t0), "not once stored");
+    }
+
+    #[test]
+    fn an_outage_costs_no_attempt() {
+        let mut t = Tracker::new(SETTLE, true);
+        let t0 = Instant::now();
+        let p = Path::new("a");
+        t.observe(p, sig(1, 0), t0, wall(1000), wall(1000));
+        for i in 1..=20u32 {
+            let r = t.take_due(t0 + Duration::from_secs(u64::from(i))).remove(0);
+            assert_eq!(r.attempt, 1, "blocked attempts are not attempts");
+            assert_eq!(t.blocked(p, r.gen, "ENOSPC".into(), t0 + Duration::from_secs(u64::from(i + 1))), Some(i));
+        }
+        assert_eq!(t.unresolved_count(), 1);
+        let r = t.take_due(t0 + Duration::from_secs(21)).remove(0);
+        assert_eq!(t.failed(p, r.gen, "EIO".into(), Retry::At(t0)), Some(1));
+        assert_eq!(t.blocked_count(p), 0);
     }
 
     #[test]
@@ -416,7 +514,7 @@ mod tests {
             let waiting: HashSet<PathBuf> =
                 self.active.iter().filter(|(_, t)| is_waiting(&t.state)).map(|(p, _)| p.clone()).collect();
             assert_eq!(waiting, self.waiting);
-            let failed = self.active.values().filter(|t| t.state == FileState::Failed).count();
+            let failed = self.active.values().filter(|t| is_failed(&t.state)).count();
             assert_eq!(failed, self.given_up);
         }
     }
@@ -437,7 +535,7 @@ mod tests {
                 now += Duration::from_millis(rng.u64(0..3000));
                 let wall = wall(1_000_000 + (now - t0).as_secs() as i64);
                 let p = &paths[rng.usize(..paths.len())];
-                match rng.u8(0..7) {
+                match rng.u8(0..8) {
                     0 | 1 => {
                         let s = sig(rng.u64(0..4), 1_000_000 + (now - t0).as_secs() as i64);
                         t.observe(p, s, now, wall, wall);
@@ -455,18 +553,22 @@ mod tests {
                         let retry = match rng.u8(0..3) {
                             0 => Retry::At(now + Duration::from_secs(1)),
                             1 => Retry::Resettle { sig: None, now },
-                            _ => Retry::GiveUp,
+                            _ => Retry::GiveUp(now + Duration::from_secs(600)),
                         };
                         t.failed(&r.rel, r.gen, "x".into(), retry);
                     }
                     6 => t.retry_failed(now),
+                    7 if !queued.is_empty() => {
+                        let r = queued.remove(rng.usize(..queued.len()));
+                        t.blocked(&r.rel, r.gen, "ENOSPC".into(), now + Duration::from_secs(2));
+                    }
                     _ => {}
                 }
                 t.check_indexes();
                 for p in &paths {
                     assert!(!(t.active.contains_key(p) && t.stored.contains_key(p)), "{p:?} both stored and active");
                 }
-                assert_eq!(t.unresolved_count(), t.active.values().filter(|x| x.state != FileState::Failed).count());
+                assert_eq!(t.unresolved_count(), t.active.values().filter(|x| !is_failed(&x.state)).count());
             }
             // With time, every waiting file becomes due.
             let later = now + Duration::from_secs(3600);
