@@ -201,7 +201,8 @@ pub async fn run(
         },
         wake: tokio::sync::Notify::new(),
     };
-    let (ctx, describe_rx) = Ctx::new(archive, index, prober, clock, &config, runtime, opts.once, shutdown.child_token());
+    let (ctx, describe_rx) =
+        Ctx::new(archive, index, prober, clock, &config, runtime, opts.once, shutdown.child_token());
     renditions::prepare(&ctx).await?;
 
     let deletions = recovery::resume_deletions(&ctx).await?;

@@ -267,7 +267,9 @@ fn the_compliance_report_counts_exactly() {
         .unwrap();
     let csv = String::from_utf8_lossy(&out.stdout);
     assert!(
-        csv.starts_with("device,files,on_time,late_docking,late_processing,clock_invalid,vanished_unstored,on_time_pct"),
+        csv.starts_with(
+            "device,files,on_time,late_docking,late_processing,clock_invalid,vanished_unstored,on_time_pct"
+        ),
         "{csv}"
     );
     assert!(csv.contains("\nCAM1,4,2,1,1,0,0,50.00,86400,111600\n"), "{csv}");

@@ -5,7 +5,6 @@ mod common;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::time::Duration;
 
 use common::*;
@@ -128,39 +127,6 @@ fn corrupt_truncated_and_empty_files_are_stored_with_the_reason() {
         let stored = fs::read(x["stored_path"].as_str().unwrap()).unwrap();
         assert_eq!(blake3_hex(&stored), x["id"].as_str().unwrap(), "stored byte-exact");
     }
-}
-
-/// Run a command as an unprivileged user when we are root (root reads
-/// everything, so "unreadable" needs someone else).
-fn unprivileged(h: &Harness, args: &[&str]) -> std::process::Output {
-    let root = rustix::process::geteuid().is_root();
-    let mut c = if root {
-        let mut c = std::process::Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"])
-            .arg(bin());
-        c
-    } else {
-        std::process::Command::new(bin())
-    };
-    c.args(args).arg("--config").arg(&h.config).env("RUST_LOG", "bodycamd=debug");
-    c.output().unwrap()
-}
-
-fn open_up(p: &Path) {
-    for e in walk(p) {
-        let mode = if e.is_dir() { 0o777 } else { 0o666 };
-        fs::set_permissions(&e, fs::Permissions::from_mode(mode)).unwrap();
-    }
-}
-
-fn walk(p: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = vec![p.to_path_buf()];
-    if p.is_dir() {
-        for e in fs::read_dir(p).unwrap().flatten() {
-            out.extend(walk(&e.path()));
-        }
-    }
-    out
 }
 
 #[test]

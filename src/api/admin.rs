@@ -66,15 +66,15 @@ pub async fn retry(
     let (st, by, rel) = (station.clone(), caller.name.clone(), body.path.clone());
     let n = s
         .index
-        .call(move |c| {
-            let n = crate::index::ingest::request_retry(c, Some(&st), rel.as_deref().map(str::as_bytes), now)?;
-            let what = rel.map(|p| format!("{st}:{p}")).unwrap_or_else(|| format!("every failed file of {st}"));
-            crate::index::audit::event_by(c, now, &by, "ingest.retry", None, Some(format!("{what}: {n} file(s)")))?;
-            Ok(n)
-        })
+        .call(move |c| crate::index::ingest::request_retry(c, Some(&st), rel.as_deref().map(str::as_bytes), now))
         .await?;
     s.retry_wake.notify_waiters();
-    let note = super::auth::AuditNote { details: Some(format!("{n} file(s) asked to be retried")), ..Default::default() };
+    // The request's own audit entry (written before the answer) says it.
+    let what = body.path.map(|p| format!("{station}:{p}")).unwrap_or_else(|| format!("every failed file of {station}"));
+    let note = super::auth::AuditNote {
+        details: Some(format!("{what}: {n} file(s) asked to be retried by {by}")),
+        ..Default::default()
+    };
     Ok(super::auth::with_note(Json(RetryJson { station, requested: n as u64 }), note))
 }
 

@@ -109,6 +109,23 @@ fn daemon_signals(
     });
 }
 
+/// Raise the soft open-files limit to the hard one: docks, index readers,
+/// API connections and child processes all need descriptors, and running
+/// out stalls ingest (the unit sets `LimitNOFILE` high as well).
+fn raise_nofile_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let l = getrlimit(Resource::Nofile);
+    if l.current != l.maximum {
+        if let Err(e) = setrlimit(Resource::Nofile, Rlimit { current: l.maximum, maximum: l.maximum }) {
+            tracing::warn!(error = %e, "cannot raise the open-files limit");
+        }
+    }
+    let now = getrlimit(Resource::Nofile).current;
+    if now.is_some_and(|n| n < 4096) {
+        tracing::warn!(limit = ?now, "the open-files limit is low; raise LimitNOFILE (many docks or API clients need more)");
+    }
+}
+
 pub fn main(a: Args) -> anyhow::Result<i32> {
     let cfg = match load_config(&a.config.config) {
         Ok(c) => c,
@@ -121,6 +138,7 @@ pub fn main(a: Args) -> anyhow::Result<i32> {
         None => cfg.log.format,
     };
     crate::telemetry::init(&cfg.log.level, format);
+    raise_nofile_limit();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async {
         if !a.once {

@@ -503,7 +503,11 @@ pub fn record_vanished(
         "media.vanished",
         None,
         None,
-        Some(format!("{}:{path} ({} bytes) disappeared from the dock before it was stored", v.station, v.size.unwrap_or(0))),
+        Some(format!(
+            "{}:{path} ({} bytes) disappeared from the dock before it was stored",
+            v.station,
+            v.size.unwrap_or(0)
+        )),
     )?;
     let mut out = Vec::new();
     for kind in [AlertKind::DeadlineAtRisk, AlertKind::Overdue, AlertKind::IngestFailed] {
@@ -559,8 +563,10 @@ pub fn take_retry_requests(c: &Connection, station: &str) -> rusqlite::Result<Ve
         .query_map([station], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     if !rows.is_empty() {
-        c.prepare_cached("UPDATE pending SET retry_requested = NULL WHERE station = ?1 AND retry_requested IS NOT NULL")?
-            .execute([station])?;
+        c.prepare_cached(
+            "UPDATE pending SET retry_requested = NULL WHERE station = ?1 AND retry_requested IS NOT NULL",
+        )?
+        .execute([station])?;
     }
     Ok(rows)
 }

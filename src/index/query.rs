@@ -386,9 +386,8 @@ pub fn all_ids(c: &Connection) -> rusqlite::Result<std::collections::HashSet<Str
 
 /// Files waiting on stations, for the time-based alerts.
 pub fn pending_snapshot(c: &Connection) -> rusqlite::Result<Vec<crate::rules::evaluate::PendingFile>> {
-    let mut stmt = c.prepare_cached(
-        "SELECT station, rel_path, first_seen, deadline, state, attempts, reason FROM pending",
-    )?;
+    let mut stmt =
+        c.prepare_cached("SELECT station, rel_path, first_seen, deadline, state, attempts, reason FROM pending")?;
     let rows = stmt.query_map([], |r| {
         let rel: Vec<u8> = r.get(1)?;
         Ok(crate::rules::evaluate::PendingFile {

@@ -99,6 +99,7 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    #[allow(clippy::too_many_arguments)] // the composition root hands over every part once
     pub fn new(
         archive: Archive,
         index: Index,
@@ -164,7 +165,13 @@ impl Ctx {
     pub fn blocked_wait(&self, blocked: u32) -> std::time::Duration {
         let base = self.ingest.retry_base.as_secs_f64().max(0.05);
         let d = base * 2f64.powi(blocked.saturating_sub(1).min(20) as i32);
-        std::time::Duration::from_secs_f64(d.min(30.0))
+        std::time::Duration::from_secs_f64(d.min(self.ingest.retry_max.as_secs_f64().max(0.05)).min(30.0))
+    }
+
+    /// How long a dock deletion that could not be done waits before it is
+    /// tried again (`ingest.retry_max_secs`, at least 0.1 s).
+    pub fn dispose_retry(&self) -> std::time::Duration {
+        self.ingest.retry_max.max(std::time::Duration::from_millis(100))
     }
 
     /// Backoff before attempt `attempts + 1`.

@@ -28,13 +28,13 @@ pub async fn resume_deletions(ctx: &Arc<Ctx>) -> anyhow::Result<usize> {
     finish_deletions(ctx, None).await
 }
 
-/// Try again, every [`super::store::DISPOSE_RETRY`], the dock deletions that
+/// Try again, every [`Ctx::dispose_retry`], the dock deletions that
 /// could not be done (the stored copy could not be re-read, the dock file
 /// could not be removed): a stored file is never left on a deleting dock.
 pub async fn retry_deletions(ctx: Arc<Ctx>) {
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(super::store::DISPOSE_RETRY) => {}
+            _ = tokio::time::sleep(ctx.dispose_retry()) => {}
             _ = ctx.shutdown.cancelled() => return,
         }
         let now = crate::clock::to_ms(ctx.clock.now());

@@ -72,7 +72,11 @@ enum PendingOp {
     Vanished(VanishedFile),
     /// Its first-seen time is earlier than recorded (it was renamed from a
     /// path seen earlier).
-    FirstSeen { rel: Vec<u8>, first_seen: i64, deadline: i64 },
+    FirstSeen {
+        rel: Vec<u8>,
+        first_seen: i64,
+        deadline: i64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,7 +223,8 @@ impl Station {
             self.decide_vanished().await;
             self.dispatch_due();
             self.flush();
-            let wake = [self.tracker.next_wakeup(), self.vanishing.iter().map(|v| v.2).min()].into_iter().flatten().min();
+            let wake =
+                [self.tracker.next_wakeup(), self.vanishing.iter().map(|v| v.2).min()].into_iter().flatten().min();
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
@@ -668,7 +673,8 @@ impl Station {
         }
         // A folder replaced under the station is not a deletion: look first.
         let root = self.cfg.path.clone();
-        let id_now = tokio::task::spawn_blocking(move || scan::check_root(&root)).await.unwrap_or_else(|e| Err(e.to_string()));
+        let id_now =
+            tokio::task::spawn_blocking(move || scan::check_root(&root)).await.unwrap_or_else(|e| Err(e.to_string()));
         if id_now.ok() != self.root_id {
             for v in &mut self.vanishing {
                 v.2 = now + VANISH_GRACE;
@@ -901,7 +907,13 @@ impl Station {
         let attempts = self.tracker.attempts(&rel) + 1;
         Stats::add(&self.ctx.stats.failed_attempts, 1);
         let retry = if attempts >= max {
-            Retry::GiveUp(now + self.ctx.ingest.failed_retry)
+            match retry_sig.flatten() {
+                // It keeps changing: reported as failed, and looked at again
+                // once it has been still for the settle time (a file fixed
+                // by someone, or still being written, is not left behind).
+                Some(sig) => Retry::GiveUpChanged { sig, retry_at: now + self.cfg.settle },
+                None => Retry::GiveUp(now + self.ctx.ingest.failed_retry),
+            }
         } else if let Some(sig) = retry_sig {
             Retry::Resettle { sig, now }
         } else {
@@ -910,7 +922,7 @@ impl Station {
         if self.tracker.failed(&rel, r.gen, reason.clone(), retry).is_none() {
             return; // a stale attempt: the file changed since
         }
-        let state = if matches!(retry, Retry::GiveUp(_)) {
+        let state = if matches!(retry, Retry::GiveUp(_) | Retry::GiveUpChanged { .. }) {
             Stats::add(&self.ctx.stats.given_up, 1);
             tracing::error!(
                 station = %self.cfg.id, path = %rel.display(), attempts, %reason,

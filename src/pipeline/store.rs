@@ -261,9 +261,6 @@ pub enum Disposal {
     Later(String),
 }
 
-/// How long a dock deletion that could not be done waits to be tried again.
-pub const DISPOSE_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
-
 /// Remove a stored dock file, after re-reading the stored copy from disk and
 /// checking its hash, and only if the dock file is still the one stored.
 pub async fn dispose(ctx: &Arc<Ctx>, st: &Arc<StationConfig>, rel: PathBuf, id: MediaId, sig: FileSig) -> Disposal {
@@ -274,7 +271,9 @@ pub async fn dispose(ctx: &Arc<Ctx>, st: &Arc<StationConfig>, rel: PathBuf, id: 
             Ok(false) => {
                 return match ctx2.archive.quarantine(&id) {
                     Ok(aside) => Disposal::Damaged(aside.display().to_string()),
-                    Err(e) => Disposal::Later(format!("the stored copy does not match its hash and cannot be moved aside: {e}")),
+                    Err(e) => Disposal::Later(format!(
+                        "the stored copy does not match its hash and cannot be moved aside: {e}"
+                    )),
                 }
             }
             Err(e) => return Disposal::Later(format!("cannot re-read the stored copy: {e}")),
@@ -316,8 +315,9 @@ pub async fn dispose(ctx: &Arc<Ctx>, st: &Arc<StationConfig>, rel: PathBuf, id: 
             r.map(|t| ctx.alerting.committed(&t.into_iter().collect::<Vec<_>>()))
         }
         Disposal::Later(reason) => {
-            tracing::warn!(station = %st.id, media_id = %id, path = %rel.display(), %reason, retry_in = ?DISPOSE_RETRY, "dock file kept for now; its removal is tried again later");
-            let (reason, at) = (reason.clone(), now + DISPOSE_RETRY.as_millis() as i64);
+            let wait = ctx.dispose_retry();
+            tracing::warn!(station = %st.id, media_id = %id, path = %rel.display(), %reason, retry_in = ?wait, "dock file kept for now; its removal is tried again later");
+            let (reason, at) = (reason.clone(), now + wait.as_millis() as i64);
             ctx.index.call(move |c| ix::mark_dispose_later(c, &media, &station, &rel_bytes, &reason, at)).await
         }
     };

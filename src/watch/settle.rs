@@ -67,6 +67,8 @@ pub enum Retry {
     /// Attempts are used up: try again only at this (late) time, when the
     /// file changes, or when an administrator asks.
     GiveUp(Instant),
+    /// The same, for a file last seen changing (to `sig`).
+    GiveUpChanged { sig: FileSig, retry_at: Instant },
 }
 
 /// A file that is ready to be stored.
@@ -210,7 +212,8 @@ impl Tracker {
         let since = self.settle_start(&sig, now, wall);
         let state = FileState::Settling { since };
         self.reindex(rel, None, Some(&state));
-        self.active.insert(rel.to_path_buf(), Tracked { sig, first_seen, state, attempts: 0, blocked: 0, last_error: None });
+        self.active
+            .insert(rel.to_path_buf(), Tracked { sig, first_seen, state, attempts: 0, blocked: 0, last_error: None });
         Observed::New
     }
 
@@ -299,6 +302,11 @@ impl Tracker {
                 FileState::Settling { since: now }
             }
             Retry::GiveUp(retry_at) => FileState::Failed { retry_at },
+            Retry::GiveUpChanged { sig, retry_at } => {
+                // Keep its latest state, so that the next try copies that.
+                t.sig = sig;
+                FileState::Failed { retry_at }
+            }
         };
         self.set_state(rel, state);
         Some(attempts)

@@ -75,22 +75,7 @@ impl Harness {
     pub fn spawn_daemon_with(&self, env: &[(&str, &str)]) -> Daemon {
         let mut cmd = self.cmd(&["run", "--log-format", "text"]);
         cmd.envs(env.iter().copied());
-        let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-        // Drain the log as it comes: a full pipe would stall the daemon.
-        let log = Arc::new(Mutex::new(String::new()));
-        let mut stderr = child.stderr.take().unwrap();
-        let sink = log.clone();
-        let reader = std::thread::spawn(move || {
-            use std::io::Read;
-            let mut buf = [0u8; 8192];
-            while let Ok(n) = stderr.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        Daemon { child: Some(child), log, reader: Some(reader) }
+        Daemon::spawn(&mut cmd)
     }
 
     pub fn media(&self) -> Vec<Value> {
@@ -404,4 +389,110 @@ pub fn call(addr: std::net::SocketAddr, method: &str, path: &str, auth: &str, bo
         headers.push(("Content-Type", "application/json"));
     }
     http(addr, method, path, &headers, body.as_deref().map(str::as_bytes))
+}
+
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// `bodycamd ARGS --config …` as an unprivileged user when we are root
+/// (root reads everything, so "unreadable" needs someone else).
+pub fn unprivileged_cmd(h: &Harness, args: &[&str]) -> Command {
+    let mut c = if is_root() {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"])
+            .arg(bin());
+        c
+    } else {
+        Command::new(bin())
+    };
+    c.args(args).arg("--config").arg(&h.config).env("RUST_LOG", "bodycamd=debug");
+    c
+}
+
+pub fn unprivileged(h: &Harness, args: &[&str]) -> Output {
+    unprivileged_cmd(h, args).output().unwrap()
+}
+
+/// Everything below `p` readable and writable by anyone (for a daemon run
+/// as `nobody`).
+pub fn open_up(p: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for e in walk(p) {
+        let mode = if e.is_dir() { 0o777 } else { 0o666 };
+        std::fs::set_permissions(&e, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+}
+
+pub fn walk(p: &Path) -> Vec<PathBuf> {
+    let mut out = vec![p.to_path_buf()];
+    if p.is_dir() {
+        for e in std::fs::read_dir(p).unwrap().flatten() {
+            out.extend(walk(&e.path()));
+        }
+    }
+    out
+}
+
+impl Harness {
+    /// Add settings to the config's `[ingest]` table.
+    pub fn set_ingest(&self, lines: &str) {
+        let cfg = std::fs::read_to_string(&self.config).unwrap().replace("[ingest]\n", &format!("[ingest]\n{lines}\n"));
+        std::fs::write(&self.config, cfg).unwrap();
+    }
+
+    /// The daemon as `nobody` when we are root (see [`unprivileged_cmd`]).
+    pub fn spawn_unprivileged_daemon(&self) -> Daemon {
+        let mut cmd = unprivileged_cmd(self, &["run", "--log-format", "text"]);
+        Daemon::spawn(&mut cmd)
+    }
+
+    /// Alerts as `alerts list --state all --json`.
+    pub fn alerts(&self) -> Vec<Value> {
+        let out = self.cmd(&["alerts", "list", "--state", "all", "--json"]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+impl Daemon {
+    pub fn spawn(cmd: &mut Command) -> Daemon {
+        let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let mut stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        let reader = std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Daemon { child: Some(child), log, reader: Some(reader) }
+    }
+}
+
+/// Find an open alert (or any state with `state = None`) of a kind and subject.
+pub fn alert<'a>(alerts: &'a [Value], kind: &str, subject: &str, state: Option<&str>) -> Option<&'a Value> {
+    alerts.iter().find(|a| a["kind"] == kind && a["subject"] == subject && state.is_none_or(|s| a["state"] == s))
+}
+
+/// A mount made by a test (root only), unmounted when dropped.
+pub struct Mount(pub PathBuf);
+
+impl Mount {
+    pub fn new(args: &[&str], target: &Path) -> Mount {
+        let st = Command::new("mount").args(args).arg(target).status().unwrap();
+        assert!(st.success(), "mount {args:?} {}", target.display());
+        Mount(target.to_path_buf())
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
 }
