@@ -117,13 +117,26 @@ async fn until_idle(ctx: &Ctx, progress: &[watch::Receiver<Progress>]) {
     }
 }
 
-/// Wait until no rendition job is queued or running (failed jobs have
-/// retried their bounded number of times).
+/// Wait until no rendition job is running or due now. Jobs that wait for a
+/// retry later (after a failure that may pass) stay queued for the daemon or
+/// the next run: `run --once` never sits idle waiting for a backoff.
 async fn until_rendered(ctx: &Ctx) -> anyhow::Result<()> {
     loop {
         let index = ctx.index.clone();
-        let left = tokio::task::spawn_blocking(move || index.read(crate::index::renditions::outstanding)).await??;
+        let soon = chrono::Utc::now().timestamp_millis() + 1000;
+        let left =
+            tokio::task::spawn_blocking(move || index.read(|c| crate::index::renditions::due_or_running(c, soon)))
+                .await??;
         if left == 0 && ctx.rendering.load(Ordering::SeqCst) == 0 {
+            let index = ctx.index.clone();
+            let later =
+                tokio::task::spawn_blocking(move || index.read(crate::index::renditions::outstanding)).await??;
+            if later > 0 {
+                tracing::warn!(
+                    jobs = later,
+                    "rendition jobs wait for a retry later; the daemon (or the next run) makes them"
+                );
+            }
             return Ok(());
         }
         tokio::select! {

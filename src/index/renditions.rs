@@ -136,6 +136,16 @@ pub fn outstanding(c: &Connection) -> rusqlite::Result<u64> {
 }
 
 /// When the next queued job is due.
+/// Jobs running, or queued and due by `by_ms` (`run --once` waits for these,
+/// not for retries due later).
+pub fn due_or_running(c: &Connection, by_ms: i64) -> rusqlite::Result<u64> {
+    c.prepare_cached(
+        "SELECT count(*) FROM rendition_jobs WHERE state IN ('queued', 'running')
+         AND (state = 'running' OR next_try <= ?1)",
+    )?
+    .query_row([by_ms], |r| r.get::<_, i64>(0).map(|n| n as u64))
+}
+
 pub fn next_due(c: &Connection) -> rusqlite::Result<Option<i64>> {
     c.prepare_cached("SELECT min(next_try) FROM rendition_jobs WHERE state = 'queued'")?.query_row([], |r| r.get(0))
 }

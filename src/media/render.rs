@@ -60,6 +60,45 @@ fn err(ctx: &'static str) -> impl Fn(ff::Error) -> String {
     move |e| format!("{ctx}: {e}")
 }
 
+/// Why a rendition could not be made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenderError {
+    pub reason: String,
+    /// Trying again cannot help: the original itself cannot be read (it
+    /// does not open, has no stream to render, no picture decodes).
+    pub permanent: bool,
+}
+
+impl RenderError {
+    pub fn permanent(reason: impl Into<String>) -> RenderError {
+        RenderError { reason: reason.into(), permanent: true }
+    }
+}
+
+/// Anything else may pass (a full disk, a worker killed): tried again.
+impl From<String> for RenderError {
+    fn from(reason: String) -> RenderError {
+        RenderError { reason, permanent: false }
+    }
+}
+
+impl From<&str> for RenderError {
+    fn from(reason: &str) -> RenderError {
+        RenderError::from(reason.to_string())
+    }
+}
+
+impl std::fmt::Display for RenderError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+/// The original cannot be read at all.
+fn unreadable(ctx: &'static str) -> impl Fn(ff::Error) -> RenderError {
+    move |e| RenderError::permanent(format!("{ctx}: {e}"))
+}
+
 pub fn libav_version() -> String {
     let v = ff::codec::version();
     format!("libavcodec {}.{}.{}", v >> 16, (v >> 8) & 0xff, v & 0xff)
@@ -386,9 +425,9 @@ impl Encode {
 }
 
 /// Make a playable MP4 (or audio-only MP4) from `input` at `output`.
-pub fn playable(input: &Path, output: &Path, spec: &PlayableSpec) -> Result<RenderReport, String> {
+pub fn playable(input: &Path, output: &Path, spec: &PlayableSpec) -> Result<RenderReport, RenderError> {
     super::probe::init();
-    let mut ictx = ff::format::input(&input).map_err(err("opening the original"))?;
+    let mut ictx = ff::format::input(&input).map_err(unreadable("opening the original"))?;
     let mut octx = ff::format::output_as(&output, "mp4").map_err(err("creating the rendition"))?;
     let mut routes: Vec<(usize, Route)> = Vec::new();
     if let Some(i) = best_video(&ictx).filter(|_| spec.video != StreamAction::None) {
@@ -406,7 +445,7 @@ pub fn playable(input: &Path, output: &Path, spec: &PlayableSpec) -> Result<Rend
         routes.push((i, r));
     }
     if routes.is_empty() {
-        return Err("the original has no audio or video stream to render".into());
+        return Err(RenderError::permanent("the original has no audio or video stream to render"));
     }
     octx.set_metadata(ictx.metadata().to_owned());
     let mut opts = ff::Dictionary::new();
@@ -421,7 +460,7 @@ pub fn playable(input: &Path, output: &Path, spec: &PlayableSpec) -> Result<Rend
             Err(e) => {
                 errors += 1;
                 if errors >= 64 {
-                    return Err(format!("reading the original: {e}"));
+                    return Err(RenderError::permanent(format!("reading the original: {e}")));
                 }
                 continue;
             }
@@ -468,17 +507,23 @@ pub fn playable(input: &Path, output: &Path, spec: &PlayableSpec) -> Result<Rend
 /// Make a JPEG thumbnail (at most `max_size` on its longer side) of a
 /// video (a frame about 10% in) or a photo. HEIC photos are first decoded
 /// with libheif's `heif-convert`, since this FFmpeg cannot read HEIF.
-pub fn thumbnail(input: &Path, output: &Path, max_size: u32, heic: bool) -> Result<RenderReport, String> {
+pub fn thumbnail(input: &Path, output: &Path, max_size: u32, heic: bool) -> Result<RenderReport, RenderError> {
     match thumbnail_at(input, output, max_size, heic, true) {
         // A still picture (or a stream that cannot seek) has nothing 10% in.
-        Err(e) if e == NO_FRAME => thumbnail_at(input, output, max_size, heic, false),
+        Err(e) if e.reason == NO_FRAME => thumbnail_at(input, output, max_size, heic, false),
         r => r,
     }
 }
 
 const NO_FRAME: &str = "no frame could be decoded";
 
-fn thumbnail_at(input: &Path, output: &Path, max_size: u32, heic: bool, seek: bool) -> Result<RenderReport, String> {
+fn thumbnail_at(
+    input: &Path,
+    output: &Path,
+    max_size: u32,
+    heic: bool,
+    seek: bool,
+) -> Result<RenderReport, RenderError> {
     super::probe::init();
     let converted;
     let input = if heic {
@@ -489,18 +534,18 @@ fn thumbnail_at(input: &Path, output: &Path, max_size: u32, heic: bool, seek: bo
             .output()
             .map_err(|e| format!("cannot run heif-convert (libheif-examples): {e}"))?;
         if !out.status.success() || !png.exists() {
-            return Err(format!(
+            return Err(RenderError::permanent(format!(
                 "heif-convert could not decode the photo: {}",
                 String::from_utf8_lossy(&out.stderr).trim()
-            ));
+            )));
         }
         converted = scopeguard(png);
         converted.0.as_path()
     } else {
         input
     };
-    let mut ictx = ff::format::input(&input).map_err(err("opening the original"))?;
-    let vi = best_video(&ictx).ok_or("no picture in the original")?;
+    let mut ictx = ff::format::input(&input).map_err(unreadable("opening the original"))?;
+    let vi = best_video(&ictx).ok_or_else(|| RenderError::permanent("no picture in the original"))?;
     let (tb, duration) = {
         let st = ictx.stream(vi).ok_or("missing stream")?;
         (st.time_base(), ictx.duration())
@@ -554,7 +599,7 @@ fn thumbnail_at(input: &Path, output: &Path, max_size: u32, heic: bool, seek: bo
             }
         }
     }
-    let src = picked.ok_or(NO_FRAME)?;
+    let src = picked.ok_or_else(|| RenderError::permanent(NO_FRAME))?;
     let (w, h) = (src.width(), src.height());
     let scale = (f64::from(max_size) / f64::from(w.max(h).max(1))).min(1.0);
     let (tw, th) = (even(f64::from(w) * scale), even(f64::from(h) * scale));
@@ -640,7 +685,7 @@ pub fn moov_before_mdat(path: &Path) -> std::io::Result<bool> {
 }
 
 /// Run one job (in the render worker).
-pub fn run_job(job: &RenderJob) -> Result<RenderReport, String> {
+pub fn run_job(job: &RenderJob) -> Result<RenderReport, RenderError> {
     match job {
         RenderJob::Playable { input, output, spec } => {
             let report = playable(input, output, spec)?;

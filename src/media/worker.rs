@@ -204,12 +204,15 @@ pub struct RenderLimits {
 #[serde(rename_all = "snake_case")]
 enum RenderAnswer {
     Ok(super::render::RenderReport),
-    Error(String),
+    Error(super::render::RenderError),
 }
 
 /// Make one rendition in a `bodycamd render-worker` child (confined, in
 /// the background priority classes, killed after the time limit).
-pub async fn render(l: &RenderLimits, job: &super::render::RenderJob) -> Result<super::render::RenderReport, String> {
+pub async fn render(
+    l: &RenderLimits,
+    job: &super::render::RenderJob,
+) -> Result<super::render::RenderReport, super::render::RenderError> {
     let mut cmd = Command::new(&l.exe);
     cmd.arg("render-worker").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true);
     confine(&mut cmd, l.memory_limit_bytes, true);
@@ -226,16 +229,19 @@ pub async fn render(l: &RenderLimits, job: &super::render::RenderJob) -> Result<
         Ok::<_, std::io::Error>((status, out))
     };
     match tokio::time::timeout(l.timeout, exchange).await {
-        Err(_) => Err(format!("the render worker timed out after {:.0} s and was killed", l.timeout.as_secs_f64())),
-        Ok(Err(e)) => Err(format!("the render worker failed: {e}")),
+        Err(_) => {
+            Err(format!("the render worker timed out after {:.0} s and was killed", l.timeout.as_secs_f64()).into())
+        }
+        Ok(Err(e)) => Err(format!("the render worker failed: {e}").into()),
         Ok(Ok((status, out))) => match serde_json::from_slice::<RenderAnswer>(&out) {
             Ok(RenderAnswer::Ok(r)) => Ok(r),
             Ok(RenderAnswer::Error(e)) => Err(e),
             Err(_) => Err(match (status.signal(), status.code()) {
                 (Some(sig), _) => format!("the render worker crashed ({} {sig})", signal_name(sig)),
                 (None, Some(code)) => format!("the render worker exited with status {code} (out of memory?)"),
-                _ => "the render worker stopped".into(),
-            }),
+                _ => "the render worker stopped".to_string(),
+            }
+            .into()),
         },
     }
 }
@@ -249,7 +255,7 @@ pub fn serve_render(mut input: impl std::io::Read, mut output: impl Write) -> st
             Ok(r) => RenderAnswer::Ok(r),
             Err(e) => RenderAnswer::Error(e),
         },
-        Err(e) => RenderAnswer::Error(format!("bad request: {e}")),
+        Err(e) => RenderAnswer::Error(format!("bad request: {e}").into()),
     };
     serde_json::to_writer(&mut output, &answer)?;
     output.flush()

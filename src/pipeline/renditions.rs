@@ -20,7 +20,7 @@ use super::Ctx;
 use crate::config::RenditionConfig;
 use crate::index::alerts as ax;
 use crate::index::renditions::{self as rx, Job, RenditionRow};
-use crate::media::render::{PlayableSpec, RenderJob, RenderReport, StreamAction};
+use crate::media::render::{PlayableSpec, RenderError, RenderJob, RenderReport, StreamAction};
 use crate::media::worker::{self, RenderLimits};
 use crate::rules::alerts::{AlertKind, AlertSpec};
 use crate::rules::renditions::{self as policy, Action, Playable, Policy, Source};
@@ -256,7 +256,9 @@ async fn process(ctx: &Arc<Ctx>, job: Job) {
     let started = std::time::Instant::now();
     let result = worker::render(&rt.limits, &render_job)
         .await
-        .and_then(|r| check(&job, &plan, &r, original_duration).map(|()| r))
+        // What the original yields does not change: a rendition that does not
+        // match it will not match it next time either.
+        .and_then(|r| check(&job, &plan, &r, original_duration).map(|()| r).map_err(RenderError::permanent))
         .and_then(|r| {
             let staged = rt.store.adopt(&output).map_err(|e| format!("cannot read the rendition: {e}"))?;
             if staged.size == 0 {
@@ -303,11 +305,12 @@ async fn process(ctx: &Arc<Ctx>, job: Job) {
                 let _ = ctx.index.call(move |c| rx::failed(c, &id, &kind, &msg, Some(retry_at), now)).await;
             }
         }
-        Err(e) => {
+        Err(RenderError { reason: e, permanent }) => {
             let _ = std::fs::remove_file(&output);
-            let final_failure = job.attempts >= rt.cfg.max_attempts;
+            // An original that cannot be read at all is not tried again.
+            let final_failure = permanent || job.attempts >= rt.cfg.max_attempts;
             let retry_at = (!final_failure).then(|| now + backoff(&rt.cfg, job.attempts).as_millis() as i64);
-            tracing::warn!(media_id = %job.original_id, kind = %job.kind, attempts = job.attempts, error = %e, final_failure, "rendition failed");
+            tracing::warn!(media_id = %job.original_id, kind = %job.kind, attempts = job.attempts, error = %e, permanent, final_failure, "rendition failed");
             let hooks = ctx.alerting.hooks.clone();
             let (id, kind, attempts) = (job.original_id.clone(), job.kind.clone(), job.attempts);
             let r = ctx
@@ -318,7 +321,11 @@ async fn process(ctx: &Arc<Ctx>, job: Job) {
                         let spec = AlertSpec {
                             kind: AlertKind::RenditionFailed,
                             subject: id.clone(),
-                            details: json!({ "rendition": kind, "attempts": attempts, "reason": e }),
+                            details: json!({
+                                "rendition": kind, "attempts": attempts, "reason": e,
+                                "retried": !permanent,
+                                "why_not_retried": permanent.then_some("the original itself cannot be read; trying again cannot help"),
+                            }),
                         };
                         return ax::open(c, &spec, now, &hooks).map(|t| t.into_iter().collect::<Vec<_>>());
                     }
