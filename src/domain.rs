@@ -179,8 +179,9 @@ pub fn clock_plausible(t: DateTime<Utc>, first_seen: DateTime<Utc>) -> bool {
 /// recording starts and it is what the station itself indexes; containers
 /// often carry local time mislabelled as UTC.
 ///
-/// The first source that exists is used. If its time is implausible, the
-/// result is marked untrusted; a later source is then used only if it is
+/// The first source that exists is used. If its time is implausible, or it
+/// is only the dock mtime (not a camera clock), the result is marked
+/// untrusted (so never counted on time); a later source is then used only if it is
 /// plausible *and* not the dock mtime (an mtime is when the dock copied the
 /// file, not when the camera recorded it, so it cannot vouch for a clock).
 pub fn resolve_recording_time(ev: &TimeEvidence, first_seen: DateTime<Utc>) -> Option<RecordingTime> {
@@ -197,8 +198,11 @@ pub fn resolve_recording_time(ev: &TimeEvidence, first_seen: DateTime<Utc>) -> O
         let Some(t) = t else { continue };
         let plausible = clock_plausible(t, first_seen);
         match primary {
+            // A dock file's mtime is when the dock wrote it, not a camera
+            // clock: it places the recording, but never vouches for it.
             None if plausible => {
-                return Some(RecordingTime { start: t, end: t + dur, source, trusted: true });
+                let trusted = source != StartSource::FileMtime;
+                return Some(RecordingTime { start: t, end: t + dur, source, trusted });
             }
             None => primary = Some((source, t)),
             // The primary clock is wrong: another camera-clock source may
@@ -274,7 +278,7 @@ mod tests {
     }
 
     #[test]
-    fn mtime_only_is_trusted_and_counts_back_the_duration() {
+    fn mtime_only_places_the_recording_but_is_not_a_camera_clock() {
         let ev = TimeEvidence {
             file_mtime: Some(t("2026-11-26T05:00:00Z")),
             duration_secs: Some(60.0),
@@ -282,7 +286,7 @@ mod tests {
         };
         let r = resolve_recording_time(&ev, t("2026-11-26T06:00:00Z")).unwrap();
         assert_eq!(r.source, StartSource::FileMtime);
-        assert!(r.trusted);
+        assert!(!r.trusted, "an mtime is when the dock wrote the file");
         assert_eq!(r.start, t("2026-11-26T04:59:00Z"));
         assert_eq!(r.end, t("2026-11-26T05:00:00Z"));
     }

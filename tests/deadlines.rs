@@ -275,3 +275,104 @@ fn the_compliance_report_counts_exactly() {
     assert!(csv.contains("\nCAM1,4,2,1,1,0,0,50.00,86400,111600\n"), "{csv}");
     assert!(csv.contains("\nTOTAL,6,3,2,1,1,0,50.00,82800,111600"), "{csv}");
 }
+
+#[test]
+fn a_camera_clock_ahead_of_the_dock_cannot_push_the_deadline_later() {
+    let h = Harness::new("", "");
+    let t0 = now() - Duration::minutes(2);
+    // The camera's clock is 3 h fast: its name claims a start after the
+    // station first showed the file (still "plausible": within a day).
+    configure(&h, true, "");
+    let id = photo(&h, "CAM1", "004711", t0 + Duration::hours(3), 1);
+    run_at(&h, t0);
+    // Stored 25 h after it was first seen: late, whatever the name claims.
+    configure(&h, false, "");
+    run_at(&h, t0 + Duration::hours(25));
+    let x = find(&h.media(), &id).clone();
+    assert_eq!(x["deadline"], bodycamd::clock::rfc3339(t0 + Duration::hours(24)), "{x:#}");
+    assert_eq!((x["on_time"].clone(), x["late"].clone()), (Value::Bool(false), Value::from("late_processing")));
+}
+
+#[test]
+fn a_start_taken_from_the_dock_mtime_is_not_a_camera_clock() {
+    let h = Harness::new("", "");
+    configure(&h, false, "");
+    // A photo without EXIF and a name no pattern reads: only the mtime says
+    // when it was made.
+    let bytes = bodycamd::media::encode::encode_jpeg(32, 24, 77).unwrap();
+    fs::write(h.dock.join("IMG.jpg"), &bytes).unwrap();
+    let id = blake3_hex(&bytes);
+    run_at(&h, now());
+    let x = find(&h.media(), &id).clone();
+    assert_eq!(x["start_source"], "file_mtime", "{x:#}");
+    assert_eq!(x["clock_trusted"], false);
+    assert_eq!(x["on_time"], false, "nothing shows it was stored in time");
+    let a = alerts(&h);
+    let c = a.iter().find(|a| a["kind"] == "clock_invalid" && a["subject"] == id).unwrap();
+    assert!(c["details"]["why"].as_str().unwrap().contains("modification time"), "{c:#}");
+}
+
+#[test]
+fn a_container_time_written_in_local_time_is_judged_on_the_earlier_reading() {
+    let h = Harness::new("", "");
+    configure(&h, false, "");
+    let cfg = fs::read_to_string(&h.config).unwrap();
+    let cfg = cfg.replace("id = \"dock-01\"\n", "id = \"dock-01\"\ntimezone = \"Asia/Shanghai\"\n");
+    fs::write(&h.config, cfg).unwrap();
+    // The clip says creation_time 2026-11-26T01:30:00Z. A camera writing
+    // Shanghai time there meant 2026-11-25T17:30Z: that reading is earlier,
+    // so the deadline is 2026-11-26T17:30:01Z.
+    let bytes = clip(h.dir.path(), 31);
+    fs::write(h.dock.join("clip.mp4"), &bytes).unwrap();
+    let id = blake3_hex(&bytes);
+    let at: DateTime<Utc> = "2026-11-26T20:00:00Z".parse().unwrap();
+    run_at(&h, at);
+    let x = find(&h.media(), &id).clone();
+    assert_eq!(x["recorded_start"], "2026-11-26T01:30:00.000Z", "placed as the format reads it: {x:#}");
+    let deadline: DateTime<Utc> = x["deadline"].as_str().unwrap().parse().unwrap();
+    assert!((deadline - "2026-11-26T17:30:01Z".parse::<DateTime<Utc>>().unwrap()).num_milliseconds().abs() < 200);
+    assert_eq!(x["on_time"], false, "stored at 20:00Z: after the earlier reading's deadline");
+}
+
+#[test]
+fn files_a_station_rejects_raise_an_alert() {
+    let h = Harness::new("", "");
+    configure(&h, false, "");
+    std::os::unix::fs::symlink("/etc/passwd", h.dock.join("link.mp4")).unwrap();
+    let mut deep = h.dock.clone();
+    for i in 0..40 {
+        deep = deep.join(format!("d{i}"));
+    }
+    fs::create_dir_all(&deep).unwrap();
+    run_at(&h, now());
+    let a = alerts(&h);
+    let l = a.iter().find(|x| x["kind"] == "ingest_rejected" && x["subject"] == "dock-01/link.mp4");
+    let l = l.unwrap_or_else(|| panic!("{a:#?}"));
+    assert_eq!(l["state"], "open");
+    assert!(l["details"]["reason"].as_str().unwrap().contains("link"), "{l:#}");
+    assert!(
+        a.iter().any(|x| x["kind"] == "ingest_rejected" && x["details"]["reason"].as_str().unwrap().contains("deeper")),
+        "a folder nested too deep is alerted too: {a:#?}"
+    );
+}
+
+#[test]
+fn sequence_gaps_are_looked_for_within_one_run_of_a_device() {
+    let h = Harness::new("", "");
+    configure(&h, false, "");
+    let t = now() - Duration::hours(6);
+    // Card A in the morning: 1, 2, 3. A new card after lunch starts at 1
+    // again and skips 3.
+    for s in 1..=3 {
+        photo(&h, "CAM9", "004711", t + Duration::minutes(i64::from(s)), s);
+    }
+    for (i, s) in [1u32, 2, 4].into_iter().enumerate() {
+        photo(&h, "CAM9", "004711", t + Duration::hours(4) + Duration::minutes(i as i64), s);
+    }
+    run_at(&h, now());
+    let a = alerts(&h);
+    let gaps: Vec<&Value> = a.iter().filter(|x| x["kind"] == "sequence_gap").collect();
+    assert_eq!(gaps.len(), 1, "{gaps:#?}");
+    assert_eq!(gaps[0]["subject"], "CAM9#0003");
+    assert_eq!(gaps[0]["details"]["run_started"], bodycamd::clock::rfc3339(t + Duration::hours(4)));
+}

@@ -286,30 +286,42 @@ pub fn sync_sequence_gaps(
     now_ms: i64,
     hooks: &[String],
 ) -> rusqlite::Result<Vec<Transition>> {
-    let seqs: Vec<i64> = c
-        .prepare_cached("SELECT seq FROM originals WHERE device = ?1 AND seq IS NOT NULL")?
-        .query_map([device], |r| r.get(0))?
+    // In the order they were recorded, so that a wrapped counter or a new
+    // card starts a new run (see rules::sequence).
+    let recs: Vec<(i64, i64)> = c
+        .prepare_cached("SELECT start_at, seq FROM originals WHERE device = ?1 AND seq IS NOT NULL")?
+        .query_map([device], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
-    let missing = crate::rules::sequence::missing(&seqs);
+    let gaps = crate::rules::sequence::missing_in_runs(&recs);
+    // The same number missing in two runs: the later ones name their run.
+    let mut seen = std::collections::HashSet::new();
+    let missing: Vec<(String, crate::rules::sequence::Gap)> = gaps
+        .into_iter()
+        .map(|g| {
+            let base = crate::rules::alerts::gap_subject(device, g.seq);
+            let subject = if seen.insert(g.seq) { base } else { format!("{base}@{}", g.run_start) };
+            (subject, g)
+        })
+        .collect();
     let prefix = format!("{device}#");
     let mut out = Vec::new();
     let open_now: Vec<String> = c
         .prepare_cached("SELECT subject FROM alerts WHERE kind = 'sequence_gap' AND resolved_at IS NULL AND subject >= ?1 AND subject < ?2")?
         .query_map(params![prefix, format!("{device}$")], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
-    let want: std::collections::HashSet<String> =
-        missing.iter().map(|s| crate::rules::alerts::gap_subject(device, *s)).collect();
+    let want: std::collections::HashSet<&str> = missing.iter().map(|(s, _)| s.as_str()).collect();
     for subject in open_now {
-        if !want.contains(&subject) {
+        if !want.contains(subject.as_str()) {
             out.extend(resolve(c, AlertKind::SequenceGap, &subject, now_ms, hooks)?);
         }
     }
-    for seq in missing {
+    for (subject, g) in &missing {
         let spec = AlertSpec {
             kind: AlertKind::SequenceGap,
-            subject: crate::rules::alerts::gap_subject(device, seq),
+            subject: subject.clone(),
             details: json!({
-                "device": device, "missing_seq": seq,
+                "device": device, "missing_seq": g.seq,
+                "run_started": rfc3339(from_ms(g.run_start)),
                 "note": "a recording with this sequence number never reached a station; it may have been deleted before docking",
             }),
         };

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, Semaphore};
 use super::{Ctx, Stats};
 use crate::clock::rfc3339;
 use crate::clock::{from_ms, to_ms};
-use crate::domain::{resolve_recording_time, MediaId, MediaKind, TimeEvidence};
+use crate::domain::{resolve_recording_time, MediaId, MediaKind, RecordingTime, TimeEvidence};
 use crate::index::alerts as ax;
 use crate::index::ingest::{self as ix, DescribeInputs, Described};
 use crate::media::exif::ExifTime;
@@ -27,6 +27,19 @@ pub fn parse_creation_time(s: &str) -> Option<DateTime<Utc>> {
         return Some(t.with_timezone(&Utc));
     }
     NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").ok().map(|n| n.and_utc())
+}
+
+/// A container's `creation_time` is UTC by the format's definition, but many
+/// cameras write their local time there. Read it both ways (as UTC, and as
+/// the same wall clock in the station's time zone); where the two differ (by
+/// the zone's offset), the deadline is judged on the earlier reading: it can
+/// only make a deadline earlier, never let a late file pass as on time.
+pub fn earlier_reading(utc: DateTime<Utc>, tz: Tz) -> DateTime<Utc> {
+    use chrono::TimeZone as _;
+    match tz.from_local_datetime(&utc.naive_utc()).earliest() {
+        Some(local) => utc.min(local.with_timezone(&Utc)),
+        None => utc,
+    }
 }
 
 /// Combine what the prober found with what the index knew, and assess the
@@ -48,8 +61,18 @@ pub fn to_described(d: &Description, inputs: &DescribeInputs, tz: Tz, storage: c
         duration_secs: duration,
     };
     let recorded = resolve_recording_time(&ev, from_ms(inputs.first_seen_ms));
+    // The deadline is judged on the earlier of a container time's two
+    // readings (UTC as written, or local time mislabelled as UTC); the
+    // recording itself is placed by the format's own reading.
+    let judged = recorded.as_ref().map(|r| match (r.source, container) {
+        (crate::domain::StartSource::Container, Some(c)) => {
+            let shift = c - earlier_reading(c, tz);
+            RecordingTime { start: r.start - shift, end: r.end - shift, ..r.clone() }
+        }
+        _ => r.clone(),
+    });
     let assessment =
-        Some(assess(recorded.as_ref(), from_ms(inputs.first_seen_ms), from_ms(inputs.ingested_at_ms), storage));
+        Some(assess(judged.as_ref(), from_ms(inputs.first_seen_ms), from_ms(inputs.ingested_at_ms), storage));
     Described {
         kind: Some(kind),
         container: d.format.clone(),
@@ -108,12 +131,20 @@ pub fn media_alerts(id: &str, d: &Described, inputs: &DescribeInputs, extra: &se
     }
     if d.assessment.is_some_and(|a| a.clock_invalid) {
         let claimed = d.recorded.as_ref().map(|r| (rfc3339(r.start), r.source.as_str()));
+        let why = match claimed.as_ref().map(|c| c.1) {
+            Some("file_mtime") => {
+                "no camera clock: the start comes only from the dock file's modification time, which is when the dock wrote it"
+            }
+            Some(_) => "the camera clock is implausible (before 2000, or more than a day after a station first showed the file)",
+            None => "no recording time could be read",
+        };
         out.push(AlertSpec {
             kind: AlertKind::ClockInvalid,
             subject: id.to_string(),
             details: base(json!({
                 "claimed_start": claimed.as_ref().map(|c| c.0.clone()),
                 "source": claimed.map(|c| c.1),
+                "why": why,
                 "rule": "never on time; classified late_docking (see rules::deadline::assess)",
             })),
         });
@@ -236,6 +267,27 @@ mod tests {
         assert_eq!(r.start, r.end);
         assert_eq!(crate::clock::rfc3339(r.start), "2026-11-26T01:30:00.000Z");
         assert_eq!(out.duration_secs, Some(0.0));
+    }
+
+    #[test]
+    fn container_time_in_local_time_never_makes_a_deadline_later() {
+        // A camera in UTC+8 writes 09:30 local as "09:30Z": read as local, it
+        // is 01:30Z, eight hours earlier; that reading is taken.
+        let d = Description {
+            kind: "video".into(),
+            duration_secs: Some(60.0),
+            creation_time: Some("2026-11-26T09:30:00.000000Z".into()),
+            ..Default::default()
+        };
+        let out = to_described(&d, &inputs(), chrono_tz::Asia::Shanghai, chrono::Duration::hours(24));
+        assert_eq!(crate::clock::rfc3339(out.recorded.unwrap().start), "2026-11-26T09:30:00.000Z", "placed as written");
+        let a = out.assessment.unwrap();
+        assert_eq!(crate::clock::rfc3339(a.deadline), "2026-11-27T01:31:00.000Z", "judged on the earlier reading");
+        // West of UTC the UTC reading is the earlier one.
+        let out = to_described(&d, &inputs(), chrono_tz::America::New_York, chrono::Duration::hours(24));
+        let deadline = out.assessment.unwrap().deadline;
+        // (and first seen at 06:00Z clamps the end: 06:00Z + 24 h).
+        assert_eq!(crate::clock::rfc3339(deadline), "2026-11-27T06:00:00.000Z");
     }
 
     #[test]

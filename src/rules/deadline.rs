@@ -44,7 +44,8 @@ pub struct Assessment {
 
 /// Assess a stored original.
 ///
-/// With a trusted recording time: `deadline = recorded_end + storage`,
+/// With a trusted recording time: `deadline = min(recorded_end, first_seen)
+/// + storage`,
 /// `on_time = ingested_at <= deadline`; a late file is `late_docking` if it
 /// was first seen after its deadline, `late_processing` otherwise.
 ///
@@ -63,7 +64,10 @@ pub fn assess(
 ) -> Assessment {
     match rec {
         Some(r) if r.trusted => {
-            let deadline = r.end + storage;
+            // A recording cannot have ended after a station showed it: a
+            // start later than that (a fast clock) cannot push the deadline
+            // past `first_seen + storage`.
+            let deadline = r.end.min(first_seen) + storage;
             let on_time = ingested_at <= deadline;
             let late = match (on_time, first_seen > deadline) {
                 (true, _) => None,
@@ -154,6 +158,17 @@ mod tests {
             assert_eq!((a.on_time, a.late), (c.on_time, c.late), "{}", c.what);
             assert!(!a.clock_invalid);
         }
+    }
+
+    #[test]
+    fn a_start_after_first_seen_cannot_push_the_deadline_later() {
+        // The camera's clock is 10 h fast: it claims the recording ended
+        // after the station already had it.
+        let fast = rec(15.0, true);
+        let a = assess(Some(&fast), t(5.0), t(30.0), DAY);
+        assert_eq!(a.deadline, t(29.0), "first seen + 24 h, not claimed end + 24 h");
+        assert!(!a.on_time);
+        assert_eq!(a.late, Some(Lateness::LateProcessing));
     }
 
     #[test]
