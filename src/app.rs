@@ -255,6 +255,7 @@ pub async fn run(
             export_expire: config.exports.expire,
             retention_default: config.retention.default,
             retry_wake: ctx.retry_wake.clone(),
+            export_builds: Arc::new(tokio::sync::Mutex::new(())),
         };
         ctx.tasks.spawn(api::serve(listener, state, ctx.shutdown.clone()));
     }

@@ -576,3 +576,196 @@ fn exports_need_an_approver_who_is_not_the_requester_and_carry_a_matching_manife
     }
     d.stop();
 }
+
+#[test]
+fn retention_never_shortens_a_recordings_life() {
+    let h = harness("");
+    // A camera whose clock reset to a plausible factory default (2016), and
+    // an ordinary recording.
+    let reset = photo(&h, "004700", "20160101080000", 1);
+    let fine = photo(&h, "004700", "20261126080000", 2);
+    let undescribed = photo(&h, "004700", "20261126090000", 3);
+    h.run_once();
+    // One is not described yet (as after a crash before describing).
+    h.sqlite().execute("UPDATE originals SET described_at = NULL WHERE id = ?1", [&undescribed]).unwrap();
+    // Six months after the 2016 "recording", but weeks after it was docked.
+    let r = retention(&h, "2027-01-15T00:00:00Z");
+    assert_eq!(r["trashed"], json!([]), "counted from when it was first seen, not from 2016: {r:#}");
+    // Long after: the described ones go; the undescribed one never does.
+    let r = retention(&h, "2030-01-01T00:00:00Z");
+    let mut trashed: Vec<String> = serde_json::from_value(r["trashed"].clone()).unwrap();
+    trashed.sort();
+    let mut want = vec![reset.clone(), fine.clone()];
+    want.sort();
+    assert_eq!(trashed, want);
+    assert!(stored_path(&h, &undescribed).exists());
+    // The base is checked again at purge time: a re-description that places
+    // a recording later keeps it out of the purge.
+    h.sqlite()
+        .execute(
+            "UPDATE originals SET recorded_start = ?2 WHERE id = ?1",
+            rusqlite::params![&fine, 1_900_000_000_000i64],
+        )
+        .unwrap();
+    let r = retention(&h, "2030-02-01T00:00:00Z");
+    assert_eq!(r["purged"], json!([reset]), "{r:#}");
+    assert!(h.state.join("trash").join(&fine).exists());
+}
+
+#[test]
+fn a_failed_retention_commit_moves_no_file() {
+    let h = harness("");
+    let id = photo(&h, "004700", "20261126080000", 1);
+    h.run_once();
+    let cfg = bodycamd::config::Config::load(&h.config).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let index = bodycamd::index::Index::open(&cfg.index_path()).unwrap();
+        let later = chrono::DateTime::parse_from_rfc3339("2030-01-01T00:00:00Z").unwrap().timestamp_millis();
+        index.inject_commit_failure(true);
+        let r = bodycamd::custody::retention::pass_in_batches(&index, &cfg.state_dir, &cfg.retention, later).await;
+        assert!(r.is_err(), "the failed commit is reported");
+        assert!(stored_path(&h, &id).exists(), "no file moved for a commit that did not happen");
+        assert!(!h.state.join("trash").join(&id).exists());
+        index.inject_commit_failure(false);
+        let r = bodycamd::custody::retention::pass_in_batches(&index, &cfg.state_dir, &cfg.retention, later).await;
+        assert_eq!(r.unwrap().trashed, vec![id.clone()]);
+        assert!(h.state.join("trash").join(&id).exists());
+        index.close();
+    });
+    let trashed: Option<i64> =
+        h.sqlite().query_row("SELECT trashed_at FROM originals WHERE id = ?1", [&id], |r| r.get(0)).unwrap();
+    assert!(trashed.is_some());
+}
+
+#[test]
+fn a_purge_removes_every_copy_and_every_route_answers_gone() {
+    let h = harness("");
+    let clip_bytes = clip(h.dir.path(), 21);
+    fs::create_dir_all(h.dock.join("CAM1")).unwrap();
+    fs::write(h.dock.join("CAM1/CAM1_004711_20261001012000_0002.mp4"), &clip_bytes).unwrap();
+    let id = blake3_hex(&clip_bytes);
+    let mut d = h.spawn_daemon();
+    let addr = d.api_addr();
+    wait_until("renditions made", Duration::from_secs(60), || {
+        h.sqlite()
+            .query_row("SELECT count(*) FROM renditions WHERE original_id = ?1", [&id], |r| r.get::<_, i64>(0))
+            .unwrap()
+            == 2
+    });
+    let rendition_files: Vec<PathBuf> = {
+        let c = h.sqlite();
+        let ids: Vec<String> = c
+            .prepare("SELECT id FROM renditions WHERE original_id = ?1")
+            .unwrap()
+            .query_map([&id], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        ids.iter().map(|r| h.state.join("renditions/objects").join(&r[..2]).join(r)).collect()
+    };
+    assert!(rendition_files.iter().all(|p| p.exists()));
+    let e = call(addr, "POST", "/api/v1/exports", CMS, Some(json!({"media": [id], "reason": "court"}))).json();
+    let eid = e["id"].as_str().unwrap().to_string();
+    assert_eq!(call(addr, "POST", &format!("/api/v1/exports/{eid}/approve"), BOSS, Some(json!({}))).status, 200);
+    let dl = format!("/api/v1/exports/{eid}/download");
+    assert_eq!(call(addr, "GET", &dl, CMS, None).status, 200);
+    let tar = h.state.join("exports").join(format!("{eid}.tar"));
+    assert!(tar.exists());
+    d.stop();
+
+    retention(&h, "2030-01-01T00:00:00Z");
+    let mut d = h.spawn_daemon();
+    let addr = d.api_addr();
+    for route in ["original", "rendition", "thumbnail", "receipt"] {
+        let r = call(addr, "GET", &format!("/api/v1/media/{id}/{route}"), CMS, None);
+        assert_eq!((r.status, r.json()["code"].clone()), (410, json!("in_trash")), "{route}");
+    }
+    d.stop();
+    let r = retention(&h, "2030-02-01T00:00:00Z");
+    assert_eq!(r["purged"], json!([id]));
+    assert!(!h.state.join("trash").join(&id).exists());
+    for p in &rendition_files {
+        assert!(!p.exists(), "{} went with the original", p.display());
+    }
+    assert!(!tar.exists(), "the export archive that held it is removed");
+    let mut d = h.spawn_daemon();
+    let addr = d.api_addr();
+    for route in ["original", "rendition", "thumbnail", "receipt"] {
+        let r = call(addr, "GET", &format!("/api/v1/media/{id}/{route}"), CMS, None);
+        assert_eq!((r.status, r.json()["code"].clone()), (410, json!("purged")), "{route}");
+    }
+    let r = call(addr, "GET", &dl, CMS, None);
+    assert_eq!((r.status, r.json()["code"].clone()), (410, json!("voided")));
+    d.stop();
+    let (code, text, _) = verify(&h);
+    assert_eq!(code, 0, "{text}");
+}
+
+#[test]
+fn an_export_is_built_once_under_concurrent_downloads_and_never_signs_a_damaged_original() {
+    let h = harness("");
+    let a = photo(&h, "004711", "20261001010000", 1);
+    let b = photo(&h, "004711", "20261001020000", 2);
+    let mut d = h.spawn_daemon();
+    let addr = d.api_addr();
+    wait_until("stored", Duration::from_secs(30), || h.media().len() == 2);
+    let ask = |ids: Value| {
+        let e = call(addr, "POST", "/api/v1/exports", CMS, Some(json!({"media": ids, "reason": "court"}))).json();
+        let id = e["id"].as_str().unwrap().to_string();
+        assert_eq!(call(addr, "POST", &format!("/api/v1/exports/{id}/approve"), BOSS, Some(json!({}))).status, 200);
+        format!("/api/v1/exports/{id}/download")
+    };
+    let dl = ask(json!([a, b]));
+    let bodies: Vec<Vec<u8>> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..8).map(|_| s.spawn(|| call(addr, "GET", &dl, CMS, None))).collect();
+        hs.into_iter()
+            .map(|t| {
+                let r = t.join().unwrap();
+                assert_eq!(r.status, 200);
+                r.body
+            })
+            .collect()
+    });
+    assert!(bodies.windows(2).all(|w| w[0] == w[1]), "every download is the same archive");
+    let files = untar(&bodies[0]);
+    assert_eq!(blake3_hex(&files[&format!("originals/{a}")]), a);
+    let leftovers: Vec<_> = fs::read_dir(h.state.join("exports"))
+        .unwrap()
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().ends_with(".tar"))
+        .collect();
+    assert!(leftovers.is_empty(), "no partial files: {leftovers:?}");
+    // A flipped byte in an original: the next export refuses it.
+    flip(&stored_path(&h, &b), 100);
+    let dl = ask(json!([b]));
+    let r = call(addr, "GET", &dl, CMS, None);
+    assert_eq!((r.status, r.json()["code"].clone()), (500, json!("object_damaged")));
+    let r = call(addr, "GET", "/api/v1/alerts?kind=object_damaged", OPS, None);
+    assert!(r.json().as_array().unwrap().iter().any(|x| x["subject"] == b), "{:?}", r.json());
+    d.stop();
+}
+
+#[test]
+fn verify_reports_a_missing_head_and_never_creates_a_host_key() {
+    let h = harness("");
+    photo(&h, "004700", "20261126080000", 1);
+    h.run_once();
+    assert_eq!(verify(&h).0, 0);
+    let head = h.state.join("audit-head.json");
+    fs::remove_file(&head).unwrap();
+    let (code, text, v) = verify(&h);
+    assert_eq!(code, 1, "{text}");
+    assert!(faults(&v).iter().any(|(what, _)| what == "head"), "{v:#}");
+    assert!(text.contains("missing"), "{text}");
+    // Without the host key: a fault, and no key is made up.
+    h.run_once();
+    let key = h.state.join("host-key.ed25519");
+    fs::rename(&key, h.dir.path().join("key.bak")).unwrap();
+    let (code, text, _) = verify(&h);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("no host key"), "{text}");
+    assert!(!key.exists(), "verify must not create a key");
+    let out = h.cmd(&["key", "show"]).output().unwrap();
+    assert!(!out.status.success() && !key.exists(), "nor does key show");
+}

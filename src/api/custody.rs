@@ -60,11 +60,56 @@ pub async fn receipt(
     PathParams(id): PathParams<String>,
 ) -> Result<Response, ApiError> {
     let (hex, note) = visible_media(&s, &caller, &headers, &id).await?;
+    not_gone(&s, &hex).await?;
     let (index, archive, h2) = (s.index.clone(), s.archive.root().to_path_buf(), hex.clone());
     let row = tokio::task::spawn_blocking(move || index.read(|c| query::media_get(c, &h2))).await??;
     let row = row.ok_or_else(|| ApiError::not_found(format!("no original {hex}")))?;
     let r = receipt::issue(&MediaJson::from_row(&row, &archive), &s.key);
     Ok(with_note(Json(r), note))
+}
+
+/// After a restore has committed, its file goes back to the archive (a
+/// crash first is repaired by the next retention pass).
+async fn restored_file(s: &ApiState, id: &str, restored: bool) -> Result<(), ApiError> {
+    if restored {
+        let (state, id) = (s.state_dir.clone(), id.to_string());
+        tokio::task::spawn_blocking(move || retention::restored(&state, &id)).await?.map_err(|e| {
+            ApiError::internal(format!(
+                "restored in the index; moving the file back failed (repaired by the next retention pass): {e}"
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+/// Refuse, as the original route does, to serve anything of an original in
+/// the trash or purged (410 Gone, with when).
+pub async fn not_gone(s: &ApiState, hex: &str) -> Result<(), ApiError> {
+    let (index, h) = (s.index.clone(), hex.to_string());
+    let gone: Option<(i64, bool)> = tokio::task::spawn_blocking(move || {
+        index.read(|c| {
+            c.query_row(
+                "SELECT coalesce(purged_at, trashed_at), purged_at IS NOT NULL FROM originals WHERE id = ?1",
+                [&h],
+                |r| Ok(r.get::<_, Option<i64>>(0)?.map(|t| (t, r.get::<_, bool>(1).unwrap_or(false)))),
+            )
+            .optional()
+            .map(Option::flatten)
+        })
+    })
+    .await??;
+    match gone {
+        None => Ok(()),
+        Some((t, purged)) => Err(ApiError::new(
+            StatusCode::GONE,
+            if purged { "purged" } else { "in_trash" },
+            format!(
+                "original {hex} expired and was {} at {}",
+                if purged { "purged (with its renditions)" } else { "moved to the trash" },
+                rfc3339(from_ms(t))
+            ),
+        )),
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -140,18 +185,20 @@ pub async fn set_retention(
 ) -> Result<Response, ApiError> {
     need_reason(&body.reason)?;
     let (hex, mut note) = visible_media(&s, &caller, &headers, &id).await?;
-    let (now, by, h2, state) = (to_ms(s.clock.now()), caller.name.clone(), hex.clone(), s.state_dir.clone());
-    s.index
+    let (now, by, h2) = (to_ms(s.clock.now()), caller.name.clone(), hex.clone());
+    let restored = s
+        .index
         .call(move |c| {
             c.execute("UPDATE originals SET important = ?2 WHERE id = ?1", params![h2, body.important])?;
             let what = if body.important { "retention.important" } else { "retention.ordinary" };
             audit::event_by(c, now, &by, what, Some(&h2), Some(body.reason.clone()))?;
             if body.important {
-                retention::restore(c, &state, &h2, &by, "marked important", now)?;
+                return retention::restore(c, &h2, &by, "marked important", now);
             }
-            Ok(())
+            Ok(false)
         })
         .await?;
+    restored_file(&s, &hex, restored).await?;
     note.details = Some(format!("important = {}", body.important));
     Ok(with_note(Json(retention_of(&s, hex).await?), note))
 }
@@ -192,9 +239,9 @@ pub async fn place_hold(
 ) -> Result<Response, ApiError> {
     need_reason(&body.reason)?;
     let (hex, note) = visible_media(&s, &caller, &headers, &id).await?;
-    let (now, by, h2, state) = (to_ms(s.clock.now()), caller.name.clone(), hex.clone(), s.state_dir.clone());
+    let (now, by, h2) = (to_ms(s.clock.now()), caller.name.clone(), hex.clone());
     let reason = body.reason.clone();
-    let hold_id = s
+    let (hold_id, restored) = s
         .index
         .call(move |c| {
             c.execute(
@@ -203,10 +250,10 @@ pub async fn place_hold(
             )?;
             let id = c.last_insert_rowid();
             audit::event_by(c, now, &by, "retention.hold", Some(&h2), Some(format!("hold #{id}: {reason}")))?;
-            retention::restore(c, &state, &h2, &by, "placed on hold", now)?;
-            Ok(id)
+            Ok((id, retention::restore(c, &h2, &by, "placed on hold", now)?))
         })
         .await?;
+    restored_file(&s, &hex, restored).await?;
     let hold = HoldJson {
         hold_id,
         media_id: hex,
@@ -278,11 +325,12 @@ pub async fn restore(
 ) -> Result<Response, ApiError> {
     need_reason(&body.reason)?;
     let (hex, note) = visible_media(&s, &caller, &headers, &id).await?;
-    let (now, by, h2, state) = (to_ms(s.clock.now()), caller.name.clone(), hex.clone(), s.state_dir.clone());
-    let done = s.index.call(move |c| retention::restore(c, &state, &h2, &by, &body.reason, now)).await?;
+    let (now, by, h2) = (to_ms(s.clock.now()), caller.name.clone(), hex.clone());
+    let done = s.index.call(move |c| retention::restore(c, &h2, &by, &body.reason, now)).await?;
     if !done {
         return Err(ApiError::new(StatusCode::CONFLICT, "conflict", format!("{hex} is not in the trash")));
     }
+    restored_file(&s, &hex, true).await?;
     Ok(with_note(Json(retention_of(&s, hex).await?), note))
 }
 
@@ -433,12 +481,14 @@ pub struct ExportJson {
     pub created_at: String,
     pub decided_at: Option<String>,
     pub expires_at: Option<String>,
+    /// Set when an original in it was purged: it can no longer be downloaded.
+    pub void_reason: Option<String>,
 }
 
 fn load_export(c: &rusqlite::Connection, id: &str, now: i64) -> rusqlite::Result<Option<ExportJson>> {
     c.query_row(
         "SELECT id, state, case_id, media, case_file, requester, reviewer, reason, approver, decision_note, created_at,
-                decided_at, expires_at FROM exports WHERE id = ?1",
+                decided_at, expires_at, void_reason FROM exports WHERE id = ?1",
         [id],
         |r| {
             let expires: Option<i64> = r.get(12)?;
@@ -460,6 +510,7 @@ fn load_export(c: &rusqlite::Connection, id: &str, now: i64) -> rusqlite::Result
                 created_at: rfc3339(from_ms(r.get(10)?)),
                 decided_at: r.get::<_, Option<i64>>(11)?.map(|t| rfc3339(from_ms(t))),
                 expires_at: expires.map(|t| rfc3339(from_ms(t))),
+                void_reason: r.get(13)?,
             })
         },
     )
@@ -708,8 +759,18 @@ pub async fn download(
             ))
         }
     }
+    if let Some(why) = &e.void_reason {
+        return Err(ApiError::new(
+            StatusCode::GONE,
+            "voided",
+            format!("export {id} can no longer be downloaded: {why}"),
+        ));
+    }
     let dir = s.state_dir.join("exports");
-    let path = dir.join(format!("{id}.tar"));
+    let path = retention::export_path(&s.state_dir, &id);
+    // One build at a time: concurrent first downloads wait for it and then
+    // serve the one archive it made.
+    let _building = s.export_builds.lock().await;
     if !path.exists() {
         let (index, state, key, p2) = (s.index.clone(), s.state_dir.clone(), s.key.clone(), path.clone());
         let info = export::ExportInfo {
@@ -723,15 +784,33 @@ pub async fn download(
             approved_at: e.decided_at.clone(),
             media: e.media.clone(),
         };
-        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let built = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
             std::fs::create_dir_all(&dir)?;
             let c = index.reader()?;
             export::build(&c, &state, &info, &key, &p2)?;
             Ok(())
         })
-        .await?
-        .map_err(|e| ApiError::internal(format!("building the export: {e:#}")))?;
+        .await?;
+        if let Err(err) = built {
+            if let Some(d) = err.downcast_ref::<export::Damaged>() {
+                let (what, mid, found, now, hooks) =
+                    (d.what, d.id.clone(), d.found.clone(), to_ms(s.clock.now()), s.hooks.clone());
+                let r = s
+                    .index
+                    .call(move |c| {
+                        let how = format!("export {id} re-hashed the {what} and found {found}");
+                        crate::index::alerts::object_damaged(c, &mid, "(left in place)", &how, now, &hooks)
+                    })
+                    .await;
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "recording a damaged object failed");
+                }
+                return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "object_damaged", err.to_string()));
+            }
+            return Err(ApiError::internal(format!("building the export: {err:#}")));
+        }
     }
+    drop(_building);
     let obj = Object {
         etag_id: id.clone(),
         path,

@@ -235,23 +235,7 @@ pub async fn original(
     let (index, h2) = (s.index.clone(), hex.clone());
     let row = tokio::task::spawn_blocking(move || index.read(|c| query::media_by_ids(c, &[h2]))).await??.pop();
     let row = row.ok_or_else(|| ApiError::not_found(format!("no original {hex}")))?;
-    let (index, h3) = (s.index.clone(), hex.clone());
-    let trashed: Option<i64> = tokio::task::spawn_blocking(move || {
-        index.read(|c| {
-            c.query_row("SELECT coalesce(purged_at, trashed_at) FROM originals WHERE id = ?1", [&h3], |r| r.get(0))
-        })
-    })
-    .await??;
-    if let Some(t) = trashed {
-        return Err(ApiError::new(
-            StatusCode::GONE,
-            "in_trash",
-            format!(
-                "original {hex} expired and was moved to the trash (or purged) at {}",
-                crate::clock::rfc3339(crate::clock::from_ms(t))
-            ),
-        ));
-    }
+    super::custody::not_gone(&s, &hex).await?;
     let name = row.sightings.first().and_then(|s| s.path.file_name()).map(|n| n.to_string_lossy().into_owned());
     let obj = Object {
         path: s.archive.object_path(&mid),
@@ -346,6 +330,7 @@ async fn rendition_of(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (hex, note) = visible_media(&s, &caller, &headers, &id).await?;
+    super::custody::not_gone(&s, &hex).await?;
     let (index, h2) = (s.index.clone(), hex.clone());
     let (exists, row) = tokio::task::spawn_blocking(move || {
         index.read(|c| {

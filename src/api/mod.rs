@@ -73,6 +73,9 @@ pub struct ApiState {
     pub retention_default: std::time::Duration,
     /// Wakes the stations to take retries an administrator asked for.
     pub retry_wake: Arc<tokio::sync::Notify>,
+    /// Held while an export archive is built (once, whatever the number of
+    /// concurrent first downloads).
+    pub export_builds: Arc<tokio::sync::Mutex<()>>,
 }
 
 #[derive(OpenApi)]

@@ -55,7 +55,16 @@ pub fn key_main(c: KeyCommand) -> anyhow::Result<i32> {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
-    println!("{}", HostKey::load_or_create(&cfg.state_dir)?.public_hex());
+    match HostKey::load(&cfg.state_dir)? {
+        Some(k) => println!("{}", k.public_hex()),
+        None => {
+            eprintln!(
+                "error: no host key in {} yet: the daemon creates it at its first start",
+                cfg.state_dir.display()
+            );
+            return Ok(1);
+        }
+    }
     Ok(0)
 }
 
@@ -137,7 +146,13 @@ pub fn retention_main(c: RetentionCommand) -> anyhow::Result<i32> {
                 let c = open_reader(&cfg.index_path())?;
                 dry(&c, &rc, now)?
             } else {
-                write_once(&cfg.index_path(), |c| retention::pass(c, &dir, &rc, now))?
+                let r = write_once(&cfg.index_path(), |c| retention::pass(c, &rc, now))?;
+                // Committed: the files follow (a crash first is repaired by
+                // the next pass).
+                retention::carry_out(&dir, &r)?;
+                let c = open_reader(&cfg.index_path())?;
+                let repaired = retention::repair(&c, &dir)?;
+                retention::PassReport { repaired, ..r }
             };
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
@@ -169,7 +184,8 @@ pub fn retention_main(c: RetentionCommand) -> anyhow::Result<i32> {
             };
             let dir = cfg.state_dir.clone();
             let now = to_ms(chrono::Utc::now());
-            if write_once(&cfg.index_path(), |c| retention::restore(c, &dir, &id, &by, &reason, now))? {
+            if write_once(&cfg.index_path(), |c| retention::restore(c, &id, &by, &reason, now))? {
+                retention::restored(&dir, &id)?;
                 println!("restored {id}");
                 Ok(0)
             } else {

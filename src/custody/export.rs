@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::key::HostKey;
 use super::receipt;
-use super::verify::{hash_file, original_path};
+use super::verify::original_path;
 use crate::domain::MediaId;
 use crate::index::{query, renditions as rx};
 use crate::store::Archive;
@@ -46,20 +46,52 @@ pub struct Manifest {
     pub files: Vec<ManifestFile>,
 }
 
-fn add_file(
+/// Hashes what is read through it.
+struct Hashing<R> {
+    inner: R,
+    hasher: blake3::Hasher,
+}
+
+impl<R: std::io::Read> std::io::Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// An object that does not match its name: never signed into a manifest.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} {id} is damaged: its bytes no longer match their BLAKE3 ({found}); the export is refused")]
+pub struct Damaged {
+    pub what: &'static str,
+    pub id: String,
+    pub found: String,
+}
+
+/// Add a stored object, hashing the very bytes that go into the archive:
+/// they must be the object's content address (`expect`), or the export
+/// fails.
+fn add_object(
     tar: &mut tar::Builder<std::fs::File>,
     files: &mut Vec<ManifestFile>,
     name: String,
     src: &Path,
+    what: &'static str,
+    expect: &str,
 ) -> anyhow::Result<()> {
-    let size = std::fs::metadata(src)?.len();
-    let blake3 = hash_file(src)?;
-    let mut f = std::fs::File::open(src)?;
+    let f = std::fs::File::open(src)?;
+    let size = f.metadata()?.len();
     let mut h = tar::Header::new_gnu();
     h.set_size(size);
     h.set_mode(0o444);
     h.set_mtime(0);
-    tar.append_data(&mut h, &name, &mut f)?;
+    let mut r = Hashing { inner: std::io::Read::take(f, size), hasher: blake3::Hasher::new() };
+    tar.append_data(&mut h, &name, &mut r)?;
+    let blake3 = r.hasher.finalize().to_hex().to_string();
+    if blake3 != expect {
+        return Err(Damaged { what, id: expect.to_string(), found: blake3 }.into());
+    }
     files.push(ManifestFile { path: name, size, blake3 });
     Ok(())
 }
@@ -85,10 +117,14 @@ fn add_bytes(
     Ok(())
 }
 
-/// Build the archive at `out` (via a temporary file beside it).
+/// Build the archive at `out` (via a temporary file of its own beside it,
+/// renamed into place only when complete). Every original and rendition is
+/// re-hashed as it is written: a damaged one fails the build.
 pub fn build(c: &Connection, state: &Path, info: &ExportInfo, key: &HostKey, out: &Path) -> anyhow::Result<PathBuf> {
-    let tmp = out.with_extension("tar.partial");
-    let mut tar = tar::Builder::new(std::fs::File::create(&tmp)?);
+    let dir = out.parent().unwrap_or(Path::new("."));
+    let tmp = tempfile::Builder::new().prefix(".export-").suffix(".partial").tempfile_in(dir)?;
+    let (file, tmp) = tmp.into_parts();
+    let mut tar = tar::Builder::new(file);
     let mut files = Vec::new();
     let mut audit_lines = String::new();
     for id in &info.media {
@@ -96,7 +132,14 @@ pub fn build(c: &Connection, state: &Path, info: &ExportInfo, key: &HostKey, out
         let trashed: bool =
             c.query_row("SELECT trashed_at IS NOT NULL FROM originals WHERE id = ?1", [id], |r| r.get(0))?;
         let mid: MediaId = id.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
-        add_file(&mut tar, &mut files, format!("originals/{id}"), &original_path(state, &mid, trashed))?;
+        add_object(
+            &mut tar,
+            &mut files,
+            format!("originals/{id}"),
+            &original_path(state, &mid, trashed),
+            "original",
+            id,
+        )?;
         for r in rx::of_original(c, id)? {
             let ext = match (r.kind.as_str(), r.mime.as_str()) {
                 ("thumbnail", _) => "jpg",
@@ -105,7 +148,7 @@ pub fn build(c: &Connection, state: &Path, info: &ExportInfo, key: &HostKey, out
             };
             if let Ok(rid) = r.id.parse::<MediaId>() {
                 let p = Archive::object_path_in(&state.join("renditions"), &rid);
-                add_file(&mut tar, &mut files, format!("renditions/{id}.{}.{ext}", r.kind), &p)?;
+                add_object(&mut tar, &mut files, format!("renditions/{id}.{}.{ext}", r.kind), &p, "rendition", &r.id)?;
             }
         }
         let m = MediaJson::from_row(&row, &state.join("archive"));
@@ -114,9 +157,13 @@ pub fn build(c: &Connection, state: &Path, info: &ExportInfo, key: &HostKey, out
     }
     // The audit entries about these media (and the case), in chain order,
     // with their hashes so they can be checked against the host's log.
+    // Entries about the case that name an original not in the export (a
+    // restricted one, say) are left out: the excerpt reveals nothing the
+    // export does not hold.
     let mut st = c.prepare(
         "SELECT id, at, actor, action, case_id, media_id, status, outcome, details, prev_hash, hash FROM audit
-         WHERE media_id IN (SELECT value FROM json_each(?1)) OR (?2 IS NOT NULL AND case_id = ?2) ORDER BY id",
+         WHERE media_id IN (SELECT value FROM json_each(?1))
+            OR (?2 IS NOT NULL AND case_id = ?2 AND media_id IS NULL) ORDER BY id",
     )?;
     let ids = serde_json::to_string(&info.media)?;
     let mut rows = st.query(rusqlite::params![ids, info.case_id])?;
@@ -144,6 +191,6 @@ pub fn build(c: &Connection, state: &Path, info: &ExportInfo, key: &HostKey, out
     add_bytes(&mut tar, None, "manifest.json.sig", key.sign_hex(&mbytes).as_bytes())?;
     let f = tar.into_inner()?;
     f.sync_all()?;
-    std::fs::rename(&tmp, out)?;
+    tmp.persist(out)?;
     Ok(out.to_path_buf())
 }

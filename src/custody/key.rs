@@ -29,7 +29,9 @@ pub enum KeyError {
 
 impl HostKey {
     /// Load the key below `state_dir`, creating it if there is none.
-    pub fn load_or_create(state_dir: &Path) -> Result<HostKey, KeyError> {
+    /// The host's key, if it has one (never creates it: readers such as
+    /// `verify` must not mint a key).
+    pub fn load(state_dir: &Path) -> Result<Option<HostKey>, KeyError> {
         let path = state_dir.join(FILE);
         let io = |source| KeyError::Io { path: path.clone(), source };
         match std::fs::read(&path) {
@@ -40,9 +42,19 @@ impl HostKey {
                     return Err(KeyError::Exposed(path, mode));
                 }
                 let seed: [u8; 32] = bytes.try_into().map_err(|_| KeyError::Malformed(path.clone()))?;
-                Ok(HostKey { key: SigningKey::from_bytes(&seed) })
+                Ok(Some(HostKey { key: SigningKey::from_bytes(&seed) }))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    pub fn load_or_create(state_dir: &Path) -> Result<HostKey, KeyError> {
+        let path = state_dir.join(FILE);
+        let io = |source| KeyError::Io { path: path.clone(), source };
+        match HostKey::load(state_dir) {
+            Ok(Some(k)) => Ok(k),
+            Ok(None) => {
                 std::fs::create_dir_all(state_dir).map_err(io)?;
                 let key = SigningKey::generate(&mut rand_core::OsRng);
                 let tmp = state_dir.join(format!(".{FILE}.tmp"));
@@ -76,7 +88,7 @@ impl HostKey {
                     Err(e) => Err(io(e.into())),
                 }
             }
-            Err(e) => Err(io(e)),
+            Err(e) => Err(e),
         }
     }
 

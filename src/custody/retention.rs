@@ -2,9 +2,21 @@
 //! were recorded; important ones, those on hold and those linked to a case
 //! are kept while any reason holds. Expiry never deletes directly: an
 //! expired original moves to `state_dir/trash/` (recoverable) and is purged
-//! only `retention.trash_days` later, after its reasons are checked again.
-//! Every move is audited. A pass first repairs what a crash between the
-//! index and the file system left (the index is the truth).
+//! only `retention.trash_days` later, after its reasons and its base are
+//! checked again. Every move is audited.
+//!
+//! **Retention never shortens a recording's life.** It counts from the later
+//! of the recording's start and when a station first showed it (a camera
+//! whose clock reset to a plausible but wrong year cannot make its
+//! recordings expire early), and an original that is not described yet is
+//! never trashed.
+//!
+//! **The index decides, files follow.** A pass marks rows in small writer
+//! transactions and moves files only after each commit, outside the writer
+//! (which every audited API request waits on). A crash between a commit and
+//! a move leaves files where the index no longer says they are; the next
+//! pass's repair moves them (the index is the truth), so a failed commit
+//! never leaves a purged file whose row says it exists.
 
 use std::path::{Path, PathBuf};
 
@@ -15,13 +27,14 @@ use super::verify::original_path;
 use crate::config::RetentionConfig;
 use crate::domain::MediaId;
 use crate::index::audit;
+use crate::store::Archive;
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
 
-/// When an original's retention is counted from (SQL over `o`): its
-/// recording date, or when a station first showed it if its clock cannot
-/// be trusted (a camera set to 1970 must not expire its recordings at once).
-pub const BASE: &str = "(CASE WHEN o.clock_trusted = 0 THEN o.first_seen ELSE max(o.start_at, 0) END)";
+/// When an original's retention is counted from (SQL over `o`): the later of
+/// its recording start and when a station first showed it (a generated,
+/// indexed column).
+pub const BASE: &str = "o.retain_from";
 
 /// Why an original is kept beyond its expiry (SQL over `o`).
 const KEEP: &str = "(o.important = 1
@@ -32,11 +45,18 @@ const KEEP: &str = "(o.important = 1
 pub struct PassReport {
     pub trashed: Vec<String>,
     pub purged: Vec<String>,
-    /// Taken back out of the trash because a reason to keep them appeared.
+    /// Taken back out of the trash because a reason to keep it appeared.
     pub restored: Vec<String>,
     /// (id, expiry) of what expires within `warn_within`.
     pub expiring_soon: Vec<(String, String)>,
     pub repaired: usize,
+    /// Rendition objects that went with purged originals (no other original
+    /// uses them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub purged_renditions: Vec<String>,
+    /// Exports that held a purged original: voided, their archives removed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub voided_exports: Vec<String>,
 }
 
 fn archive_path(state: &Path, id: &str) -> Option<PathBuf> {
@@ -45,6 +65,15 @@ fn archive_path(state: &Path, id: &str) -> Option<PathBuf> {
 
 fn trash_path(state: &Path, id: &str) -> Option<PathBuf> {
     id.parse::<MediaId>().ok().map(|m| original_path(state, &m, true))
+}
+
+fn rendition_path(state: &Path, id: &str) -> Option<PathBuf> {
+    id.parse::<MediaId>().ok().map(|m| Archive::object_path_in(&state.join("renditions"), &m))
+}
+
+/// Where an export's archive is built.
+pub fn export_path(state: &Path, export_id: &str) -> PathBuf {
+    state.join("exports").join(format!("{export_id}.tar"))
 }
 
 fn mv(from: &Path, to: &Path) -> std::io::Result<()> {
@@ -58,33 +87,54 @@ fn mv(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-fn io_err(e: std::io::Error) -> rusqlite::Error {
-    rusqlite::Error::ToSqlConversionFailure(Box::new(e))
+fn remove(p: &Path) -> std::io::Result<bool> {
+    match std::fs::remove_file(p) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
-/// Make the files agree with the index.
-fn repair(c: &Connection, state: &Path) -> rusqlite::Result<usize> {
-    let mut n = 0;
-    let rows: Vec<(String, bool, bool)> = c
+/// What the files must become, as the index says (read on any connection).
+#[derive(Debug, Clone, Default)]
+pub struct Placement {
+    /// In the trash: the file belongs in `trash/`.
+    to_trash: Vec<String>,
+    /// Purged: no file may remain (original, renditions only it used).
+    purged: Vec<String>,
+    purged_renditions: Vec<String>,
+    voided_exports: Vec<String>,
+    /// Files in `trash/` whose rows say they are not trashed.
+    to_archive: Vec<String>,
+}
+
+/// Read what must be repaired: files that disagree with the index.
+fn placement(c: &Connection, state: &Path) -> rusqlite::Result<Placement> {
+    let mut p = Placement::default();
+    let rows: Vec<(String, bool)> = c
         // A purged original keeps its trashed_at: one indexed condition.
-        .prepare(
-            "SELECT id, trashed_at IS NOT NULL, purged_at IS NOT NULL FROM originals WHERE trashed_at IS NOT NULL",
-        )?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .prepare("SELECT id, purged_at IS NOT NULL FROM originals WHERE trashed_at IS NOT NULL")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
-    for (id, trashed, purged) in rows {
-        let (Some(a), Some(t)) = (archive_path(state, &id), trash_path(state, &id)) else { continue };
+    for (id, purged) in rows {
         if purged {
-            if t.exists() {
-                std::fs::remove_file(&t).map_err(io_err)?;
-                n += 1;
-            }
-        } else if trashed && a.exists() && !t.exists() {
-            mv(&a, &t).map_err(io_err)?;
-            n += 1;
+            p.purged.push(id);
+        } else {
+            p.to_trash.push(id);
         }
     }
-    // In the trash, but the index says it is not (a restore cut short).
+    p.purged_renditions = c
+        .prepare(
+            "SELECT DISTINCT r.id FROM renditions r JOIN originals o ON o.id = r.original_id
+             WHERE o.purged_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM renditions r2 JOIN originals o2
+                ON o2.id = r2.original_id WHERE r2.id = r.id AND o2.purged_at IS NULL)",
+        )?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    p.voided_exports = c
+        .prepare("SELECT id FROM exports WHERE voided_at IS NOT NULL")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
     if let Ok(dir) = std::fs::read_dir(state.join("trash")) {
         for e in dir.flatten() {
             let id = e.file_name().to_string_lossy().into_owned();
@@ -93,25 +143,76 @@ fn repair(c: &Connection, state: &Path) -> rusqlite::Result<usize> {
                 .query_row([&id], |r| r.get(0))
                 .optional()?;
             if listed == Some(false) {
-                if let Some(a) = archive_path(state, &id) {
-                    if !a.exists() {
-                        mv(&e.path(), &a).map_err(io_err)?;
-                    } else {
-                        // Stored again since (docked again): the archive
-                        // holds the same verified bytes.
-                        std::fs::remove_file(e.path()).map_err(io_err)?;
-                    }
-                    n += 1;
-                }
+                p.to_archive.push(id);
             }
+        }
+    }
+    Ok(p)
+}
+
+/// Make the files agree with a placement. Returns how many were moved or
+/// removed.
+fn place(state: &Path, p: &Placement) -> std::io::Result<usize> {
+    let mut n = 0;
+    for id in &p.to_trash {
+        if let (Some(a), Some(t)) = (archive_path(state, id), trash_path(state, id)) {
+            if a.exists() && !t.exists() {
+                mv(&a, &t)?;
+                n += 1;
+            }
+        }
+    }
+    for id in &p.purged {
+        if let Some(t) = trash_path(state, id) {
+            n += usize::from(remove(&t)?);
+        }
+    }
+    for id in &p.purged_renditions {
+        if let Some(r) = rendition_path(state, id) {
+            n += usize::from(remove(&r)?);
+        }
+    }
+    for id in &p.voided_exports {
+        n += usize::from(remove(&export_path(state, id))?);
+    }
+    for id in &p.to_archive {
+        if let (Some(a), Some(t)) = (archive_path(state, id), trash_path(state, id)) {
+            if !a.exists() {
+                mv(&t, &a)?;
+            } else {
+                // Stored again since (docked again): the archive holds the
+                // same verified bytes.
+                remove(&t)?;
+            }
+            n += 1;
         }
     }
     Ok(n)
 }
 
-/// Restore one original from the trash (by an administrator, or because a
-/// reason to keep it appeared). Returns false if it is not in the trash.
-pub fn restore(c: &Connection, state: &Path, id: &str, by: &str, why: &str, now_ms: i64) -> rusqlite::Result<bool> {
+/// Make the files agree with the index (after a crash between a commit and
+/// a move). Reads on `c`, moves files; never writes the index.
+pub fn repair(c: &Connection, state: &Path) -> anyhow::Result<usize> {
+    let p = placement(c, state)?;
+    Ok(place(state, &p)?)
+}
+
+/// Carry out on disk what a committed pass (or restore) decided.
+pub fn carry_out(state: &Path, done: &PassReport) -> std::io::Result<()> {
+    let p = Placement {
+        to_trash: done.trashed.clone(),
+        purged: done.purged.clone(),
+        purged_renditions: done.purged_renditions.clone(),
+        voided_exports: done.voided_exports.clone(),
+        to_archive: done.restored.clone(),
+    };
+    place(state, &p).map(|_| ())
+}
+
+/// Take one original out of the trash in the index (by an administrator,
+/// or because a reason to keep it appeared). Returns false if it is not in
+/// the trash. The file follows with [`carry_out`] after the commit.
+pub fn restore(c: &Connection, id: &str, by: &str, why: &str, now_ms: i64) -> rusqlite::Result<bool> {
     let n = c.execute(
         "UPDATE originals SET trashed_at = NULL WHERE id = ?1 AND trashed_at IS NOT NULL AND purged_at IS NULL",
         [id],
@@ -120,39 +221,25 @@ pub fn restore(c: &Connection, state: &Path, id: &str, by: &str, why: &str, now_
         return Ok(false);
     }
     audit::event_by(c, now_ms, by, "retention.restore", Some(id), Some(why.to_string()))?;
-    if let (Some(t), Some(a)) = (trash_path(state, id), archive_path(state, id)) {
-        if t.exists() {
-            mv(&t, &a).map_err(io_err)?;
-        }
-    }
     Ok(true)
 }
 
-/// Originals whose retention base lies in `(after, upto]` and that are
-/// neither trashed nor kept: two index range scans (recording start for
-/// trusted clocks, first seen for untrusted ones), never a full scan.
+/// A restored original's file back in the archive (after the commit).
+pub fn restored(state: &Path, id: &str) -> std::io::Result<()> {
+    carry_out(state, &PassReport { restored: vec![id.to_string()], ..Default::default() })
+}
+
+/// Originals whose retention base lies in `(after, upto]`, described, and
+/// neither trashed nor kept: one range scan of an index, never a full scan.
 fn base_between(c: &Connection, after: i64, upto: i64, limit: i64) -> rusqlite::Result<Vec<(String, i64)>> {
-    let mut out: Vec<(String, i64)> = Vec::new();
-    for sql in [
-        format!(
-            "SELECT o.id, o.start_at FROM originals o WHERE o.start_at > ?1 AND o.start_at <= ?2
-               AND coalesce(o.clock_trusted, 1) != 0 AND o.trashed_at IS NULL AND o.purged_at IS NULL AND NOT {KEEP}
-             ORDER BY o.start_at, o.id LIMIT ?3"
-        ),
-        format!(
-            "SELECT o.id, o.first_seen FROM originals o WHERE o.clock_trusted = 0 AND o.first_seen > ?1 AND o.first_seen <= ?2
-               AND o.trashed_at IS NULL AND o.purged_at IS NULL AND NOT {KEEP}
-             ORDER BY o.first_seen, o.id LIMIT ?3"
-        ),
-    ] {
-        let mut st = c.prepare_cached(&sql)?;
-        for r in st.query_map(params![after, upto, limit], |r| Ok((r.get(0)?, r.get(1)?)))? {
-            out.push(r?);
-        }
-    }
-    out.sort_by_key(|(id, t)| (*t, id.clone()));
-    out.truncate(limit.max(0) as usize);
-    Ok(out)
+    let sql = format!(
+        "SELECT o.id, o.retain_from FROM originals o WHERE o.retain_from > ?1 AND o.retain_from <= ?2
+           AND o.trashed_at IS NULL AND o.purged_at IS NULL AND o.described_at IS NOT NULL AND NOT {KEEP}
+         ORDER BY o.retain_from, o.id LIMIT ?3"
+    );
+    let mut st = c.prepare_cached(&sql)?;
+    let rows = st.query_map(params![after, upto, limit], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
 }
 
 /// What a pass at `now_ms` would do (changes nothing). Read-only, so the
@@ -175,49 +262,51 @@ pub fn plan(c: &Connection, cfg: &RetentionConfig, now_ms: i64) -> rusqlite::Res
     let purged = ids(
         format!(
             "SELECT o.id FROM originals o WHERE o.trashed_at IS NOT NULL AND o.purged_at IS NULL
-               AND o.trashed_at <= ?1 AND NOT {KEEP} LIMIT ?2"
+               AND o.trashed_at <= ?1 AND {BASE} <= ?3 AND NOT {KEEP} LIMIT ?2"
         ),
-        &[&purge_before, &LIMIT],
+        &[&purge_before, &LIMIT, &cut],
     )?;
     let expiring_soon = base_between(c, cut, cut + cfg.warn_within.as_millis() as i64, 10_000)?
         .into_iter()
         .map(|(id, t)| (id, crate::clock::rfc3339(crate::clock::from_ms(t + keep_ms))))
         .collect();
-    Ok(PassReport { trashed, purged, restored, expiring_soon, repaired: 0 })
+    Ok(PassReport { trashed, purged, restored, expiring_soon, ..Default::default() })
 }
 
 /// Whether `id` may move now (re-checked in the writer, in the transaction
-/// that moves it): `trash` = expired and not trashed; else = in the trash
-/// long enough to purge. Nothing kept ever qualifies.
+/// that moves it): `trash` = expired, described and not trashed; else = in
+/// the trash long enough to purge, and still expired (its base is checked
+/// again). Nothing kept ever qualifies.
 fn still_due(c: &Connection, id: &str, cfg: &RetentionConfig, now_ms: i64, trash: bool) -> rusqlite::Result<bool> {
+    let expired = now_ms - cfg.default.as_millis() as i64;
     let sql = if trash {
         format!(
             "SELECT 1 FROM originals o WHERE o.id = ?1 AND o.trashed_at IS NULL AND o.purged_at IS NULL
-               AND {BASE} <= ?2 AND NOT {KEEP}"
+               AND o.described_at IS NOT NULL AND {BASE} <= ?2 AND NOT {KEEP}"
         )
     } else {
         format!(
             "SELECT 1 FROM originals o WHERE o.id = ?1 AND o.trashed_at IS NOT NULL AND o.purged_at IS NULL
-               AND o.trashed_at <= ?2 AND NOT {KEEP}"
+               AND o.trashed_at <= ?3 AND {BASE} <= ?2 AND NOT {KEEP}"
         )
     };
-    let limit =
-        if trash { now_ms - cfg.default.as_millis() as i64 } else { now_ms - i64::from(cfg.trash_days) * DAY_MS };
-    Ok(c.prepare_cached(&sql)?.query_row(params![id, limit], |_| Ok(())).optional()?.is_some())
+    let purge_before = now_ms - i64::from(cfg.trash_days) * DAY_MS;
+    let mut st = c.prepare_cached(&sql)?;
+    let q = if trash {
+        st.query_row(params![id, expired], |_| Ok(()))
+    } else {
+        st.query_row(params![id, expired, purge_before], |_| Ok(()))
+    };
+    Ok(q.optional()?.is_some())
 }
 
-/// Carry out (part of) a plan in the caller's (writer) transaction: every
-/// move is re-checked first. Returns what was done.
-pub fn apply(
-    c: &Connection,
-    state: &Path,
-    cfg: &RetentionConfig,
-    now_ms: i64,
-    planned: &PassReport,
-) -> rusqlite::Result<PassReport> {
+/// Mark (part of) a plan in the caller's (writer) transaction: every move
+/// is re-checked first. Returns what was decided; the files follow with
+/// [`carry_out`] once the transaction has committed.
+pub fn apply(c: &Connection, cfg: &RetentionConfig, now_ms: i64, planned: &PassReport) -> rusqlite::Result<PassReport> {
     let mut r = PassReport::default();
     for id in &planned.restored {
-        if restore(c, state, id, "bodycamd", "a reason to keep it appeared (importance, hold or case link)", now_ms)? {
+        if restore(c, id, "bodycamd", "a reason to keep it appeared (importance, hold or case link)", now_ms)? {
             r.restored.push(id.clone());
         }
     }
@@ -235,11 +324,6 @@ pub fn apply(
             None,
             Some(format!("retention ({keep_days} days) over; purged after {} days in the trash", cfg.trash_days)),
         )?;
-        if let (Some(a), Some(t)) = (archive_path(state, id), trash_path(state, id)) {
-            if a.exists() {
-                mv(&a, &t).map_err(io_err)?;
-            }
-        }
         r.trashed.push(id.clone());
     }
     for id in &planned.purged {
@@ -247,32 +331,67 @@ pub fn apply(
             continue;
         }
         c.execute("UPDATE originals SET purged_at = ?2 WHERE id = ?1", params![id, now_ms])?;
-        audit::event(c, now_ms, "retention.purge", Some(id), None, Some("deleted after its time in the trash".into()))?;
-        if let Some(t) = trash_path(state, id) {
-            match std::fs::remove_file(&t) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_err(e)),
-            }
+        // Every copy goes: renditions no other original uses, and any export
+        // archive that holds it (voided: it can no longer be downloaded).
+        let renditions: Vec<String> = c
+            .prepare_cached(
+                "SELECT DISTINCT r.id FROM renditions r WHERE r.original_id = ?1 AND NOT EXISTS (
+                    SELECT 1 FROM renditions r2 JOIN originals o2 ON o2.id = r2.original_id
+                    WHERE r2.id = r.id AND r2.original_id != ?1 AND o2.purged_at IS NULL)",
+            )?
+            .query_map([id], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        c.prepare_cached(
+            "UPDATE rendition_jobs SET state = 'skipped', last_error = 'the original was purged', updated_at = ?2
+             WHERE original_id = ?1 AND state IN ('queued', 'running', 'failed')",
+        )?
+        .execute(params![id, now_ms])?;
+        let exports: Vec<String> = c
+            .prepare_cached(
+                "SELECT e.id FROM exports e WHERE e.voided_at IS NULL
+                   AND EXISTS (SELECT 1 FROM json_each(e.media) j WHERE j.value = ?1)",
+            )?
+            .query_map([id], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        for e in &exports {
+            c.prepare_cached("UPDATE exports SET voided_at = ?2, void_reason = ?3 WHERE id = ?1")?.execute(params![
+                e,
+                now_ms,
+                format!("original {id} was purged")
+            ])?;
         }
+        audit::event(
+            c,
+            now_ms,
+            "retention.purge",
+            Some(id),
+            None,
+            Some(format!(
+                "deleted after its time in the trash, with {} rendition(s); {} export(s) voided",
+                renditions.len(),
+                exports.len()
+            )),
+        )?;
+        r.purged_renditions.extend(renditions);
+        r.voided_exports.extend(exports);
         r.purged.push(id.clone());
     }
     Ok(r)
 }
 
-/// One whole retention pass at `now_ms` in one transaction (the CLI).
-pub fn pass(c: &Connection, state: &Path, cfg: &RetentionConfig, now_ms: i64) -> rusqlite::Result<PassReport> {
-    let repaired = repair(c, state)?;
+/// One whole retention pass at `now_ms` in one transaction (the CLI). The
+/// caller carries out the result with [`carry_out`] after the commit.
+pub fn pass(c: &Connection, cfg: &RetentionConfig, now_ms: i64) -> rusqlite::Result<PassReport> {
     let planned = plan(c, cfg, now_ms)?;
-    let mut r = apply(c, state, cfg, now_ms, &planned)?;
-    r.repaired = repaired;
+    let mut r = apply(c, cfg, now_ms, &planned)?;
     r.expiring_soon = planned.expiring_soon;
     Ok(r)
 }
 
-/// The daemon's pass: plan on a reader, then repair and apply in small
-/// writer transactions, so the writer (and every API request, which is
-/// audited through it) never waits long.
+/// The daemon's pass: plan and repair on a reader, then mark in small
+/// writer transactions, moving each batch's files after its commit, so the
+/// writer (and every API request, which is audited through it) never waits
+/// on file moves.
 pub async fn pass_in_batches(
     index: &crate::index::Index,
     state: &Path,
@@ -280,10 +399,13 @@ pub async fn pass_in_batches(
     now_ms: i64,
 ) -> anyhow::Result<PassReport> {
     const BATCH: usize = 200;
-    let (reader, c2) = (index.clone(), cfg.clone());
-    let planned = tokio::task::spawn_blocking(move || reader.read(|c| plan(c, &c2, now_ms))).await??;
-    let dir = state.to_path_buf();
-    let repaired = index.call(move |c| repair(c, &dir)).await?;
+    let (reader, c2, dir) = (index.clone(), cfg.clone(), state.to_path_buf());
+    let (planned, repaired) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let planned = reader.read(|c| plan(c, &c2, now_ms))?;
+        let c = reader.reader()?;
+        Ok((planned, repair(&c, &dir)?))
+    })
+    .await??;
     let mut done = PassReport { repaired, expiring_soon: planned.expiring_soon.clone(), ..Default::default() };
     let chunks = |v: &[String]| v.chunks(BATCH).map(<[String]>::to_vec).collect::<Vec<_>>();
     let mut parts = Vec::new();
@@ -297,13 +419,18 @@ pub async fn pass_in_batches(
         parts.push(PassReport { purged: part, ..Default::default() });
     }
     for part in parts {
-        let (dir, c2) = (state.to_path_buf(), cfg.clone());
-        let r = index.call(move |c| apply(c, &dir, &c2, now_ms, &part)).await?;
+        let c2 = cfg.clone();
+        let r = index.call(move |c| apply(c, &c2, now_ms, &part)).await?;
+        // Committed: now the files follow, outside the writer.
+        let (dir, r2) = (state.to_path_buf(), r.clone());
+        tokio::task::spawn_blocking(move || carry_out(&dir, &r2)).await??;
         // Leave the writer to others between batches.
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         done.restored.extend(r.restored);
         done.trashed.extend(r.trashed);
         done.purged.extend(r.purged);
+        done.purged_renditions.extend(r.purged_renditions);
+        done.voided_exports.extend(r.voided_exports);
     }
     Ok(done)
 }

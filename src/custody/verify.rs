@@ -117,8 +117,13 @@ pub fn run(state_dir: &Path, c: &Connection, sample: Option<u32>, pubkey: Option
         }
         r.originals_checked += 1;
     }
+    // Renditions of purged originals went with them.
     let renditions: Vec<String> = c
-        .prepare(&format!("SELECT DISTINCT id FROM renditions ORDER BY {order} LIMIT ?1"))?
+        .prepare(&format!(
+            "SELECT DISTINCT r.id FROM renditions r JOIN originals o ON o.id = r.original_id
+             WHERE o.purged_at IS NULL ORDER BY {} LIMIT ?1",
+            if sample.is_some() { "random()" } else { "r.id" }
+        ))?
         .query_map([limit], |row| row.get(0))?
         .collect::<Result<_, _>>()?;
     for id in &renditions {
@@ -140,13 +145,21 @@ pub fn run(state_dir: &Path, c: &Connection, sample: Option<u32>, pubkey: Option
     match std::fs::read(&head_path) {
         Ok(bytes) => match serde_json::from_slice::<SignedHead>(&bytes) {
             Ok(h) => {
+                // Never create a key here: a missing one is a fault, not a
+                // reason to mint one the head cannot have been signed with.
                 let key = match pubkey {
                     Some(k) => parse_public(k).ok(),
-                    None => HostKey::load_or_create(state_dir).ok().and_then(|k| parse_public(&k.public_hex()).ok()),
+                    None => HostKey::load(state_dir).ok().flatten().and_then(|k| parse_public(&k.public_hex()).ok()),
                 };
                 let signed = key.is_some_and(|k| verify_hex(&k, &head_message(h.entry, &h.hash, &h.at), &h.signature));
                 let fault = |problem: String| Fault { what: "head".into(), id: h.entry.to_string(), problem };
-                if !signed {
+                if key.is_none() {
+                    r.faults.push(fault(format!(
+                        "no host key to check {} with (give --pubkey, or restore {})",
+                        head_path.display(),
+                        state_dir.join("host-key.ed25519").display()
+                    )));
+                } else if !signed {
                     r.faults.push(fault(format!("{}: the signature does not match", head_path.display())));
                 } else if h.entry > last {
                     r.faults.push(fault(format!(
@@ -163,7 +176,21 @@ pub fn run(state_dir: &Path, c: &Connection, sample: Option<u32>, pubkey: Option
                 problem: format!("{}: {e}", head_path.display()),
             }),
         },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        // Without a head, truncation cannot be ruled out: once the log has
+        // entries, the daemon has written one (at start and at intervals).
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if n > 0 {
+                r.faults.push(Fault {
+                    what: "head".into(),
+                    id: "-".into(),
+                    problem: format!(
+                        "{} is missing: the log has {n} entries, so a signed head was written and has been removed \
+                         (truncation cannot be ruled out)",
+                        head_path.display()
+                    ),
+                });
+            }
+        }
         Err(e) => r.faults.push(Fault { what: "head".into(), id: "-".into(), problem: e.to_string() }),
     }
     Ok(r)

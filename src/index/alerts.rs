@@ -240,6 +240,36 @@ pub fn ack(
     record_event(c, &alert, "acknowledged", now_ms, hooks).map(AckOutcome::Acked)
 }
 
+/// Open an `object_damaged` alert (sticky) and audit it, in the caller's
+/// transaction.
+pub fn object_damaged(
+    c: &Connection,
+    media_id: &str,
+    aside: &str,
+    how: &str,
+    now: i64,
+    hooks: &[String],
+) -> rusqlite::Result<Option<Transition>> {
+    super::audit::event(
+        c,
+        now,
+        "object.damaged",
+        Some(media_id),
+        None,
+        Some(format!("{how}; the damaged copy was moved to {aside} and a good copy stored in its place")),
+    )?;
+    let spec = AlertSpec {
+        kind: AlertKind::ObjectDamaged,
+        subject: media_id.to_string(),
+        details: json!({
+            "detected": how,
+            "damaged_copy": aside,
+            "what_to_do": "check the archive's disk; the damaged copy is kept for investigation",
+        }),
+    };
+    open(c, &spec, now, hooks)
+}
+
 /// Which alerts to list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StateFilter {

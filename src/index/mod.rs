@@ -112,8 +112,10 @@ pub struct Index {
     readers: std::sync::Arc<std::sync::Mutex<Vec<Connection>>>,
     /// Dropping the last clone stops the checkpointer.
     _checkpointer: std::sync::Arc<std_mpsc::Sender<()>>,
-    /// Fault injection for tests: the next batches cannot begin.
+    /// Fault injection for tests: the next batches cannot begin, or their
+    /// commit fails (after every request in them ran).
     fail_begin: Arc<AtomicBool>,
+    fail_commit: Arc<AtomicBool>,
 }
 
 /// How often the WAL is folded back into the database, outside the writer.
@@ -232,10 +234,11 @@ impl Index {
             .map_err(|e| IndexError::Commit(e.to_string()))?;
         let (tx, rx) = std_mpsc::channel::<Op>();
         let fail_begin = Arc::new(AtomicBool::new(false));
-        let fb = fail_begin.clone();
+        let fail_commit = Arc::new(AtomicBool::new(false));
+        let faults = (fail_begin.clone(), fail_commit.clone());
         let handle = std::thread::Builder::new()
             .name("index-writer".into())
-            .spawn(move || writer_loop(conn, rx, fb))
+            .spawn(move || writer_loop(conn, rx, faults))
             .map_err(|e| IndexError::Commit(e.to_string()))?;
         Ok(Index {
             path: path.to_path_buf(),
@@ -244,6 +247,7 @@ impl Index {
             readers: std::sync::Arc::new(std::sync::Mutex::new(Vec::new())),
             _checkpointer: std::sync::Arc::new(stop_tx),
             fail_begin,
+            fail_commit,
         })
     }
 
@@ -255,6 +259,12 @@ impl Index {
     /// pipeline's behaviour while the index is unavailable).
     pub fn inject_begin_failure(&self, fail: bool) {
         self.fail_begin.store(fail, Ordering::SeqCst);
+    }
+
+    /// Make the writer's commits fail (after the requests ran): nothing they
+    /// wrote may stay, and nothing may act as if it had.
+    pub fn inject_commit_failure(&self, fail: bool) {
+        self.fail_commit.store(fail, Ordering::SeqCst);
     }
 
     /// A new read connection (WAL: readers never wait for the writer).
@@ -332,7 +342,11 @@ fn begin(conn: &Connection, fail: &AtomicBool) -> rusqlite::Result<()> {
     conn.execute_batch("BEGIN IMMEDIATE")
 }
 
-fn writer_loop(conn: Connection, rx: std_mpsc::Receiver<Op>, fail_begin: Arc<AtomicBool>) {
+fn writer_loop(
+    conn: Connection,
+    rx: std_mpsc::Receiver<Op>,
+    (fail_begin, fail_commit): (Arc<AtomicBool>, Arc<AtomicBool>),
+) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -363,10 +377,15 @@ fn writer_loop(conn: Connection, rx: std_mpsc::Receiver<Op>, fail_begin: Arc<Ato
             let _ = run("RELEASE op");
             dones.push(done);
         }
-        let commit = conn.execute_batch("COMMIT").map_err(|e| {
+        let commit = if fail_commit.load(Ordering::Relaxed) {
             let _ = conn.execute_batch("ROLLBACK");
-            e.to_string()
-        });
+            Err("injected commit failure".to_string())
+        } else {
+            conn.execute_batch("COMMIT").map_err(|e| {
+                let _ = conn.execute_batch("ROLLBACK");
+                e.to_string()
+            })
+        };
         if let Err(e) = &commit {
             tracing::error!(error = %e, "index commit failed");
         }

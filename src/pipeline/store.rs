@@ -153,7 +153,7 @@ async fn store_one(ctx: &Arc<Ctx>, job: StoreJob) -> Outcome {
             let new_row = ix::record_ingest(c, &record)?;
             let mut transitions = Vec::new();
             if let Some(aside) = &damaged {
-                transitions.extend(object_damaged(
+                transitions.extend(ax::object_damaged(
                     c,
                     &record.media_id,
                     &aside.display().to_string(),
@@ -214,36 +214,6 @@ async fn store_one(ctx: &Arc<Ctx>, job: StoreJob) -> Outcome {
         }
     }
     Outcome::Stored { sig, id: stored.id, new: stored.new }
-}
-
-/// Open an `object_damaged` alert (sticky) and audit it, in the caller's
-/// transaction.
-pub fn object_damaged(
-    c: &rusqlite::Connection,
-    media_id: &str,
-    aside: &str,
-    how: &str,
-    now: i64,
-    hooks: &[String],
-) -> rusqlite::Result<Option<crate::index::alerts::Transition>> {
-    crate::index::audit::event(
-        c,
-        now,
-        "object.damaged",
-        Some(media_id),
-        None,
-        Some(format!("{how}; the damaged copy was moved to {aside} and a good copy stored in its place")),
-    )?;
-    let spec = crate::rules::alerts::AlertSpec {
-        kind: AlertKind::ObjectDamaged,
-        subject: media_id.to_string(),
-        details: serde_json::json!({
-            "detected": how,
-            "damaged_copy": aside,
-            "what_to_do": "check the archive's disk; the damaged copy is kept for investigation",
-        }),
-    };
-    ax::open(c, &spec, now, hooks)
 }
 
 /// What became of a dock file that was to be removed after storing.
@@ -309,7 +279,7 @@ pub async fn dispose(ctx: &Arc<Ctx>, st: &Arc<StationConfig>, rel: PathBuf, id: 
                 .index
                 .call(move |c| {
                     ix::mark_kept(c, &media, &station, &rel_bytes)?;
-                    object_damaged(c, &media, &aside, "re-read before removing the dock file", now, &hooks)
+                    ax::object_damaged(c, &media, &aside, "re-read before removing the dock file", now, &hooks)
                 })
                 .await;
             r.map(|t| ctx.alerting.committed(&t.into_iter().collect::<Vec<_>>()))
