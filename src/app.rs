@@ -256,8 +256,14 @@ pub async fn run(
             retention_default: config.retention.default,
             retry_wake: ctx.retry_wake.clone(),
             export_builds: Arc::new(tokio::sync::Mutex::new(())),
+            unauthenticated: Arc::new(api::auth::Unauthenticated::new(config.api.auth_failures_per_minute)),
         };
-        ctx.tasks.spawn(api::serve(listener, state, ctx.shutdown.clone()));
+        let limits = api::listener::Limits {
+            max_connections: config.api.max_connections,
+            header_timeout: config.api.header_timeout,
+            body_timeout: config.api.body_timeout,
+        };
+        ctx.tasks.spawn(api::serve(listener, state, limits, ctx.shutdown.clone()));
     }
     if opts.renditions && config.renditions.enabled {
         for _ in 0..config.renditions.workers {

@@ -106,6 +106,16 @@ pub struct ApiConfig {
     pub tokens: Vec<TokenConfig>,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
+    /// Connections served at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// A connection that does not send a request's headers within this (an
+    /// idle keep-alive connection too) is closed.
+    pub header_timeout: Duration,
+    /// A request body that stalls this long is refused.
+    pub body_timeout: Duration,
+    /// Requests without a valid token accepted per remote address and
+    /// minute; more are answered 429.
+    pub auth_failures_per_minute: u32,
 }
 
 /// What a bearer token may do.
@@ -400,6 +410,10 @@ struct RawWebhook {
 struct RawApi {
     listen: Option<Spanned<String>>,
     max_body_bytes: Option<Spanned<i64>>,
+    max_connections: Option<Spanned<i64>>,
+    header_timeout: Option<Spanned<String>>,
+    body_timeout: Option<Spanned<String>>,
+    auth_failures_per_minute: Option<Spanned<i64>>,
     #[serde(default)]
     tokens: Vec<Spanned<RawToken>>,
 }
@@ -1016,7 +1030,33 @@ fn resolve(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
         retention,
         exports,
         audit,
-        api: ApiConfig { listen, tokens, max_body_bytes },
+        api: ApiConfig {
+            listen,
+            tokens,
+            max_body_bytes,
+            max_connections: ctx.int(&raw.api.max_connections, "api.max_connections", 4096, 1, 100_000) as usize,
+            header_timeout: ctx.duration(
+                &raw.api.header_timeout,
+                "api.header_timeout",
+                Duration::from_secs(10),
+                Duration::from_millis(100),
+                Duration::from_secs(600),
+            ),
+            body_timeout: ctx.duration(
+                &raw.api.body_timeout,
+                "api.body_timeout",
+                Duration::from_secs(30),
+                Duration::from_millis(100),
+                Duration::from_secs(3600),
+            ),
+            auth_failures_per_minute: ctx.int(
+                &raw.api.auth_failures_per_minute,
+                "api.auth_failures_per_minute",
+                60,
+                1,
+                1_000_000,
+            ) as u32,
+        },
         source: ctx.file.to_path_buf(),
         state_dir,
         stations,

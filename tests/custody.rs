@@ -30,7 +30,7 @@ fn harness(top: &str) -> Harness {
         ("ops", "admin", true),
         ("boss", "approver", false),
         ("chief", "approver", false),
-        ("auditor", "auditor", false),
+        ("auditor", "auditor", true),
     ] {
         tokens.push_str(&format!(
             "[[api.tokens]]\nname = \"{name}\"\nrole = \"{role}\"\nrestricted = {restricted}\ntoken_sha256 = \"{}\"\n",
@@ -420,9 +420,27 @@ fn restricted_records_are_invisible_without_the_grant_and_audited_with_a_reason(
         404,
         "linked to a restricted case"
     );
-    assert_eq!(call(addr, "PUT", "/api/v1/cases/K-1", CMS, Some(case)).status, 404, "cannot be overwritten blind");
+    // Overwriting it blind answers as for a new case, and changes nothing.
+    let before =
+        http(addr, "GET", "/api/v1/cases/K-1", &[("Authorization", INVESTIGATOR), ("X-Bodycamd-Reason", "x")], None);
+    let mut other = case.clone();
+    other["officers"] = json!(["009999"]);
+    assert_eq!(call(addr, "PUT", "/api/v1/cases/K-1", CMS, Some(other)).status, 201, "held, not applied");
+    let after =
+        http(addr, "GET", "/api/v1/cases/K-1", &[("Authorization", INVESTIGATOR), ("X-Bodycamd-Reason", "x")], None);
+    assert_eq!(before.json()["officers"], after.json()["officers"]);
 
+    // Auditors see entries about restricted records with the grant and a
+    // reason only.
     let r = call(addr, "GET", &format!("/api/v1/audit?media={secret}"), AUDITOR, None);
+    assert_eq!(r.json()["entries"], json!([]), "{:?}", r.json());
+    let r = http(
+        addr,
+        "GET",
+        &format!("/api/v1/audit?media={secret}"),
+        &[("Authorization", AUDITOR), ("X-Bodycamd-Reason", "annual audit")],
+        None,
+    );
     let e = r.json();
     let read = e["entries"]
         .as_array()

@@ -88,8 +88,13 @@ pub async fn retry(
 )]
 pub async fn alerts(
     State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    headers: axum::http::HeaderMap,
     QueryParams(p): QueryParams<AlertParams>,
 ) -> Result<Json<Vec<AlertJson>>, ApiError> {
+    // Alerts about restricted records are for those with the grant (and a
+    // reason); to everyone else they do not exist, not even in a count.
+    let hide = !super::auth::Clearance::of(&caller, &headers).sees_restricted;
     let state = match p.state.as_deref().unwrap_or("open") {
         "open" => StateFilter::Open,
         "acked" => StateFilter::Acked,
@@ -112,8 +117,9 @@ pub async fn alerts(
         return Err(ApiError::bad_request("invalid_request", "limit must be between 1 and 10000"));
     }
     let index = s.index.clone();
-    let rows = tokio::task::spawn_blocking(move || index.read(|c| ax::list(c, state, p.kind.as_deref(), Some(limit))))
-        .await??;
+    let rows =
+        tokio::task::spawn_blocking(move || index.read(|c| ax::list(c, state, p.kind.as_deref(), Some(limit), hide)))
+            .await??;
     Ok(Json(rows.iter().map(AlertJson::from).collect()))
 }
 

@@ -19,8 +19,13 @@ use crate::index::audit::{self, AuditFilter};
 )]
 pub async fn list(
     State(s): State<ApiState>,
+    axum::Extension(caller): axum::Extension<super::auth::Caller>,
+    headers: axum::http::HeaderMap,
     QueryParams(p): QueryParams<AuditParams>,
 ) -> Result<Json<AuditPage>, ApiError> {
+    // Entries about restricted records are for auditors with the grant
+    // (and a reason).
+    let hide_restricted = !super::auth::Clearance::of(&caller, &headers).sees_restricted;
     let limit = p.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request("invalid_request", "limit must be between 1 and 1000"));
@@ -38,10 +43,12 @@ pub async fn list(
         media: p.media,
         case: p.case,
         actor: p.actor,
+        action: p.action,
         from: p.from.as_deref().map(|t| time_param("from", t)).transpose()?.map(to_ms),
         to: p.to.as_deref().map(|t| time_param("to", t)).transpose()?.map(to_ms),
         after,
         limit,
+        hide_restricted,
     };
     let index = s.index.clone();
     let rows = tokio::task::spawn_blocking(move || index.read(|c| audit::query(c, &f))).await??;

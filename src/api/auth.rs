@@ -1,10 +1,13 @@
 //! Bearer tokens, roles, and the audit of every API request.
 //!
 //! **Invariant:** every request under `/api/v1` (except the OpenAPI
-//! document) passes [`authenticate`], which records it in the audit log
-//! — who, what, when, from where, and the outcome — and waits for that
-//! record to be committed before the response (and any bytes of evidence)
-//! leaves.
+//! document) passes [`authenticate`]. A request with a valid token is
+//! recorded in the audit log — who, what, when, from where, and the outcome
+//! — and that record is committed before the response (and any bytes of
+//! evidence) leaves. Requests without a valid token reach no data; they are
+//! counted per remote address and minute and written as one entry per
+//! window (so a flood cannot grow the append-only log without bound), and a
+//! remote over `api.auth_failures_per_minute` is answered 429.
 
 use std::net::SocketAddr;
 
@@ -174,8 +177,23 @@ pub async fn authenticate(
         role: t.role,
         restricted: t.restricted,
     });
+    let route_name = route.clone().unwrap_or_else(|| uri_path.clone());
     let mut resp = match &caller {
         None => {
+            // Counted, not logged one by one: a flood of requests without a
+            // token must not grow the append-only log without bound. One
+            // audit entry per remote and minute says how many there were.
+            let now = to_ms(s.clock.now());
+            if s.unauthenticated.count(remote.ip(), &method, &route_name, bearer.is_some(), now) {
+                let mut r = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_requests",
+                    "too many requests without a valid token from this address; try again in a minute",
+                )
+                .into_response();
+                r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("60"));
+                return r;
+            }
             let mut r = ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -183,7 +201,7 @@ pub async fn authenticate(
             )
             .into_response();
             r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
-            r
+            return r;
         }
         Some(c) => {
             req.extensions_mut().insert(c.clone());
@@ -192,7 +210,6 @@ pub async fn authenticate(
     };
     let note = resp.extensions_mut().remove::<AuditNote>().unwrap_or_default();
     let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-    let route_name = route.clone().unwrap_or_else(|| uri_path.clone());
     let status = resp.status();
     let entry = AuditEntry {
         id: 0,
@@ -217,6 +234,139 @@ pub async fn authenticate(
         return ApiError::internal(format!("cannot record the audit entry: {e}")).into_response();
     }
     resp
+}
+
+/// Requests without a valid token in one minute from one address.
+#[derive(Debug, Default, Clone)]
+struct Window {
+    minute: i64,
+    requests: u64,
+    unknown_token: u64,
+    refused: u64,
+    /// Requests by method and route (at most [`MAX_ROUTES`] kinds).
+    routes: std::collections::BTreeMap<String, u64>,
+}
+
+type Closed = (std::net::IpAddr, Window);
+
+/// Remotes tracked at once; beyond, requests are counted under one
+/// catch-all address (`0.0.0.0`), so that memory stays bounded too.
+const MAX_REMOTES: usize = 10_000;
+const MAX_ROUTES: usize = 20;
+
+/// Requests without a valid token, counted per remote address and minute:
+/// one audit entry per window, and a limit per window (429 beyond it).
+#[derive(Debug)]
+pub struct Unauthenticated {
+    limit: u32,
+    /// The open window of each remote, and windows already over.
+    state: std::sync::Mutex<(std::collections::HashMap<std::net::IpAddr, Window>, Vec<Closed>)>,
+}
+
+impl Unauthenticated {
+    pub fn new(limit_per_minute: u32) -> Unauthenticated {
+        Unauthenticated { limit: limit_per_minute, state: Default::default() }
+    }
+
+    /// Count one request; true when the remote is over its limit (answer
+    /// 429 without looking further).
+    pub fn count(&self, ip: std::net::IpAddr, method: &str, route: &str, had_token: bool, now_ms: i64) -> bool {
+        let minute = now_ms.div_euclid(60_000);
+        let mut g = self.state.lock().unwrap();
+        let (open, closed) = &mut *g;
+        let key = if open.len() >= MAX_REMOTES && !open.contains_key(&ip) {
+            std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+        } else {
+            ip
+        };
+        let w = open.entry(key).or_default();
+        if w.minute != minute {
+            if w.requests > 0 {
+                closed.push((key, std::mem::take(w)));
+            }
+            w.minute = minute;
+        }
+        w.requests += 1;
+        w.unknown_token += u64::from(had_token);
+        let r: String = format!("{method} {route}").chars().take(120).collect();
+        if w.routes.len() < MAX_ROUTES || w.routes.contains_key(&r) {
+            *w.routes.entry(r).or_default() += 1;
+        }
+        let over = w.requests > u64::from(self.limit);
+        w.refused += u64::from(over);
+        over
+    }
+
+    /// Windows that are over (all of them with `all`), taken for writing.
+    fn take(&self, now_ms: i64, all: bool) -> Vec<(std::net::IpAddr, Window)> {
+        let minute = now_ms.div_euclid(60_000);
+        let mut g = self.state.lock().unwrap();
+        let (open, closed) = &mut *g;
+        let mut out = std::mem::take(closed);
+        open.retain(|ip, w| {
+            if all || w.minute < minute {
+                if w.requests > 0 {
+                    out.push((*ip, std::mem::take(w)));
+                }
+                false
+            } else {
+                true
+            }
+        });
+        out
+    }
+}
+
+/// Write one audit entry for each finished window of requests without a
+/// valid token (every window with `all`, at shutdown).
+pub async fn flush_unauthenticated(s: &ApiState, all: bool) {
+    let now = to_ms(s.clock.now());
+    let windows = s.unauthenticated.take(now, all);
+    if windows.is_empty() {
+        return;
+    }
+    let entries: Vec<AuditEntry> = windows
+        .into_iter()
+        .map(|(ip, w)| {
+            let start = crate::clock::rfc3339(crate::clock::from_ms(w.minute * 60_000));
+            let routes: Vec<String> = w.routes.iter().map(|(r, n)| format!("{r} x{n}")).collect();
+            AuditEntry {
+                id: 0,
+                at: now,
+                actor: "-".into(),
+                role: None,
+                remote: Some(ip.to_string()),
+                action: "http.unauthenticated".into(),
+                method: None,
+                route: None,
+                case_id: None,
+                media_id: None,
+                status: Some(401),
+                outcome: "denied".into(),
+                details: Some(format!(
+                    "{} request(s) without a valid token in the minute from {start} ({} with an unknown token, {} refused \
+                     with 429): {}",
+                    w.requests,
+                    w.unknown_token,
+                    w.refused,
+                    routes.join(", ")
+                )),
+            }
+        })
+        .collect();
+    let n = entries.len();
+    let r = s
+        .index
+        .call(move |c| {
+            for e in &entries {
+                audit::append(c, e)?;
+            }
+            Ok(())
+        })
+        .await;
+    if let Err(e) = r {
+        tracing::error!(error = %e, windows = n, "recording requests without a valid token failed");
+    }
 }
 
 /// Allow only callers with one of `roles` (a route layer).

@@ -12,6 +12,7 @@ use super::ApiState;
 use crate::clock::to_ms;
 use crate::index::cases::{self as ix, LinkOutcome};
 use crate::index::query;
+use crate::rules::alerts::{AlertKind, AlertSpec};
 use crate::rules::cases::{valid_case_id, validate, Case, CaseStatus, Window};
 use crate::views::MediaJson;
 
@@ -71,24 +72,97 @@ pub async fn put_case(
     JsonBody(body): JsonBody<CaseBody>,
 ) -> Result<Response, ApiError> {
     case_id_param(&case_id)?;
+    let clearance = Clearance::of(&caller, &headers);
+    let see = clearance.sees_restricted;
     let (index, k) = (s.index.clone(), case_id.clone());
-    if tokio::task::spawn_blocking(move || index.read(|c| query::case_restricted(c, &k))).await?? == Some(true) {
+    let restricted =
+        tokio::task::spawn_blocking(move || index.read(|c| query::case_restricted(c, &k))).await?? == Some(true);
+    if restricted && caller.restricted && clearance.reason.is_none() {
+        // Granted, so it may know: it must say why, as for any read.
         super::custody::visible_case(&s, &caller, &headers, &case_id).await?;
     }
+    let raw = serde_json::to_string(&body).unwrap_or_default();
     let case = to_case(case_id.clone(), body, s.max_window)?;
     let now = to_ms(s.clock.now());
     let by = caller.name.clone();
+    if restricted && !see {
+        return held_write(&s, case, by, raw, now).await;
+    }
     let (record, relinked) = s
         .index
         .call(move |c| {
+            // Counts of what this caller may see: the originals linked
+            // before and after, never a restricted one.
+            let before: std::collections::HashSet<String> =
+                query::visible_case_media(c, &case.id, see)?.into_iter().collect();
             let r = ix::upsert_case(c, &case, &by, now)?;
-            Ok((ix::get_case(c, &case.id)?, r))
+            let after: std::collections::HashSet<String> =
+                query::visible_case_media(c, &case.id, see)?.into_iter().collect();
+            let relinked = ix::Relinked {
+                created: r.created,
+                linked: after.difference(&before).count(),
+                unlinked: before.difference(&after).count(),
+                total: after.len(),
+            };
+            Ok((ix::get_case(c, &case.id)?, relinked))
         })
         .await?;
     let record = record.ok_or_else(|| ApiError::internal("a case vanished after it was written"))?;
     let body = CaseJson::new(&record, relinked.total, Some(relinked));
     let status = if relinked.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(body)).into_response())
+}
+
+/// A caller without the grant changed a restricted case. Applying it would
+/// let someone who may not see the case relink its evidence; refusing it
+/// would tell them the case exists. So it is held (an alert for an
+/// administrator with the grant, who can apply it; the request itself is
+/// in the audit log with what was asked), and the caller gets exactly the
+/// answer a new case would have got.
+async fn held_write(s: &ApiState, case: Case, by: String, raw: String, now: i64) -> Result<Response, ApiError> {
+    let hooks = s.hooks.clone();
+    let (case2, by2, raw2) = (case.clone(), by.clone(), raw.clone());
+    let (visible, relinked) = s
+        .index
+        .call(move |c| {
+            // What a new case would have linked: the write played in a
+            // savepoint under a private id, counted, and rolled back.
+            c.execute_batch("SAVEPOINT held_write")?;
+            let mut sim = case2.clone();
+            sim.id = format!("\u{1}held:{}", case2.id);
+            let counted = ix::upsert_case(c, &sim, &by2, now)
+                .and_then(|r| Ok((query::visible_case_media(c, &sim.id, false)?.len(), r)));
+            c.execute_batch("ROLLBACK TO held_write; RELEASE held_write")?;
+            let (visible, r) = counted?;
+            let spec = AlertSpec {
+                kind: AlertKind::RestrictedCaseWrite,
+                subject: case2.id.clone(),
+                details: serde_json::json!({
+                    "requested_by": by2,
+                    "requested_at": crate::clock::rfc3339(crate::clock::from_ms(now)),
+                    "case": serde_json::from_str::<serde_json::Value>(&raw2).unwrap_or(serde_json::Value::Null),
+                    "what_to_do": "a caller without the grant asked to change this restricted case; the change was \
+                                   not applied. Apply it with PUT /api/v1/cases/{id} using a granted token and a reason.",
+                }),
+            };
+            let t = crate::index::alerts::open(c, &spec, now, &hooks)?;
+            Ok((visible, (r, t)))
+        })
+        .await?;
+    let (r, transition) = relinked;
+    if let Some(t) = transition {
+        tracing::warn!(case = %t.subject, by = %by, "a change to a restricted case by a caller without the grant was held");
+    }
+    let record = ix::CaseRecord { case, created_at: now, updated_at: now, updated_by: by };
+    let relink = ix::Relinked { created: true, linked: visible, unlinked: 0, total: visible };
+    let _ = r;
+    let body = CaseJson::new(&record, visible, Some(relink));
+    let note = AuditNote {
+        case_id: Some(record.case.id.clone()),
+        details: Some(format!("held (restricted case; not applied): {raw}")),
+        ..Default::default()
+    };
+    Ok(with_note((StatusCode::CREATED, Json(body)), note))
 }
 
 /// A case.
@@ -107,25 +181,40 @@ pub async fn get_case(
 ) -> Result<Response, ApiError> {
     case_id_param(&case_id)?;
     let note = super::custody::visible_case(&s, &caller, &headers, &case_id).await?;
+    let see = Clearance::of(&caller, &headers).sees_restricted;
     let index = s.index.clone();
     let id = case_id.clone();
-    let (record, n) =
-        tokio::task::spawn_blocking(move || index.read(|c| Ok((ix::get_case(c, &id)?, ix::case_media(c, &id)?.len()))))
-            .await??;
+    let (record, n) = tokio::task::spawn_blocking(move || {
+        index.read(|c| Ok((ix::get_case(c, &id)?, query::visible_case_media(c, &id, see)?.len())))
+    })
+    .await??;
     let record = record.ok_or_else(|| ApiError::not_found(format!("no case {case_id:?}")))?;
     Ok(with_note(Json(CaseJson::new(&record, n, None)), note))
 }
 
 /// Media items with their links.
+/// Originals with their links, as a caller sees them: without the grant,
+/// links to restricted cases (linked or removed) are not shown.
 pub fn items(
     c: &rusqlite::Connection,
     rows: &[query::MediaRow],
     archive: &std::path::Path,
+    see_restricted: bool,
 ) -> rusqlite::Result<Vec<MediaItem>> {
+    let hide = !see_restricted && query::any_restricted(c)?;
     rows.iter()
         .map(|r| {
-            let links = ix::media_links(c, &r.id)?.iter().map(LinkJson::from).collect();
-            Ok(MediaItem { media: MediaJson::from_row(r, archive), links })
+            let mut links = ix::media_links(c, &r.id)?;
+            if hide {
+                let mut visible = Vec::with_capacity(links.len());
+                for l in links {
+                    if query::case_restricted(c, &l.case_id)? != Some(true) {
+                        visible.push(l);
+                    }
+                }
+                links = visible;
+            }
+            Ok(MediaItem { media: MediaJson::from_row(r, archive), links: links.iter().map(LinkJson::from).collect() })
         })
         .collect()
 }
@@ -153,13 +242,9 @@ pub async fn case_media(
     let found = tokio::task::spawn_blocking(move || {
         index.read(|c| {
             let Some(restricted) = query::case_restricted(c, &id)? else { return Ok(None) };
-            let mut ids: Vec<String> = ix::case_media(c, &id)?.into_iter().map(|l| l.media_id).collect();
-            if !see && query::any_restricted(c)? {
-                let hidden = query::restricted_in_case(c, &id)?;
-                ids.retain(|m| !hidden.contains(m));
-            }
+            let ids = query::visible_case_media(c, &id, see)?;
             let rows = query::media_by_ids(c, &ids)?;
-            Ok(Some((restricted, items(c, &rows, &archive)?)))
+            Ok(Some((restricted, items(c, &rows, &archive, see)?)))
         })
     })
     .await??;

@@ -622,12 +622,48 @@ pub async fn request_export(
 )]
 pub async fn get_export(
     State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
     PathParams(id): PathParams<String>,
-) -> Result<Json<ExportJson>, ApiError> {
-    export_id_param(&id)?;
-    let (index, now, i2) = (s.index.clone(), to_ms(s.clock.now()), id.clone());
-    let row = tokio::task::spawn_blocking(move || index.read(|c| load_export(c, &i2, now))).await??;
-    row.map(Json).ok_or_else(|| ApiError::not_found(format!("no export {id}")))
+) -> Result<Response, ApiError> {
+    let (e, note) = visible_export(&s, &caller, &headers, &id).await?;
+    Ok(with_note(Json(e), note))
+}
+
+/// An export the caller may see: one that holds a restricted original or
+/// case is "not found" to a caller without the grant (and a reason), as the
+/// records themselves are.
+async fn visible_export(
+    s: &ApiState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<(ExportJson, AuditNote), ApiError> {
+    export_id_param(id)?;
+    let (index, now, i2) = (s.index.clone(), to_ms(s.clock.now()), id.to_string());
+    let e = tokio::task::spawn_blocking(move || index.read(|c| load_export(c, &i2, now))).await??;
+    let not_found = || ApiError::not_found(format!("no export {id}"));
+    let e = e.ok_or_else(not_found)?;
+    let mut note =
+        AuditNote { case_id: e.case_id.clone(), details: Some(format!("export {id}")), ..Default::default() };
+    let hidden = |r: Result<AuditNote, ApiError>| match r {
+        Ok(n) => Ok(n),
+        Err(err) if err.status == StatusCode::NOT_FOUND => Err(not_found()),
+        Err(err) => Err(err),
+    };
+    if let Some(k) = &e.case_id {
+        let n = hidden(visible_case(s, caller, headers, k).await)?;
+        if n.details.is_some() {
+            note.details = n.details;
+        }
+    }
+    for m in &e.media {
+        let n = hidden(visible_media(s, caller, headers, m).await.map(|(_, n)| n))?;
+        if n.details.is_some() {
+            note.details = n.details;
+        }
+    }
+    Ok((e, note))
 }
 
 #[derive(Debug, Deserialize, ToSchema, Default)]
@@ -693,9 +729,11 @@ async fn decide(
 pub async fn approve(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
     PathParams(id): PathParams<String>,
     JsonBody(body): JsonBody<DecisionBody>,
 ) -> Result<Response, ApiError> {
+    visible_export(&s, &caller, &headers, &id).await?;
     decide(s, caller, id, true, body.note).await
 }
 
@@ -710,9 +748,11 @@ pub async fn approve(
 pub async fn deny(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
     PathParams(id): PathParams<String>,
     JsonBody(body): JsonBody<DecisionBody>,
 ) -> Result<Response, ApiError> {
+    visible_export(&s, &caller, &headers, &id).await?;
     decide(s, caller, id, false, body.note).await
 }
 
@@ -733,15 +773,8 @@ pub async fn download(
     headers: HeaderMap,
     PathParams(id): PathParams<String>,
 ) -> Result<Response, ApiError> {
-    export_id_param(&id)?;
-    let now = to_ms(s.clock.now());
-    let (index, i2) = (s.index.clone(), id.clone());
-    let e = tokio::task::spawn_blocking(move || index.read(|c| load_export(c, &i2, now))).await??;
-    let e = e.ok_or_else(|| ApiError::not_found(format!("no export {id}")))?;
     // Restricted items stay invisible to callers without the grant.
-    for m in &e.media {
-        visible_media(&s, &caller, &headers, m).await?;
-    }
+    let (e, _) = visible_export(&s, &caller, &headers, &id).await?;
     match e.state.as_str() {
         "approved" => {}
         "expired" => {

@@ -81,11 +81,11 @@ pub async fn list(
     if clearance.sees_restricted {
         note.details = Some(format!("restricted records included; reason: {}", clearance.reason.unwrap_or_default()));
     }
-    let (index, archive) = (s.index.clone(), s.archive.root().to_path_buf());
+    let (index, archive, see) = (s.index.clone(), s.archive.root().to_path_buf(), clearance.sees_restricted);
     let (rows, media) = tokio::task::spawn_blocking(move || {
         index.read(|c| {
             let rows = query::media_page(c, &q)?;
-            let media = items(c, &rows, &archive)?;
+            let media = items(c, &rows, &archive, see)?;
             Ok((rows, media))
         })
     })
@@ -110,11 +110,12 @@ pub async fn get(
     PathParams(id): PathParams<String>,
 ) -> Result<Response, ApiError> {
     let (id, note) = visible_media(&s, &caller, &headers, &id).await?;
+    let see = Clearance::of(&caller, &headers).sees_restricted;
     let (index, archive, id2) = (s.index.clone(), s.archive.root().to_path_buf(), id.clone());
     let item = tokio::task::spawn_blocking(move || {
         index.read(|c| {
             let rows = query::media_by_ids(c, std::slice::from_ref(&id2))?;
-            Ok(items(c, &rows, &archive)?.pop())
+            Ok(items(c, &rows, &archive, see)?.pop())
         })
     })
     .await??;

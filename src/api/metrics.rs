@@ -53,7 +53,7 @@ pub fn render(c: &rusqlite::Connection, inp: &Inputs) -> anyhow::Result<String> 
 
     let mut open: std::collections::BTreeMap<(String, String), u64> =
         ALL_KINDS.iter().map(|k| ((k.as_str().to_string(), k.severity().as_str().to_string()), 0)).collect();
-    for (kind, severity, n) in ax::open_counts(c)? {
+    for (kind, severity, n) in ax::open_counts(c, false)? {
         open.insert((kind, severity), n);
     }
     let mut f = Family::new(&mut out, "bodycamd_alerts_open", "gauge", "Open alerts by kind and severity.");
@@ -101,7 +101,7 @@ pub fn render(c: &rusqlite::Connection, inp: &Inputs) -> anyhow::Result<String> 
         }
     }
 
-    let counts = query::counts(c)?;
+    let counts = query::counts(c, false)?;
     let mut f = Family::new(&mut out, "bodycamd_files_ingested_total", "counter", "Originals stored and indexed.");
     f.sample(&[], counts.originals as f64);
     let mut f = Family::new(&mut out, "bodycamd_originals", "gauge", "Originals in the archive by kind.");
@@ -111,7 +111,7 @@ pub fn render(c: &rusqlite::Connection, inp: &Inputs) -> anyhow::Result<String> 
 
     let mut late: std::collections::BTreeMap<String, u64> =
         [("late_docking".to_string(), 0), ("late_processing".to_string(), 0)].into();
-    for (what, n) in query::lateness_counts(c)? {
+    for (what, n) in query::lateness_counts(c, false)? {
         if what != "on_time" {
             late.insert(what, n);
         }

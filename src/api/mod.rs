@@ -18,6 +18,7 @@ pub mod auth;
 pub mod cases;
 pub mod custody;
 pub mod error;
+pub mod listener;
 pub mod media;
 pub mod metrics;
 pub mod types;
@@ -76,6 +77,8 @@ pub struct ApiState {
     /// Held while an export archive is built (once, whatever the number of
     /// concurrent first downloads).
     pub export_builds: Arc<tokio::sync::Mutex<()>>,
+    /// Requests without a valid token, counted per remote and minute.
+    pub unauthenticated: Arc<auth::Unauthenticated>,
 }
 
 #[derive(OpenApi)]
@@ -209,10 +212,22 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr} (api.listen): {e}"))
 }
 
-/// Serve until `shutdown`.
-pub async fn serve(listener: TcpListener, state: ApiState, shutdown: CancellationToken) {
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await {
-        tracing::error!(error = %e, "the HTTP listener failed");
-    }
+/// Serve until `shutdown`; requests without a valid token, counted per
+/// remote and minute, are written to the audit log as each window closes
+/// (and at the end).
+pub async fn serve(listener: TcpListener, state: ApiState, limits: listener::Limits, shutdown: CancellationToken) {
+    let flusher = {
+        let (state, stop) = (state.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => auth::flush_unauthenticated(&state, false).await,
+                    _ = stop.cancelled() => break,
+                }
+            }
+        })
+    };
+    listener::serve(listener, router(state.clone()), limits, shutdown).await;
+    let _ = flusher.await;
+    auth::flush_unauthenticated(&state, true).await;
 }

@@ -21,7 +21,7 @@ pub struct WindowBody {
 }
 
 /// A case as a case system registers it (`PUT /api/v1/cases/{case_id}`).
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CaseBody {
     pub title: Option<String>,
@@ -245,6 +245,8 @@ pub struct AuditParams {
     pub case: Option<String>,
     /// Token name.
     pub actor: Option<String>,
+    /// What was done (`media.original`, `retention.purge`, `http.unauthenticated` …).
+    pub action: Option<String>,
     /// At or after (RFC 3339).
     pub from: Option<String>,
     /// Before (RFC 3339).

@@ -73,7 +73,7 @@ fn list(a: ListArgs) -> anyhow::Result<i32> {
         State::All => StateFilter::All,
     };
     let c = open_reader(&cfg.index_path())?;
-    let rows = ax::list(&c, state, a.kind.as_deref(), a.limit)?;
+    let rows = ax::list(&c, state, a.kind.as_deref(), a.limit, false)?;
     if a.json {
         let v: Vec<serde_json::Value> = rows.iter().map(|r| r.to_json()).collect();
         println!("{}", serde_json::to_string_pretty(&v)?);

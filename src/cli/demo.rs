@@ -122,7 +122,7 @@ after_ingest = "keep"
         let done = loop {
             tokio::time::sleep(Duration::from_millis(200)).await;
             if let Ok(c) = open_reader(&index) {
-                if let (Ok(counts), Ok(p)) = (query::counts(&c), query::pending(&c, &["waiting", "retrying"])) {
+                if let (Ok(counts), Ok(p)) = (query::counts(&c, true), query::pending(&c, &["waiting", "retrying"])) {
                     if counts.originals >= expected && counts.undescribed == 0 && p.is_empty() {
                         break true;
                     }
@@ -195,10 +195,10 @@ after_ingest = "keep"
             r.probe_error.as_deref().unwrap_or("")
         );
     }
-    let status = StatusJson::build(&query::stations(&c)?, &query::counts(&c)?, &query::pending(&c, &[])?);
+    let status = StatusJson::build(&query::stations(&c)?, &query::counts(&c, true)?, &query::pending(&c, &[])?);
     print!("{}", status.render());
     heading("6. Alerts (bodycamd alerts list)");
-    for a in crate::index::alerts::list(&c, crate::index::alerts::StateFilter::All, None, None)? {
+    for a in crate::index::alerts::list(&c, crate::index::alerts::StateFilter::All, None, None, false)? {
         println!("  #{:<3} {:<9} {:<17} {:<8} {}", a.id, a.severity, a.kind, a.state(), a.subject);
     }
     heading("7. Custody (bodycamd verify)");

@@ -159,7 +159,7 @@ pub fn main(a: Args) -> anyhow::Result<i32> {
                 report.deleted_from_dock
             );
             let c = open_reader(&cfg.index_path())?;
-            let status = StatusJson::build(&query::stations(&c)?, &query::counts(&c)?, &query::pending(&c, &[])?);
+            let status = StatusJson::build(&query::stations(&c)?, &query::counts(&c, true)?, &query::pending(&c, &[])?);
             print!("{}", status.render());
         }
         Ok(0)

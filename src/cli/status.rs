@@ -17,7 +17,7 @@ pub fn main(a: Args) -> anyhow::Result<i32> {
         Err(code) => return Ok(code),
     };
     let c = open_reader(&cfg.index_path())?;
-    let status = StatusJson::build(&query::stations(&c)?, &query::counts(&c)?, &query::pending(&c, &[])?);
+    let status = StatusJson::build(&query::stations(&c)?, &query::counts(&c, true)?, &query::pending(&c, &[])?);
     if a.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
     } else {

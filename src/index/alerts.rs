@@ -224,12 +224,17 @@ pub fn ack(
     alert.acked_by = Some(by.to_string());
     alert.acked_at = Some(now_ms);
     alert.ack_note = note.map(str::to_string);
-    super::audit::event_by(
+    // Named by its subject, so that an entry about a restricted record is
+    // hidden with it.
+    let media = (alert.subject_type == "media").then_some(alert.subject.as_str());
+    let case = (alert.subject_type == "case").then_some(alert.subject.as_str());
+    super::audit::record(
         c,
         now_ms,
         by,
         "alert.ack",
-        None,
+        media,
+        case,
         Some(format!(
             "alert #{id} {} {}{}",
             alert.kind,
@@ -280,11 +285,23 @@ pub enum StateFilter {
     All,
 }
 
+/// SQL: the alert is about a restricted record (an original, itself or
+/// through its cases, or a case). Callers without the grant never see
+/// those, not even in a count.
+fn about_restricted() -> String {
+    format!(
+        "((subject_type = 'media' AND subject IN {ids})
+          OR (subject_type = 'case' AND subject IN (SELECT id FROM cases WHERE restricted = 1)))",
+        ids = super::query::RESTRICTED_IDS
+    )
+}
+
 pub fn list(
     c: &Connection,
     state: StateFilter,
     kind: Option<&str>,
     limit: Option<u32>,
+    hide_restricted: bool,
 ) -> rusqlite::Result<Vec<AlertRow>> {
     let cond = match state {
         StateFilter::Open => "resolved_at IS NULL",
@@ -292,8 +309,14 @@ pub fn list(
         StateFilter::Resolved => "resolved_at IS NOT NULL",
         StateFilter::All => "1",
     };
+    let hide = if hide_restricted && super::query::any_restricted(c)? {
+        format!("AND NOT {}", about_restricted())
+    } else {
+        String::new()
+    };
     let sql = format!(
-        "SELECT {COLUMNS} FROM alerts WHERE {cond} AND (?1 IS NULL OR kind = ?1) ORDER BY opened_at DESC, id DESC LIMIT ?2"
+        "SELECT {COLUMNS} FROM alerts WHERE {cond} AND (?1 IS NULL OR kind = ?1) {hide}
+         ORDER BY opened_at DESC, id DESC LIMIT ?2"
     );
     let limit = limit.map(i64::from).unwrap_or(-1);
     let rows = c.prepare(&sql)?.query_map(params![kind, limit], row)?.collect();
@@ -301,9 +324,15 @@ pub fn list(
 }
 
 /// Open alerts by kind and severity (for metrics).
-pub fn open_counts(c: &Connection) -> rusqlite::Result<Vec<(String, String, u64)>> {
-    let mut stmt =
-        c.prepare_cached("SELECT kind, severity, count(*) FROM alerts WHERE resolved_at IS NULL GROUP BY 1, 2")?;
+pub fn open_counts(c: &Connection, include_restricted: bool) -> rusqlite::Result<Vec<(String, String, u64)>> {
+    let hide = if !include_restricted && super::query::any_restricted(c)? {
+        format!("AND NOT {}", about_restricted())
+    } else {
+        String::new()
+    };
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT kind, severity, count(*) FROM alerts WHERE resolved_at IS NULL {hide} GROUP BY 1, 2"
+    ))?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)))?;
     rows.collect()
 }
@@ -446,10 +475,10 @@ mod tests {
         assert!(matches!(twice, AckOutcome::AlreadyAcked(_)));
         assert_eq!(missing, AckOutcome::NotFound);
         let c = idx.reader().unwrap();
-        let all = list(&c, StateFilter::All, None, None).unwrap();
+        let all = list(&c, StateFilter::All, None, None, false).unwrap();
         assert_eq!(all.len(), 2);
-        assert_eq!(list(&c, StateFilter::Acked, None, None).unwrap()[0].id, again.alert_id);
-        assert_eq!(list(&c, StateFilter::Resolved, None, None).unwrap().len(), 1);
+        assert_eq!(list(&c, StateFilter::Acked, None, None, false).unwrap()[0].id, again.alert_id);
+        assert_eq!(list(&c, StateFilter::Resolved, None, None, false).unwrap().len(), 1);
         // opened, resolved, opened, acknowledged: four events, two hooks each.
         let due = due_deliveries(&c, 10_000, 100).unwrap();
         assert_eq!(due.len(), 8);

@@ -243,13 +243,22 @@ pub struct Counts {
     pub by_kind: Vec<(String, u64)>,
 }
 
-pub fn counts(c: &Connection) -> rusqlite::Result<Counts> {
+/// Counts of the archive. Without `include_restricted` (what `/metrics`
+/// shows, with no token), restricted originals are left out of every count.
+pub fn counts(c: &Connection, include_restricted: bool) -> rusqlite::Result<Counts> {
+    let hide = if !include_restricted && any_restricted(c)? {
+        format!("WHERE id NOT IN {RESTRICTED_IDS}")
+    } else {
+        String::new()
+    };
     let (originals, bytes, undescribed, unreadable, untrusted_clock) = c.query_row(
-        "SELECT count(*), coalesce(sum(size), 0),
+        &format!(
+            "SELECT count(*), coalesce(sum(size), 0),
                 count(*) FILTER (WHERE described_at IS NULL),
                 count(*) FILTER (WHERE probe_error IS NOT NULL),
                 count(*) FILTER (WHERE clock_trusted = 0)
-         FROM originals",
+             FROM originals {hide}"
+        ),
         [],
         |r| {
             Ok((
@@ -263,7 +272,9 @@ pub fn counts(c: &Connection) -> rusqlite::Result<Counts> {
     )?;
     let sightings: i64 = c.query_row("SELECT count(*) FROM sightings", [], |r| r.get(0))?;
     let vanished: i64 = c.query_row("SELECT count(*) FROM vanished", [], |r| r.get(0))?;
-    let mut stmt = c.prepare("SELECT coalesce(kind, 'undescribed'), count(*) FROM originals GROUP BY 1 ORDER BY 1")?;
+    let mut stmt = c.prepare(&format!(
+        "SELECT coalesce(kind, 'undescribed'), count(*) FROM originals {hide} GROUP BY 1 ORDER BY 1"
+    ))?;
     let by_kind =
         stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?.collect::<Result<_, _>>()?;
     Ok(Counts {
@@ -450,11 +461,16 @@ pub fn pending_by_station(c: &Connection) -> rusqlite::Result<Vec<StationPending
 }
 
 /// Stored originals by lateness (`on_time`, `late_docking`, `late_processing`).
-pub fn lateness_counts(c: &Connection) -> rusqlite::Result<Vec<(String, u64)>> {
-    let mut stmt = c.prepare_cached(
+pub fn lateness_counts(c: &Connection, include_restricted: bool) -> rusqlite::Result<Vec<(String, u64)>> {
+    let hide = if !include_restricted && any_restricted(c)? {
+        format!("AND id NOT IN {RESTRICTED_IDS}")
+    } else {
+        String::new()
+    };
+    let mut stmt = c.prepare_cached(&format!(
         "SELECT CASE WHEN on_time = 1 THEN 'on_time' ELSE late END, count(*) FROM originals
-         WHERE on_time IS NOT NULL GROUP BY 1",
-    )?;
+         WHERE on_time IS NOT NULL {hide} GROUP BY 1"
+    ))?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
     rows.collect()
 }
@@ -529,6 +545,23 @@ pub struct MediaQuery {
 pub const RESTRICTED: &str =
     "(o.restricted = 1 OR EXISTS (SELECT 1 FROM case_links rl JOIN cases rc ON rc.id = rl.case_id
     WHERE rl.media_id = o.id AND rl.state = 'linked' AND rc.restricted = 1))";
+
+/// The ids of every restricted original (itself, or through a restricted
+/// case), as a subquery: two indexed lookups, for `NOT IN` filters.
+pub const RESTRICTED_IDS: &str = "(SELECT id FROM originals WHERE restricted = 1
+    UNION SELECT l.media_id FROM cases k JOIN case_links l ON l.case_id = k.id AND l.state = 'linked'
+    WHERE k.restricted = 1)";
+
+/// The originals linked to a case that a caller may see (all of them with
+/// the grant), in recording order.
+pub fn visible_case_media(c: &Connection, case_id: &str, see_restricted: bool) -> rusqlite::Result<Vec<String>> {
+    let mut ids: Vec<String> = crate::index::cases::case_media(c, case_id)?.into_iter().map(|l| l.media_id).collect();
+    if !see_restricted && any_restricted(c)? {
+        let hidden = restricted_in_case(c, case_id)?;
+        ids.retain(|m| !hidden.contains(m));
+    }
+    Ok(ids)
+}
 
 /// Whether an original is restricted; `None` when there is no such original.
 pub fn media_restricted(c: &Connection, id: &str) -> rusqlite::Result<Option<bool>> {

@@ -64,6 +64,9 @@ CREATE INDEX originals_retain_from ON originals(retain_from, id) WHERE trashed_a
 ALTER TABLE exports ADD COLUMN voided_at INTEGER;
 ALTER TABLE exports ADD COLUMN void_reason TEXT;
 
--- The audit log is queried by action too (aggregated unauthenticated
--- requests, console searches).
-CREATE INDEX audit_action ON audit(action, at);
+-- The audit log is paged by id (its chain order), filtered by media, case,
+-- actor or action: one index each that serves both.
+CREATE INDEX audit_media_id ON audit(media_id, id) WHERE media_id IS NOT NULL;
+CREATE INDEX audit_case_id ON audit(case_id, id) WHERE case_id IS NOT NULL;
+CREATE INDEX audit_actor_id ON audit(actor, id);
+CREATE INDEX audit_action_id ON audit(action, id);
