@@ -71,21 +71,33 @@ pub struct RunReport {
 
 const CLEAN_MARKER: &str = "clean-shutdown";
 
-/// Hold an exclusive lock on the state directory: two daemons on one
-/// archive would race each other's recovery.
-fn lock_state_dir(dir: &Path) -> anyhow::Result<File> {
+/// Hold an exclusive lock on the state directory: two daemons (or two
+/// pipelines of one daemon, across a reload) on one archive would race each
+/// other's recovery. With `wait`, wait for the holder to let go (a reload
+/// waits for the previous pipeline's abandoned work to stop).
+async fn lock_state_dir(dir: &Path, wait: bool) -> anyhow::Result<File> {
     let f = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(dir.join("lock"))
         .with_context(|| format!("cannot open {}", dir.join("lock").display()))?;
-    match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => Ok(f),
-        Err(rustix::io::Errno::WOULDBLOCK) => {
-            bail!("another bodycamd is already running with state_dir {}", dir.display())
+    let mut said = false;
+    loop {
+        match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(f),
+            Err(rustix::io::Errno::WOULDBLOCK) if wait => {
+                if !said {
+                    tracing::info!("waiting for the previous pipeline to stop before starting again");
+                    said = true;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                bail!("another bodycamd is already running with state_dir {}", dir.display())
+            }
+            Err(e) => return Err(e).context("cannot lock the state directory"),
         }
-        Err(e) => Err(e).context("cannot lock the state directory"),
     }
 }
 
@@ -156,7 +168,7 @@ pub async fn run(
 ) -> anyhow::Result<RunReport> {
     fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("cannot create state_dir {}", config.state_dir.display()))?;
-    let _lock = lock_state_dir(&config.state_dir)?;
+    let lock = lock_state_dir(&config.state_dir, opts.reloaded).await?;
     let marker = config.state_dir.join(CLEAN_MARKER);
     let was_clean = marker.exists();
     if was_clean {
@@ -329,7 +341,21 @@ pub async fn run(
     }
     ctx.shutdown.cancel();
     ctx.tasks.close();
-    let clean = tokio::time::timeout(opts.shutdown_grace, ctx.tasks.wait()).await.is_ok();
+    let grace = opts.shutdown_grace.min(config.ingest.shutdown_grace);
+    let clean = tokio::time::timeout(grace, ctx.tasks.wait()).await.is_ok();
+    if clean {
+        drop(lock);
+    } else {
+        ctx.abandon.store(true, Ordering::SeqCst);
+        // Work still runs (a copy the grace did not cover): the state
+        // directory stays locked until it has stopped, so that a reload's
+        // next pipeline never runs beside it (and never sweeps its files).
+        let tasks = ctx.tasks.clone();
+        tokio::spawn(async move {
+            tasks.wait().await;
+            drop(lock);
+        });
+    }
     let s = &ctx.stats;
     report.stored_new = Stats::get(&s.stored_new);
     report.duplicates = Stats::get(&s.duplicates);

@@ -246,6 +246,9 @@ pub struct IngestConfig {
     /// A file whose attempts are used up is tried again this long after its
     /// last attempt (and at once when an administrator asks).
     pub failed_retry: Duration,
+    /// How long a stop (or reload) lets in-flight copies finish before they
+    /// are abandoned (their dock files stay and are stored at the next run).
+    pub shutdown_grace: Duration,
     /// Free space the archive keeps after a copy; a file that would cut into
     /// it is not copied (and is retried later).
     pub min_free_bytes: u64,
@@ -478,6 +481,7 @@ struct RawIngest {
     retry_base_secs: Option<Spanned<Secs>>,
     retry_max_secs: Option<Spanned<Secs>>,
     failed_retry_secs: Option<Spanned<Secs>>,
+    shutdown_grace_secs: Option<Spanned<Secs>>,
     min_free_mb: Option<Spanned<i64>>,
 }
 
@@ -761,10 +765,17 @@ fn resolve(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
         });
     }
     // Folders must not overlap each other or the state directory: bodycamd
-    // would otherwise ingest its own archive, or one file twice.
+    // would otherwise ingest its own archive, or one file twice. Compared by
+    // name, and (where they exist) by what they are: links resolved, and the
+    // device and inode of every folder above, so that a bind mount or a
+    // symbolic link cannot hide the overlap.
     for (i, a) in stations.iter().enumerate() {
         let span = Some(raw.stations[i].get_ref().path.span());
-        if a.path.starts_with(&state_dir) || state_dir.starts_with(&a.path) {
+        if a.path.starts_with(&state_dir)
+            || state_dir.starts_with(&a.path)
+            || fs_contains(&a.path, &state_dir)
+            || fs_contains(&state_dir, &a.path)
+        {
             ctx.err(
                 span.clone(),
                 format!("stations[{i}].path"),
@@ -776,7 +787,11 @@ fn resolve(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
             );
         }
         for b in &stations[..i] {
-            if a.path.starts_with(&b.path) || b.path.starts_with(&a.path) {
+            if a.path.starts_with(&b.path)
+                || b.path.starts_with(&a.path)
+                || fs_contains(&a.path, &b.path)
+                || fs_contains(&b.path, &a.path)
+            {
                 ctx.err(
                     span.clone(),
                     format!("stations[{i}].path"),
@@ -792,6 +807,7 @@ fn resolve(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
         retry_base: ctx.secs(&raw.ingest.retry_base_secs, "ingest.retry_base_secs", 2.0, 0.0, 86_400.0),
         retry_max: ctx.secs(&raw.ingest.retry_max_secs, "ingest.retry_max_secs", 600.0, 0.0, 86_400.0),
         failed_retry: ctx.secs(&raw.ingest.failed_retry_secs, "ingest.failed_retry_secs", 3600.0, 0.1, 7.0 * 86_400.0),
+        shutdown_grace: ctx.secs(&raw.ingest.shutdown_grace_secs, "ingest.shutdown_grace_secs", 30.0, 0.0, 3600.0),
         min_free_bytes: ctx.int(&raw.ingest.min_free_mb, "ingest.min_free_mb", 256, 0, 1 << 40) as u64 * 1024 * 1024,
     };
     let probe = ProbeConfig {
@@ -1066,6 +1082,27 @@ fn resolve(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
     }
 }
 
+/// Whether the folder `outer` contains `inner` (or is it) on the file
+/// system: `inner`'s deepest existing folder is resolved (links followed),
+/// and each folder from there up to the root is compared with `outer` by
+/// device and inode (a bind mount of `outer` elsewhere is the same folder).
+/// False when `outer` does not exist.
+pub fn fs_contains(outer: &Path, inner: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(o) = std::fs::metadata(outer) else { return false };
+    let id = (o.dev(), o.ino());
+    let mut p = inner.to_path_buf();
+    let real = loop {
+        if let Ok(r) = std::fs::canonicalize(&p) {
+            break r;
+        }
+        if !p.pop() {
+            return false;
+        }
+    };
+    real.ancestors().any(|a| std::fs::metadata(a).is_ok_and(|m| (m.dev(), m.ino()) == id))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1158,6 +1195,17 @@ after_ingest = "keep"
         assert!(keys.contains(&("deadlines.storage_deadline", Some(3))), "{keys:?}");
         assert!(keys.contains(&("alerts.webhooks[0].url", Some(5))), "{keys:?}");
         assert!(keys.contains(&("alerts.webhooks[0].secret", Some(6))), "{keys:?}");
+    }
+
+    #[test]
+    fn overlap_behind_a_symbolic_link_is_found() {
+        let d = tempfile::tempdir().unwrap();
+        let dock = d.path().join("dock");
+        std::fs::create_dir_all(dock.join("inner")).unwrap();
+        std::os::unix::fs::symlink(dock.join("inner"), d.path().join("state")).unwrap();
+        assert!(fs_contains(&dock, &d.path().join("state/archive")), "a state dir that is a link into the dock");
+        assert!(!fs_contains(&d.path().join("state/x"), &dock));
+        assert!(!fs_contains(&d.path().join("none"), &dock));
     }
 
     #[test]

@@ -111,3 +111,35 @@ fn simulate_writes_a_realistic_station() {
     let bad = Command::new(bin()).args(["simulate", "--out", "/tmp/x", "--size", "huge"]).output().unwrap();
     assert_eq!(bad.status.code(), Some(2));
 }
+
+#[test]
+fn a_state_dir_inside_a_station_is_refused_behind_links_and_bind_mounts() {
+    // Behind a symbolic link: the state dir's path does not name the dock.
+    let h = Harness::new("", "");
+    fs::create_dir_all(h.dock.join("inner")).unwrap();
+    let alias = h.dir.path().join("alias");
+    std::os::unix::fs::symlink(h.dock.join("inner"), &alias).unwrap();
+    let cfg = fs::read_to_string(&h.config).unwrap().replace(
+        &format!("state_dir = \"{}\"", h.state.display()),
+        &format!("state_dir = \"{}\"", alias.join("state").display()),
+    );
+    fs::write(&h.config, &cfg).unwrap();
+    let out = h.cmd(&["check-config"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("overlaps state_dir"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !is_root() {
+        eprintln!("skipped the bind-mount half: needs root");
+        return;
+    }
+    // Behind a bind mount: the same folder under another path.
+    fs::remove_file(&alias).unwrap();
+    fs::create_dir_all(&alias).unwrap();
+    let _m = Mount::new(&["--bind", h.dock.to_str().unwrap()], &alias);
+    let out = h.cmd(&["check-config"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("overlaps state_dir"));
+}

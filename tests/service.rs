@@ -138,3 +138,35 @@ fn sigterm_stops_cleanly_and_marks_the_stop_clean() {
     assert!(log.contains("shutting down"), "{log}");
     assert!(h.state.join("clean-shutdown").exists(), "the next start needs no orphan sweep");
 }
+
+#[test]
+fn a_reload_waits_for_the_old_pipeline_before_the_new_one_starts() {
+    let h = Harness::new("", "");
+    h.set_ingest("shutdown_grace_secs = 0.05");
+    let mut d = h.spawn_daemon();
+    wait_until("running", Duration::from_secs(30), || d.log().contains("ready:"));
+    // A large file whose copy is still running when the reload comes.
+    let big = h.dock.join("big.mp4");
+    let f = fs::File::create(&big).unwrap();
+    f.set_len(3 << 30).unwrap();
+    drop(f);
+    wait_until("the copy to start", Duration::from_secs(30), || h.tmp_leftovers() > 0);
+    d.signal(Signal::HUP);
+    wait_until("the new pipeline", Duration::from_secs(120), || d.log().matches("bodycamd running").count() == 2);
+    let log = d.log();
+    let waited = log.find("waiting for the previous pipeline to stop");
+    let started = log.find("configuration reloaded; starting again").unwrap();
+    // The copy was abandoned (the grace is tiny) and the new pipeline
+    // started only after the old one had stopped holding the state dir.
+    assert!(log.contains("shutdown grace ran out") || waited.is_some(), "{log}");
+    if let Some(w) = waited {
+        assert!(w > started, "{log}");
+    }
+    let second = log.rfind("bodycamd running").unwrap();
+    assert!(waited.is_some_and(|w| w < second), "the new pipeline waited for the old one: {log}");
+    // The file is stored by the new pipeline, once.
+    wait_until("the big file", Duration::from_secs(300), || h.media().len() == 1);
+    d.stop();
+    assert_eq!(h.objects().len(), 1);
+    assert_eq!(h.tmp_leftovers(), 0);
+}

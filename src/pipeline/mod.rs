@@ -94,6 +94,8 @@ pub struct Ctx {
     pub once: bool,
     /// Wakes the stations to take retries an administrator asked for.
     pub retry_wake: Arc<tokio::sync::Notify>,
+    /// Set when the shutdown grace ran out: copies still running stop.
+    pub abandon: std::sync::atomic::AtomicBool,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
 }
@@ -131,6 +133,7 @@ impl Ctx {
             faults: faults::Faults::default(),
             once,
             retry_wake: Arc::new(tokio::sync::Notify::new()),
+            abandon: std::sync::atomic::AtomicBool::new(false),
             shutdown,
             tasks: TaskTracker::new(),
         };

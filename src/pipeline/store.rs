@@ -98,13 +98,31 @@ fn store_outcome(e: StoreError) -> Outcome {
     }
 }
 
+/// A dock file read that stops when the run abandons its work (the
+/// shutdown grace ran out): the copy then ends within one chunk, its
+/// temporary file is removed, and the dock file is stored at the next run.
+struct Abandonable<'a> {
+    file: &'a std::fs::File,
+    abandon: &'a std::sync::atomic::AtomicBool,
+}
+
+impl std::io::Read for Abandonable<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.abandon.load(Ordering::Relaxed) {
+            return Err(std::io::Error::other("abandoned: the shutdown grace ran out"));
+        }
+        std::io::Read::read(&mut self.file, buf)
+    }
+}
+
 /// Copy, hash, check and persist (blocking).
 fn copy_into_archive(ctx: &Ctx, st: &StationConfig, ready: &Ready) -> Result<(crate::store::Stored, FileSig), Outcome> {
-    let (mut file, sig) = dock::open(&st.path, &ready.rel).map_err(dock_outcome)?;
+    let (file, sig) = dock::open(&st.path, &ready.rel).map_err(dock_outcome)?;
     if sig != ready.sig {
         return Err(Outcome::Changed(Some(sig)));
     }
-    let staged = ctx.archive.stage(&mut file, sig.size, ctx.ingest.min_free_bytes).map_err(store_outcome)?;
+    let mut src = Abandonable { file: &file, abandon: &ctx.abandon };
+    let staged = ctx.archive.stage(&mut src, sig.size, ctx.ingest.min_free_bytes).map_err(store_outcome)?;
     // The bytes we copied are the file's only if neither the open file nor
     // the name changed meanwhile (a copy tool may replace the file by rename).
     let after = dock::sig_of_file(&file).map_err(|e| Outcome::Failed(format!("cannot read the dock file: {e}")))?;
