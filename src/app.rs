@@ -193,7 +193,7 @@ pub async fn run(
         key.public_hex()
     );
     let action = if opts.reloaded { "config.reload" } else { "config.load" };
-    index.call(move |c| crate::index::audit::event(c, now, action, None, None, Some(loaded))).await?;
+    index.call(move |c| crate::index::audit::event(c, now, action, None, None, Some(loaded.clone()))).await?;
     for st in &config.stations {
         let (id, path) = (st.id.clone(), st.path.display().to_string());
         let mode = format!("{:?}", st.watch).to_lowercase();

@@ -65,6 +65,20 @@ pub struct Config {
     pub exports: ExportsConfig,
     pub audit: AuditConfig,
     pub renditions: RenditionConfig,
+    /// Where the index is: SQLite below `state_dir` (the default) or a
+    /// PostgreSQL database shared by a district.
+    pub index: IndexLocation,
+    /// This host's name in a district (it claims its stations under it).
+    pub host: String,
+}
+
+/// Where the index is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IndexLocation {
+    /// SQLite at this path.
+    Sqlite(PathBuf),
+    /// PostgreSQL at this URL (`postgres://user[:password]@host[:port]/db`).
+    Postgres(String),
 }
 
 /// The 24-hour rule.
@@ -358,6 +372,23 @@ struct RawConfig {
     exports: RawExports,
     #[serde(default)]
     audit: RawAudit,
+    #[serde(default)]
+    index: RawIndex,
+    #[serde(default)]
+    host: RawHost,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawIndex {
+    url: Option<Spanned<String>>,
+    path: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHost {
+    name: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -656,8 +687,13 @@ impl Config {
     }
 
     /// Where the SQLite index lives.
+    /// The SQLite index's path (below `state_dir` unless `index.path` says
+    /// otherwise; unused with PostgreSQL).
     pub fn index_path(&self) -> PathBuf {
-        self.state_dir.join("index.sqlite3")
+        match &self.index {
+            IndexLocation::Sqlite(p) => p.clone(),
+            IndexLocation::Postgres(_) => self.state_dir.join("index.sqlite3"),
+        }
     }
 
     /// Where the content-addressed archive lives.
@@ -1038,7 +1074,39 @@ fn resolve(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
             Duration::from_secs(24 * H),
         ),
     };
+    let index = match (&raw.index.url, &raw.index.path) {
+        (Some(u), None) => {
+            let url = u.get_ref().trim().to_string();
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                ctx.err(Some(u.span()), "index.url", "must be a PostgreSQL URL (postgres://user@host:port/database)");
+            } else if let Err(e) = url.parse::<postgres::Config>() {
+                ctx.err(Some(u.span()), "index.url", format!("is not a valid PostgreSQL URL: {e}"));
+            }
+            IndexLocation::Postgres(url)
+        }
+        (None, Some(p)) => IndexLocation::Sqlite(ctx.path(p, "index.path")),
+        (None, None) => IndexLocation::Sqlite(state_dir.join("index.sqlite3")),
+        (Some(u), Some(_)) => {
+            ctx.err(Some(u.span()), "index", "give either url (PostgreSQL) or path (SQLite), not both");
+            IndexLocation::Sqlite(state_dir.join("index.sqlite3"))
+        }
+    };
+    let host = match &raw.host.name {
+        Some(n) => {
+            let name = n.get_ref().clone();
+            if name.is_empty()
+                || name.len() > 64
+                || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            {
+                ctx.err(Some(n.span()), "host.name", format!("{name:?} must be 1-64 characters of A-Z a-z 0-9 . _ -"));
+            }
+            name
+        }
+        None => rustix::system::uname().nodename().to_string_lossy().into_owned(),
+    };
     Config {
+        index,
+        host,
         deadlines,
         alerts,
         cases,

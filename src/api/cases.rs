@@ -125,15 +125,7 @@ async fn held_write(s: &ApiState, case: Case, by: String, raw: String, now: i64)
     let (visible, relinked) = s
         .index
         .call(move |c| {
-            // What a new case would have linked: the write played in a
-            // savepoint under a private id, counted, and rolled back.
-            c.execute_batch("SAVEPOINT held_write")?;
-            let mut sim = case2.clone();
-            sim.id = format!("\u{1}held:{}", case2.id);
-            let counted = ix::upsert_case(c, &sim, &by2, now)
-                .and_then(|r| Ok((query::visible_case_media(c, &sim.id, false)?.len(), r)));
-            c.execute_batch("ROLLBACK TO held_write; RELEASE held_write")?;
-            let (visible, r) = counted?;
+            let (visible, r) = ix::as_if_new(c, &case2, &by2, now)?;
             let spec = AlertSpec {
                 kind: AlertKind::RestrictedCaseWrite,
                 subject: case2.id.clone(),
@@ -196,11 +188,11 @@ pub async fn get_case(
 /// Originals with their links, as a caller sees them: without the grant,
 /// links to restricted cases (linked or removed) are not shown.
 pub fn items(
-    c: &rusqlite::Connection,
+    c: &crate::index::db::Db,
     rows: &[query::MediaRow],
     archive: &std::path::Path,
     see_restricted: bool,
-) -> rusqlite::Result<Vec<MediaItem>> {
+) -> crate::index::db::Result<Vec<MediaItem>> {
     let hide = !see_restricted && query::any_restricted(c)?;
     rows.iter()
         .map(|r| {

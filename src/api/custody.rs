@@ -5,7 +5,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -15,7 +14,8 @@ use super::media::{serve, Object};
 use super::ApiState;
 use crate::clock::{from_ms, rfc3339, to_ms};
 use crate::custody::{export, receipt, retention};
-use crate::index::{audit, query};
+use crate::index::custody as ixc;
+use crate::index::query;
 use crate::views::MediaJson;
 
 /// Check that an original exists and that the caller may see it.
@@ -86,18 +86,7 @@ async fn restored_file(s: &ApiState, id: &str, restored: bool) -> Result<(), Api
 /// the trash or purged (410 Gone, with when).
 pub async fn not_gone(s: &ApiState, hex: &str) -> Result<(), ApiError> {
     let (index, h) = (s.index.clone(), hex.to_string());
-    let gone: Option<(i64, bool)> = tokio::task::spawn_blocking(move || {
-        index.read(|c| {
-            c.query_row(
-                "SELECT coalesce(purged_at, trashed_at), purged_at IS NOT NULL FROM originals WHERE id = ?1",
-                [&h],
-                |r| Ok(r.get::<_, Option<i64>>(0)?.map(|t| (t, r.get::<_, bool>(1).unwrap_or(false)))),
-            )
-            .optional()
-            .map(Option::flatten)
-        })
-    })
-    .await??;
+    let gone = tokio::task::spawn_blocking(move || index.read(|c| ixc::gone(c, &h))).await??;
     match gone {
         None => Ok(()),
         Some((t, purged)) => Err(ApiError::new(
@@ -141,31 +130,17 @@ fn need_reason(reason: &str) -> Result<(), ApiError> {
 }
 
 async fn retention_of(s: &ApiState, id: String) -> Result<RetentionJson, ApiError> {
-    let (index, keep_ms) = (s.index.clone(), s.retention_default.as_millis() as i64);
-    let out = tokio::task::spawn_blocking(move || {
-        index.read(|c| {
-            let (important, restricted, trashed, purged, start): (bool, bool, Option<i64>, Option<i64>, Option<i64>) = c
-                .query_row(
-                    &format!(
-                        "SELECT o.important = 1, o.restricted = 1, o.trashed_at, o.purged_at, {} FROM originals o WHERE o.id = ?1",
-                        retention::BASE
-                    ),
-                    [&id],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-                )?;
-            Ok(RetentionJson {
-                kept_for: retention::keep_reasons(c, &id)?,
-                id,
-                important,
-                restricted,
-                in_trash_since: trashed.map(|t| rfc3339(from_ms(t))),
-                purged_at: purged.map(|t| rfc3339(from_ms(t))),
-                expires: start.map(|t| rfc3339(from_ms(t + keep_ms))),
-            })
-        })
+    let (index, keep_ms, i2) = (s.index.clone(), s.retention_default.as_millis() as i64, id.clone());
+    let r = tokio::task::spawn_blocking(move || index.read(|c| ixc::retention_state(c, &i2))).await??;
+    Ok(RetentionJson {
+        id,
+        important: r.important,
+        restricted: r.restricted,
+        kept_for: r.kept_for,
+        in_trash_since: r.trashed_at.map(|t| rfc3339(from_ms(t))),
+        purged_at: r.purged_at.map(|t| rfc3339(from_ms(t))),
+        expires: r.base.map(|t| rfc3339(from_ms(t + keep_ms))),
     })
-    .await??;
-    Ok(out)
 }
 
 /// Mark an original important (kept while marked) or ordinary again.
@@ -186,18 +161,8 @@ pub async fn set_retention(
     need_reason(&body.reason)?;
     let (hex, mut note) = visible_media(&s, &caller, &headers, &id).await?;
     let (now, by, h2) = (to_ms(s.clock.now()), caller.name.clone(), hex.clone());
-    let restored = s
-        .index
-        .call(move |c| {
-            c.execute("UPDATE originals SET important = ?2 WHERE id = ?1", params![h2, body.important])?;
-            let what = if body.important { "retention.important" } else { "retention.ordinary" };
-            audit::event_by(c, now, &by, what, Some(&h2), Some(body.reason.clone()))?;
-            if body.important {
-                return retention::restore(c, &h2, &by, "marked important", now);
-            }
-            Ok(false)
-        })
-        .await?;
+    let (important, reason) = (body.important, body.reason.clone());
+    let restored = s.index.call(move |c| ixc::set_important(c, &h2, important, &by, &reason, now)).await?;
     restored_file(&s, &hex, restored).await?;
     note.details = Some(format!("important = {}", body.important));
     Ok(with_note(Json(retention_of(&s, hex).await?), note))
@@ -241,18 +206,7 @@ pub async fn place_hold(
     let (hex, note) = visible_media(&s, &caller, &headers, &id).await?;
     let (now, by, h2) = (to_ms(s.clock.now()), caller.name.clone(), hex.clone());
     let reason = body.reason.clone();
-    let (hold_id, restored) = s
-        .index
-        .call(move |c| {
-            c.execute(
-                "INSERT INTO holds (media_id, reason, placed_by, placed_at) VALUES (?1, ?2, ?3, ?4)",
-                params![h2, reason, by, now],
-            )?;
-            let id = c.last_insert_rowid();
-            audit::event_by(c, now, &by, "retention.hold", Some(&h2), Some(format!("hold #{id}: {reason}")))?;
-            Ok((id, retention::restore(c, &h2, &by, "placed on hold", now)?))
-        })
-        .await?;
+    let (hold_id, restored) = s.index.call(move |c| ixc::place_hold(c, &h2, &reason, &by, now)).await?;
     restored_file(&s, &hex, restored).await?;
     let hold = HoldJson {
         hold_id,
@@ -282,26 +236,7 @@ pub async fn lift_hold(
 ) -> Result<Response, ApiError> {
     let (hex, note) = visible_media(&s, &caller, &headers, &id).await?;
     let (now, by, h2) = (to_ms(s.clock.now()), caller.name.clone(), hex.clone());
-    let lifted = s
-        .index
-        .call(move |c| {
-            let n = c.execute(
-                "UPDATE holds SET lifted_by = ?3, lifted_at = ?4 WHERE id = ?1 AND media_id = ?2 AND lifted_at IS NULL",
-                params![hold_id, h2, by, now],
-            )?;
-            if n == 1 {
-                audit::event_by(
-                    c,
-                    now,
-                    &by,
-                    "retention.lift_hold",
-                    Some(&h2),
-                    Some(format!("hold #{hold_id} lifted")),
-                )?;
-            }
-            Ok(n == 1)
-        })
-        .await?;
+    let lifted = s.index.call(move |c| ixc::lift_hold(c, &h2, hold_id, &by, now)).await?;
     if !lifted {
         return Err(ApiError::not_found(format!("no active hold {hold_id} on {hex}")));
     }
@@ -360,13 +295,8 @@ pub async fn restrict_media(
     need_reason(&body.reason)?;
     let (hex, note) = visible_media(&s, &caller, &headers, &id).await?;
     let (now, by, h2) = (to_ms(s.clock.now()), caller.name.clone(), hex.clone());
-    s.index
-        .call(move |c| {
-            c.execute("UPDATE originals SET restricted = ?2 WHERE id = ?1", params![h2, body.restricted])?;
-            let what = if body.restricted { "media.restrict" } else { "media.unrestrict" };
-            audit::event_by(c, now, &by, what, Some(&h2), Some(body.reason))
-        })
-        .await?;
+    let (restricted, reason) = (body.restricted, body.reason.clone());
+    s.index.call(move |c| ixc::set_media_restricted(c, &h2, restricted, &by, &reason, now)).await?;
     Ok(with_note(Json(retention_of(&s, hex).await?), note))
 }
 
@@ -388,13 +318,8 @@ pub async fn restrict_case(
     need_reason(&body.reason)?;
     let note = visible_case(&s, &caller, &headers, &case_id).await?;
     let (now, by) = (to_ms(s.clock.now()), caller.name.clone());
-    s.index
-        .call(move |c| {
-            c.execute("UPDATE cases SET restricted = ?2 WHERE id = ?1", params![case_id, body.restricted])?;
-            let what = if body.restricted { "case.restrict" } else { "case.unrestrict" };
-            audit::record(c, now, &by, what, None, Some(&case_id), Some(body.reason))
-        })
-        .await?;
+    let (restricted, reason) = (body.restricted, body.reason.clone());
+    s.index.call(move |c| ixc::set_case_restricted(c, &case_id, restricted, &by, &reason, now)).await?;
     Ok(with_note(StatusCode::NO_CONTENT, note))
 }
 
@@ -421,31 +346,12 @@ pub async fn archive_case(
 ) -> Result<Response, ApiError> {
     let note = visible_case(&s, &caller, &headers, &case_id).await?;
     let (now, by, k) = (to_ms(s.clock.now()), caller.name.clone(), case_id.clone());
-    let n =
-        s.index.call(move |c| archive_case_file(c, &k, &by, body.note.as_deref().unwrap_or("archived"), now)).await?;
+    let how = body.note.clone().unwrap_or_else(|| "archived".into());
+    let n = s.index.call(move |c| ixc::archive_case_file(c, &k, &by, &how, now)).await?;
     if !n {
         return Err(ApiError::new(StatusCode::CONFLICT, "conflict", format!("case {case_id:?} is already archived")));
     }
     Ok(with_note(StatusCode::NO_CONTENT, note))
-}
-
-/// Mark a case's file archived (once); resolves its archive alerts at the
-/// next evaluation.
-pub fn archive_case_file(
-    c: &rusqlite::Connection,
-    case_id: &str,
-    by: &str,
-    how: &str,
-    now: i64,
-) -> rusqlite::Result<bool> {
-    let n = c.execute(
-        "UPDATE cases SET archived_at = ?2, archived_by = ?3 WHERE id = ?1 AND archived_at IS NULL",
-        params![case_id, now, by],
-    )?;
-    if n == 1 {
-        audit::record(c, now, by, "case.archived", None, Some(case_id), Some(how.into()))?;
-    }
-    Ok(n == 1)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -485,36 +391,30 @@ pub struct ExportJson {
     pub void_reason: Option<String>,
 }
 
-fn load_export(c: &rusqlite::Connection, id: &str, now: i64) -> rusqlite::Result<Option<ExportJson>> {
-    c.query_row(
-        "SELECT id, state, case_id, media, case_file, requester, reviewer, reason, approver, decision_note, created_at,
-                decided_at, expires_at, void_reason FROM exports WHERE id = ?1",
-        [id],
-        |r| {
-            let expires: Option<i64> = r.get(12)?;
-            let mut state: String = r.get(1)?;
-            if state == "approved" && expires.is_some_and(|e| e <= now) {
-                state = "expired".into();
-            }
-            Ok(ExportJson {
-                id: r.get(0)?,
-                state,
-                case_id: r.get(2)?,
-                media: serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or_default(),
-                case_file: r.get(4)?,
-                requester: r.get(5)?,
-                reviewer: r.get(6)?,
-                reason: r.get(7)?,
-                approver: r.get(8)?,
-                decision_note: r.get(9)?,
-                created_at: rfc3339(from_ms(r.get(10)?)),
-                decided_at: r.get::<_, Option<i64>>(11)?.map(|t| rfc3339(from_ms(t))),
-                expires_at: expires.map(|t| rfc3339(from_ms(t))),
-                void_reason: r.get(13)?,
-            })
-        },
-    )
-    .optional()
+/// An export as callers see it: approved and past its expiry is `expired`.
+fn export_json(e: ixc::ExportRecord, now: i64) -> ExportJson {
+    let state =
+        if e.state == "approved" && e.expires_at.is_some_and(|t| t <= now) { "expired".into() } else { e.state };
+    ExportJson {
+        id: e.id,
+        state,
+        case_id: e.case_id,
+        media: e.media,
+        case_file: e.case_file,
+        requester: e.requester,
+        reviewer: e.reviewer,
+        reason: e.reason,
+        approver: e.approver,
+        decision_note: e.decision_note,
+        created_at: rfc3339(from_ms(e.created_at)),
+        decided_at: e.decided_at.map(|t| rfc3339(from_ms(t))),
+        expires_at: e.expires_at.map(|t| rfc3339(from_ms(t))),
+        void_reason: e.void_reason,
+    }
+}
+
+fn load_export(c: &crate::index::db::Db, id: &str, now: i64) -> crate::index::db::Result<Option<ExportJson>> {
+    Ok(ixc::export(c, id)?.map(|e| export_json(e, now)))
 }
 
 fn export_id_param(id: &str) -> Result<(), ApiError> {
@@ -558,19 +458,7 @@ pub async fn request_export(
         (Some(case), _) => {
             note = visible_case(&s, &caller, &headers, case).await?;
             let (index, k, see) = (s.index.clone(), case.clone(), clearance.sees_restricted);
-            tokio::task::spawn_blocking(move || {
-                index.read(|c| {
-                    c.prepare(&format!(
-                        "SELECT o.id FROM case_links l JOIN originals o ON o.id = l.media_id
-                         WHERE l.case_id = ?1 AND l.state = 'linked' AND o.purged_at IS NULL
-                           AND (?2 OR NOT {}) ORDER BY o.start_at, o.id",
-                        query::RESTRICTED
-                    ))?
-                    .query_map(params![k, see], |r| r.get(0))?
-                    .collect()
-                })
-            })
-            .await??
+            tokio::task::spawn_blocking(move || index.read(|c| ixc::exportable_case_media(c, &k, see))).await??
         }
         (None, Some(ids)) => {
             let mut out = Vec::new();
@@ -594,15 +482,22 @@ pub async fn request_export(
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut raw);
     let id = hex::encode(raw);
     let now = to_ms(s.clock.now());
-    let (by, id2, ids) = (caller.name.clone(), id.clone(), serde_json::to_string(&media).map_err(ApiError::internal)?);
+    let (by, id2, m2) = (caller.name.clone(), id.clone(), media.clone());
+    let (case_id, reviewer, reason, case_file) =
+        (body.case_id.clone(), body.reviewer.clone(), body.reason.clone(), body.case_file);
     let row = s
         .index
         .call(move |c| {
-            c.execute(
-                "INSERT INTO exports (id, case_id, media, case_file, requester, reviewer, reason, state, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8)",
-                params![id2, body.case_id, ids, body.case_file, by, body.reviewer, body.reason, now],
-            )?;
+            let e = ixc::NewExport {
+                id: &id2,
+                case_id: case_id.as_deref(),
+                media: &m2,
+                case_file,
+                requester: &by,
+                reviewer: reviewer.as_deref(),
+                reason: &reason,
+            };
+            ixc::insert_export(c, &e, now)?;
             load_export(c, &id2, now)
         })
         .await?
@@ -699,15 +594,10 @@ async fn decide(
             if e.state != "pending" {
                 return Ok(Err(ApiError::new(StatusCode::CONFLICT, "conflict", format!("export {i2} is {}", e.state))));
             }
-            let state = if approve { "approved" } else { "denied" };
-            c.execute(
-                "UPDATE exports SET state = ?2, approver = ?3, decision_note = ?4, decided_at = ?5, expires_at = ?6
-                 WHERE id = ?1",
-                params![i2, state, by, note, now, approve.then_some(expires)],
-            )?;
+            ixc::decide_export(c, &i2, approve, &by, note.as_deref(), now, approve.then_some(expires))?;
             if approve && e.case_file {
                 if let Some(k) = &e.case_id {
-                    archive_case_file(c, k, &by, &format!("case file: export {i2}"), now)?;
+                    ixc::archive_case_file(c, k, &by, &format!("case file: export {i2}"), now)?;
                 }
             }
             Ok(Ok(load_export(c, &i2, now)?))
@@ -819,9 +709,7 @@ pub async fn download(
         };
         let built = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
             std::fs::create_dir_all(&dir)?;
-            let c = index.reader()?;
-            export::build(&c, &state, &info, &key, &p2)?;
-            Ok(())
+            index.read_any(|c| export::build(c, &state, &info, &key, &p2).map(|_| ()))
         })
         .await?;
         if let Err(err) = built {

@@ -48,7 +48,7 @@ impl<'a> Family<'a> {
 }
 
 /// Render the metrics text.
-pub fn render(c: &rusqlite::Connection, inp: &Inputs) -> anyhow::Result<String> {
+pub fn render(c: &crate::index::db::Db, inp: &Inputs) -> anyhow::Result<String> {
     let mut out = String::new();
 
     let mut open: std::collections::BTreeMap<(String, String), u64> =
@@ -131,7 +131,7 @@ pub fn render(c: &rusqlite::Connection, inp: &Inputs) -> anyhow::Result<String> 
             Family::new(&mut out, "bodycamd_archive_free_bytes", "gauge", "Free space on the archive's file system.");
         f.sample(&[], free as f64);
     }
-    let n: i64 = c.query_row("SELECT count(*) FROM webhook_deliveries WHERE delivered_at IS NULL", [], |r| r.get(0))?;
+    let n = ax::undelivered(c)?;
     let mut f = Family::new(
         &mut out,
         "bodycamd_webhook_deliveries_pending",

@@ -194,17 +194,12 @@ async fn metrics_handler(State(s): State<ApiState>) -> Response {
         stations: s.stations.as_ref().clone(),
     };
     let index = s.index.clone();
-    let text =
-        tokio::task::spawn_blocking(move || index.read(|c| metrics::render(c, &inputs).map_err(to_sql_err))).await;
+    let text = tokio::task::spawn_blocking(move || index.read_any(|c| metrics::render(c, &inputs))).await;
     match text {
         Ok(Ok(t)) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], t).into_response(),
         Ok(Err(e)) => ApiError::internal(e).into_response(),
         Err(e) => ApiError::internal(e).into_response(),
     }
-}
-
-fn to_sql_err(e: anyhow::Error) -> rusqlite::Error {
-    rusqlite::Error::ToSqlConversionFailure(e.into())
 }
 
 /// Bind the listener (so that a port in use is a start-up error).

@@ -72,7 +72,8 @@ fn list(a: ListArgs) -> anyhow::Result<i32> {
         State::Resolved => StateFilter::Resolved,
         State::All => StateFilter::All,
     };
-    let c = open_reader(&cfg.index_path())?;
+    let reader = open_reader(&cfg.index)?;
+    let c = reader.db();
     let rows = ax::list(&c, state, a.kind.as_deref(), a.limit, false)?;
     if a.json {
         let v: Vec<serde_json::Value> = rows.iter().map(|r| r.to_json()).collect();
@@ -113,7 +114,7 @@ fn ack(a: AckArgs) -> anyhow::Result<i32> {
     let hooks: Vec<String> = cfg.alerts.webhooks.iter().map(|w| w.url.clone()).collect();
     let now = to_ms(SystemClock.now());
     let (id, by, note) = (a.id, a.by.clone(), a.note.clone());
-    match write_once(&cfg.index_path(), move |c| ax::ack(c, id, &by, note.as_deref(), now, &hooks))? {
+    match write_once(&cfg.index, move |c| ax::ack(c, id, &by, note.as_deref(), now, &hooks))? {
         AckOutcome::Acked(t) => {
             println!("acknowledged alert {} ({} {}) by {}", t.alert_id, t.kind, t.subject, a.by);
             Ok(0)

@@ -246,7 +246,7 @@ pub fn main(cmd: Command) -> anyhow::Result<i32> {
     }
     let by = format!("import:{}", a.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
     let now = to_ms(SystemClock.now());
-    let results = write_once(&cfg.index_path(), move |c| {
+    let results = write_once(&cfg.index, move |c| {
         valid
             .iter()
             .map(|case| ix::upsert_case(c, case, &by, now).map(|r| (case.id.clone(), r)))

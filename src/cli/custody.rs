@@ -23,7 +23,8 @@ pub fn verify_main(a: VerifyArgs) -> anyhow::Result<i32> {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
-    let c = open_reader(&cfg.index_path())?;
+    let reader = open_reader(&cfg.index)?;
+    let c = reader.db();
     let r = verify::run(&cfg.state_dir, &c, a.sample, None)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
@@ -143,14 +144,15 @@ pub fn retention_main(c: RetentionCommand) -> anyhow::Result<i32> {
             let r = if dry_run {
                 // The pass in a transaction that is rolled back: files are
                 // moved only by a real pass, so a dry run must not move any.
-                let c = open_reader(&cfg.index_path())?;
-                dry(&c, &rc, now)?
+                let reader = open_reader(&cfg.index)?;
+                retention::plan(&reader.db(), &rc, now)?
             } else {
-                let r = write_once(&cfg.index_path(), |c| retention::pass(c, &rc, now))?;
+                let r = write_once(&cfg.index, |c| retention::pass(c, &rc, now))?;
                 // Committed: the files follow (a crash first is repaired by
                 // the next pass).
                 retention::carry_out(&dir, &r)?;
-                let c = open_reader(&cfg.index_path())?;
+                let reader = open_reader(&cfg.index)?;
+                let c = reader.db();
                 let repaired = retention::repair(&c, &dir)?;
                 retention::PassReport { repaired, ..r }
             };
@@ -184,7 +186,7 @@ pub fn retention_main(c: RetentionCommand) -> anyhow::Result<i32> {
             };
             let dir = cfg.state_dir.clone();
             let now = to_ms(chrono::Utc::now());
-            if write_once(&cfg.index_path(), |c| retention::restore(c, &id, &by, &reason, now))? {
+            if write_once(&cfg.index, |c| retention::restore(c, &id, &by, &reason, now))? {
                 retention::restored(&dir, &id)?;
                 println!("restored {id}");
                 Ok(0)
@@ -194,13 +196,4 @@ pub fn retention_main(c: RetentionCommand) -> anyhow::Result<i32> {
             }
         }
     }
-}
-
-/// What a pass would do, without doing it.
-fn dry(
-    c: &rusqlite::Connection,
-    cfg: &crate::config::RetentionConfig,
-    now: i64,
-) -> anyhow::Result<retention::PassReport> {
-    retention::plan(c, cfg, now).map_err(Into::into)
 }

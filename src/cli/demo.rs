@@ -118,10 +118,11 @@ after_ingest = "keep"
         });
         arrivals.await??;
         let t0 = Instant::now();
-        let index = cfg.index_path();
+        let index = cfg.index.clone();
         let done = loop {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            if let Ok(c) = open_reader(&index) {
+            if let Ok(r) = open_reader(&index) {
+                let c = r.db();
                 if let (Ok(counts), Ok(p)) = (query::counts(&c, true), query::pending(&c, &["waiting", "retrying"])) {
                     if counts.originals >= expected && counts.undescribed == 0 && p.is_empty() {
                         break true;
@@ -135,7 +136,7 @@ after_ingest = "keep"
         // Renditions follow the originals, in the background.
         let t1 = Instant::now();
         while done && t1.elapsed() < Duration::from_secs(120) {
-            let left = open_reader(&index).and_then(|c| Ok(crate::index::renditions::outstanding(&c)?));
+            let left = open_reader(&index).and_then(|r| Ok(crate::index::renditions::outstanding(&r.db())?));
             if matches!(left, Ok(0)) {
                 break;
             }
@@ -149,7 +150,8 @@ after_ingest = "keep"
         println!("  (gave up waiting after 90 s; showing what is there)");
     }
 
-    let c = open_reader(&cfg.index_path())?;
+    let reader = open_reader(&cfg.index)?;
+    let c = reader.db();
     heading("3. What was ingested");
     let rows: Vec<MediaJson> = query::media_list(&c, &Default::default())?
         .iter()
@@ -163,22 +165,8 @@ after_ingest = "keep"
         cfg.archive_dir().join("objects").display()
     );
     heading("4. Renditions (made in the background, after the originals)");
-    let mut made = c.prepare(
-        "SELECT j.kind, j.state, coalesce(r.method, ''), count(*), sum(coalesce(r.size, 0)) FROM rendition_jobs j
-         LEFT JOIN renditions r ON r.original_id = j.original_id AND r.kind = j.kind
-         GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
-    )?;
-    let lines = made.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, i64>(3)?,
-            r.get::<_, i64>(4)?,
-        ))
-    })?;
-    for l in lines {
-        let (kind, state, method, n, bytes) = l?;
+    let lines = crate::index::renditions::summary(&c)?;
+    for (kind, state, method, n, bytes) in lines {
         let how = if method.is_empty() { String::new() } else { format!(" by {method}") };
         println!("  {kind:<10} {state:<8}{how:<13} {n:>3} file(s), {bytes:>9} bytes");
     }

@@ -59,7 +59,8 @@ fn list(a: ListArgs) -> anyhow::Result<i32> {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
-    let c = open_reader(&cfg.index_path())?;
+    let reader = open_reader(&cfg.index)?;
+    let c = reader.db();
     let filter = query::MediaFilter {
         device: a.device,
         officer: a.officer,
@@ -87,7 +88,8 @@ fn show(a: ShowArgs) -> anyhow::Result<i32> {
         eprintln!("error: {e}");
         return Ok(2);
     }
-    let c = open_reader(&cfg.index_path())?;
+    let reader = open_reader(&cfg.index)?;
+    let c = reader.db();
     let Some(row) = query::media_get(&c, &a.id)? else {
         eprintln!("error: no original with id {}", a.id);
         return Ok(1);

@@ -57,7 +57,8 @@ fn compliance(a: ComplianceArgs) -> anyhow::Result<i32> {
         eprintln!("error: --to must be after --from");
         return Ok(2);
     }
-    let c = open_reader(&cfg.index_path())?;
+    let reader = open_reader(&cfg.index)?;
+    let c = reader.db();
     let (rows, lost, unassessed) = query::compliance_rows(&c, to_ms(a.from), to_ms(a.to))?;
     let items = items(&rows, &lost, a.by);
     let report = summarize(&items);

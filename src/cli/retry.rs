@@ -42,7 +42,7 @@ pub fn main(a: Args) -> anyhow::Result<i32> {
         _ => "every failed file".to_string(),
     };
     let (station, by) = (a.station.clone(), a.by.clone());
-    let n = write_once(&cfg.index_path(), move |c| {
+    let n = write_once(&cfg.index, move |c| {
         let n = ix::request_retry(c, station.as_deref(), rel.as_deref(), now)?;
         audit::event_by(c, now, &by, "ingest.retry", None, Some(format!("{what}: {n} file(s)")))?;
         Ok(n)

@@ -158,7 +158,8 @@ pub fn main(a: Args) -> anyhow::Result<i32> {
                 report.described,
                 report.deleted_from_dock
             );
-            let c = open_reader(&cfg.index_path())?;
+            let reader = open_reader(&cfg.index)?;
+            let c = reader.db();
             let status = StatusJson::build(&query::stations(&c)?, &query::counts(&c, true)?, &query::pending(&c, &[])?);
             print!("{}", status.render());
         }

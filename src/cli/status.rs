@@ -16,7 +16,8 @@ pub fn main(a: Args) -> anyhow::Result<i32> {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
-    let c = open_reader(&cfg.index_path())?;
+    let reader = open_reader(&cfg.index)?;
+    let c = reader.db();
     let status = StatusJson::build(&query::stations(&c)?, &query::counts(&c, true)?, &query::pending(&c, &[])?);
     if a.json {
         println!("{}", serde_json::to_string_pretty(&status)?);

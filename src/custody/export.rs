@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::Connection;
+use crate::index::db::Db;
 use serde::Serialize;
 
 use super::key::HostKey;
@@ -120,7 +120,7 @@ fn add_bytes(
 /// Build the archive at `out` (via a temporary file of its own beside it,
 /// renamed into place only when complete). Every original and rendition is
 /// re-hashed as it is written: a damaged one fails the build.
-pub fn build(c: &Connection, state: &Path, info: &ExportInfo, key: &HostKey, out: &Path) -> anyhow::Result<PathBuf> {
+pub fn build(c: &Db, state: &Path, info: &ExportInfo, key: &HostKey, out: &Path) -> anyhow::Result<PathBuf> {
     let dir = out.parent().unwrap_or(Path::new("."));
     let tmp = tempfile::Builder::new().prefix(".export-").suffix(".partial").tempfile_in(dir)?;
     let (file, tmp) = tmp.into_parts();
@@ -129,8 +129,7 @@ pub fn build(c: &Connection, state: &Path, info: &ExportInfo, key: &HostKey, out
     let mut audit_lines = String::new();
     for id in &info.media {
         let Some(row) = query::media_get(c, id)? else { anyhow::bail!("media {id} is not in the index") };
-        let trashed: bool =
-            c.query_row("SELECT trashed_at IS NOT NULL FROM originals WHERE id = ?1", [id], |r| r.get(0))?;
+        let trashed = crate::index::custody::in_trash(c, id)?;
         let mid: MediaId = id.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
         add_object(
             &mut tar,
@@ -160,24 +159,7 @@ pub fn build(c: &Connection, state: &Path, info: &ExportInfo, key: &HostKey, out
     // Entries about the case that name an original not in the export (a
     // restricted one, say) are left out: the excerpt reveals nothing the
     // export does not hold.
-    let mut st = c.prepare(
-        "SELECT id, at, actor, action, case_id, media_id, status, outcome, details, prev_hash, hash FROM audit
-         WHERE media_id IN (SELECT value FROM json_each(?1))
-            OR (?2 IS NOT NULL AND case_id = ?2 AND media_id IS NULL) ORDER BY id",
-    )?;
-    let ids = serde_json::to_string(&info.media)?;
-    let mut rows = st.query(rusqlite::params![ids, info.case_id])?;
-    while let Some(r) = rows.next()? {
-        let line = serde_json::json!({
-            "id": r.get::<_, i64>(0)?, "at": crate::clock::rfc3339(crate::clock::from_ms(r.get(1)?)),
-            "actor": r.get::<_, String>(2)?, "action": r.get::<_, String>(3)?, "case_id": r.get::<_, Option<String>>(4)?,
-            "media_id": r.get::<_, Option<String>>(5)?, "status": r.get::<_, Option<i64>>(6)?,
-            "outcome": r.get::<_, String>(7)?, "details": r.get::<_, Option<String>>(8)?,
-            "prev_hash": r.get::<_, Option<String>>(9)?, "hash": r.get::<_, Option<String>>(10)?,
-        });
-        audit_lines.push_str(&line.to_string());
-        audit_lines.push('\n');
-    }
+    audit_lines.push_str(&crate::index::custody::audit_excerpt(c, &info.media, info.case_id.as_deref())?);
     add_bytes(&mut tar, Some(&mut files), "audit.jsonl", audit_lines.as_bytes())?;
     let manifest = Manifest {
         format: "bodycamd-export/1",

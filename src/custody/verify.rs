@@ -5,7 +5,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use rusqlite::Connection;
+use crate::index::db::Db;
 use serde::{Deserialize, Serialize};
 
 use super::key::{parse_public, verify_hex, HostKey};
@@ -82,7 +82,7 @@ fn head_message(entry: i64, hash: &str, at: &str) -> Vec<u8> {
 
 /// Write the current head (signed) to `state_dir/audit-head.json`,
 /// atomically. Returns it.
-pub fn write_head(state_dir: &Path, c: &Connection, key: &HostKey) -> anyhow::Result<SignedHead> {
+pub fn write_head(state_dir: &Path, c: &Db, key: &HostKey) -> anyhow::Result<SignedHead> {
     let (entry, hash) = audit::head(c)?;
     let at = crate::clock::rfc3339(chrono::Utc::now());
     let signature = key.sign_hex(&head_message(entry, &hash, &at));
@@ -100,16 +100,9 @@ pub fn write_head(state_dir: &Path, c: &Connection, key: &HostKey) -> anyhow::Re
 }
 
 /// Verify. `sample`: check only this many random originals and renditions.
-pub fn run(state_dir: &Path, c: &Connection, sample: Option<u32>, pubkey: Option<&str>) -> anyhow::Result<Report> {
+pub fn run(state_dir: &Path, c: &Db, sample: Option<u32>, pubkey: Option<&str>) -> anyhow::Result<Report> {
     let mut r = Report::default();
-    let limit = sample.map(i64::from).unwrap_or(-1);
-    let order = if sample.is_some() { "random()" } else { "id" };
-    let originals: Vec<(String, bool)> = c
-        .prepare(&format!(
-            "SELECT id, trashed_at IS NOT NULL FROM originals WHERE purged_at IS NULL ORDER BY {order} LIMIT ?1"
-        ))?
-        .query_map([limit], |row| Ok((row.get(0)?, row.get(1)?)))?
-        .collect::<Result<_, _>>()?;
+    let originals = crate::index::custody::originals_to_verify(c, sample)?;
     for (id, trashed) in &originals {
         match id.parse::<MediaId>() {
             Ok(mid) => check_object(&original_path(state_dir, &mid, *trashed), id, "original", &mut r.faults),
@@ -118,14 +111,7 @@ pub fn run(state_dir: &Path, c: &Connection, sample: Option<u32>, pubkey: Option
         r.originals_checked += 1;
     }
     // Renditions of purged originals went with them.
-    let renditions: Vec<String> = c
-        .prepare(&format!(
-            "SELECT DISTINCT r.id FROM renditions r JOIN originals o ON o.id = r.original_id
-             WHERE o.purged_at IS NULL ORDER BY {} LIMIT ?1",
-            if sample.is_some() { "random()" } else { "r.id" }
-        ))?
-        .query_map([limit], |row| row.get(0))?
-        .collect::<Result<_, _>>()?;
+    let renditions = crate::index::custody::renditions_to_verify(c, sample)?;
     for id in &renditions {
         if let Ok(mid) = id.parse::<MediaId>() {
             check_object(&Archive::object_path_in(&state_dir.join("renditions"), &mid), id, "rendition", &mut r.faults);

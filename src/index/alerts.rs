@@ -3,7 +3,7 @@
 //! receive, and queued for each webhook (`webhook_deliveries`) in the same
 //! transaction, so a transition and its delivery are never separated.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use crate::index::db::{params, Db, OptionalExtension, Row};
 use serde_json::json;
 
 use crate::clock::{from_ms, rfc3339};
@@ -67,7 +67,7 @@ pub struct Transition {
 const COLUMNS: &str =
     "id, kind, severity, subject_type, subject, opened_at, resolved_at, acked_by, acked_at, ack_note, details";
 
-fn row(r: &Row<'_>) -> rusqlite::Result<AlertRow> {
+fn row(r: &Row) -> crate::index::db::Result<AlertRow> {
     let details: String = r.get(10)?;
     Ok(AlertRow {
         id: r.get(0)?,
@@ -84,11 +84,11 @@ fn row(r: &Row<'_>) -> rusqlite::Result<AlertRow> {
     })
 }
 
-pub fn get(c: &Connection, id: i64) -> rusqlite::Result<Option<AlertRow>> {
+pub fn get(c: &Db, id: i64) -> crate::index::db::Result<Option<AlertRow>> {
     c.prepare_cached(&format!("SELECT {COLUMNS} FROM alerts WHERE id = ?1"))?.query_row([id], row).optional()
 }
 
-fn open_one(c: &Connection, kind: &str, subject: &str) -> rusqlite::Result<Option<AlertRow>> {
+fn open_one(c: &Db, kind: &str, subject: &str) -> crate::index::db::Result<Option<AlertRow>> {
     c.prepare_cached(&format!("SELECT {COLUMNS} FROM alerts WHERE kind = ?1 AND subject = ?2 AND resolved_at IS NULL"))?
         .query_row(params![kind, subject], row)
         .optional()
@@ -96,12 +96,12 @@ fn open_one(c: &Connection, kind: &str, subject: &str) -> rusqlite::Result<Optio
 
 /// Record a transition and queue it for every webhook.
 fn record_event(
-    c: &Connection,
+    c: &Db,
     alert: &AlertRow,
     event: &'static str,
     now_ms: i64,
     hooks: &[String],
-) -> rusqlite::Result<Transition> {
+) -> crate::index::db::Result<Transition> {
     let body = json!({
         "idempotency_key": format!("bodycamd-alert-{}-{event}", alert.id),
         "event": event,
@@ -109,9 +109,9 @@ fn record_event(
         "alert": alert.to_json(),
     })
     .to_string();
-    c.prepare_cached("INSERT INTO alert_events (alert_id, event, at, body) VALUES (?1, ?2, ?3, ?4)")?
-        .execute(params![alert.id, event, now_ms, body])?;
-    let event_id = c.last_insert_rowid();
+    let event_id: i64 = c
+        .prepare_cached("INSERT INTO alert_events (alert_id, event, at, body) VALUES (?1, ?2, ?3, ?4) RETURNING id")?
+        .query_row(params![alert.id, event, now_ms, body], |r| r.get(0))?;
     for url in hooks {
         c.prepare_cached(
             "INSERT INTO webhook_deliveries (event_id, url, next_try) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
@@ -129,34 +129,39 @@ fn record_event(
 }
 
 /// Open an alert unless one of its kind and subject is open.
-pub fn open(c: &Connection, spec: &AlertSpec, now_ms: i64, hooks: &[String]) -> rusqlite::Result<Option<Transition>> {
+pub fn open(c: &Db, spec: &AlertSpec, now_ms: i64, hooks: &[String]) -> crate::index::db::Result<Option<Transition>> {
     let kind = spec.kind.as_str();
     if open_one(c, kind, &spec.subject)?.is_some() {
         return Ok(None);
     }
-    c.prepare_cached(
-        "INSERT INTO alerts (kind, severity, subject_type, subject, opened_at, details) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?
-    .execute(params![
-        kind,
-        spec.kind.severity().as_str(),
-        spec.kind.subject_type(),
-        spec.subject,
-        now_ms,
-        spec.details.to_string()
-    ])?;
-    let alert = get(c, c.last_insert_rowid())?.expect("just inserted");
+    let id: i64 = c
+        .prepare_cached(
+            "INSERT INTO alerts (kind, severity, subject_type, subject, opened_at, details)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+        )?
+        .query_row(
+            params![
+                kind,
+                spec.kind.severity().as_str(),
+                spec.kind.subject_type(),
+                spec.subject,
+                now_ms,
+                spec.details.to_string()
+            ],
+            |r| r.get(0),
+        )?;
+    let alert = get(c, id)?.ok_or(crate::index::db::Error::NoRows)?;
     record_event(c, &alert, "opened", now_ms, hooks).map(Some)
 }
 
 /// Resolve the open alert of this kind and subject, if any.
 pub fn resolve(
-    c: &Connection,
+    c: &Db,
     kind: AlertKind,
     subject: &str,
     now_ms: i64,
     hooks: &[String],
-) -> rusqlite::Result<Option<Transition>> {
+) -> crate::index::db::Result<Option<Transition>> {
     let Some(mut alert) = open_one(c, kind.as_str(), subject)? else {
         return Ok(None);
     };
@@ -168,12 +173,12 @@ pub fn resolve(
 /// Make the open alerts of `kinds` match `desired`: open what is missing,
 /// resolve what no longer holds (except sticky kinds, which stay).
 pub fn reconcile(
-    c: &Connection,
+    c: &Db,
     kinds: &[AlertKind],
     desired: &[AlertSpec],
     now_ms: i64,
     hooks: &[String],
-) -> rusqlite::Result<Vec<Transition>> {
+) -> crate::index::db::Result<Vec<Transition>> {
     let mut out = Vec::new();
     let want: std::collections::HashSet<(&str, &str)> =
         desired.iter().map(|d| (d.kind.as_str(), d.subject.as_str())).collect();
@@ -206,13 +211,13 @@ pub enum AckOutcome {
 
 /// Acknowledge an alert (once): who, when, and a note.
 pub fn ack(
-    c: &Connection,
+    c: &Db,
     id: i64,
     by: &str,
     note: Option<&str>,
     now_ms: i64,
     hooks: &[String],
-) -> rusqlite::Result<AckOutcome> {
+) -> crate::index::db::Result<AckOutcome> {
     let Some(mut alert) = get(c, id)? else {
         return Ok(AckOutcome::NotFound);
     };
@@ -248,13 +253,13 @@ pub fn ack(
 /// Open an `object_damaged` alert (sticky) and audit it, in the caller's
 /// transaction.
 pub fn object_damaged(
-    c: &Connection,
+    c: &Db,
     media_id: &str,
     aside: &str,
     how: &str,
     now: i64,
     hooks: &[String],
-) -> rusqlite::Result<Option<Transition>> {
+) -> crate::index::db::Result<Option<Transition>> {
     super::audit::event(
         c,
         now,
@@ -297,12 +302,12 @@ fn about_restricted() -> String {
 }
 
 pub fn list(
-    c: &Connection,
+    c: &Db,
     state: StateFilter,
     kind: Option<&str>,
     limit: Option<u32>,
     hide_restricted: bool,
-) -> rusqlite::Result<Vec<AlertRow>> {
+) -> crate::index::db::Result<Vec<AlertRow>> {
     let cond = match state {
         StateFilter::Open => "resolved_at IS NULL",
         StateFilter::Acked => "resolved_at IS NULL AND acked_at IS NOT NULL",
@@ -324,7 +329,7 @@ pub fn list(
 }
 
 /// Open alerts by kind and severity (for metrics).
-pub fn open_counts(c: &Connection, include_restricted: bool) -> rusqlite::Result<Vec<(String, String, u64)>> {
+pub fn open_counts(c: &Db, include_restricted: bool) -> crate::index::db::Result<Vec<(String, String, u64)>> {
     let hide = if !include_restricted && super::query::any_restricted(c)? {
         format!("AND NOT {}", about_restricted())
     } else {
@@ -340,11 +345,11 @@ pub fn open_counts(c: &Connection, include_restricted: bool) -> rusqlite::Result
 /// Open or resolve `sequence_gap` alerts of one device after its sequence
 /// numbers changed.
 pub fn sync_sequence_gaps(
-    c: &Connection,
+    c: &Db,
     device: &str,
     now_ms: i64,
     hooks: &[String],
-) -> rusqlite::Result<Vec<Transition>> {
+) -> crate::index::db::Result<Vec<Transition>> {
     // In the order they were recorded, so that a wrapped counter or a new
     // card starts a new run (see rules::sequence).
     let recs: Vec<(i64, i64)> = c
@@ -399,7 +404,7 @@ pub struct Delivery {
     pub event: String,
 }
 
-pub fn due_deliveries(c: &Connection, now_ms: i64, limit: u32) -> rusqlite::Result<Vec<Delivery>> {
+pub fn due_deliveries(c: &Db, now_ms: i64, limit: u32) -> crate::index::db::Result<Vec<Delivery>> {
     let mut stmt = c.prepare_cached(
         "SELECT d.id, d.url, e.body, d.attempts, e.event FROM webhook_deliveries d JOIN alert_events e ON e.id = d.event_id
          WHERE d.delivered_at IS NULL AND d.next_try <= ?1 ORDER BY d.id LIMIT ?2",
@@ -411,12 +416,12 @@ pub fn due_deliveries(c: &Connection, now_ms: i64, limit: u32) -> rusqlite::Resu
 }
 
 /// When the next undelivered delivery is due.
-pub fn next_delivery(c: &Connection) -> rusqlite::Result<Option<i64>> {
+pub fn next_delivery(c: &Db) -> crate::index::db::Result<Option<i64>> {
     c.prepare_cached("SELECT min(next_try) FROM webhook_deliveries WHERE delivered_at IS NULL")?
         .query_row([], |r| r.get(0))
 }
 
-pub fn delivered(c: &Connection, id: i64, now_ms: i64) -> rusqlite::Result<()> {
+pub fn delivered(c: &Db, id: i64, now_ms: i64) -> crate::index::db::Result<()> {
     c.prepare_cached(
         "UPDATE webhook_deliveries SET delivered_at = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1",
     )?
@@ -424,12 +429,17 @@ pub fn delivered(c: &Connection, id: i64, now_ms: i64) -> rusqlite::Result<()> {
     Ok(())
 }
 
-pub fn delivery_failed(c: &Connection, id: i64, next_try_ms: i64, error: &str) -> rusqlite::Result<()> {
+pub fn delivery_failed(c: &Db, id: i64, next_try_ms: i64, error: &str) -> crate::index::db::Result<()> {
     c.prepare_cached(
         "UPDATE webhook_deliveries SET attempts = attempts + 1, next_try = ?2, last_error = ?3 WHERE id = ?1",
     )?
     .execute(params![id, next_try_ms, error])?;
     Ok(())
+}
+
+/// Webhook deliveries not accepted yet.
+pub fn undelivered(c: &Db) -> crate::index::db::Result<i64> {
+    c.query_row("SELECT count(*) FROM webhook_deliveries WHERE delivered_at IS NULL", [], |r| r.get(0))
 }
 
 #[cfg(test)]
@@ -474,7 +484,8 @@ mod tests {
         assert!(matches!(acked, AckOutcome::Acked(_)));
         assert!(matches!(twice, AckOutcome::AlreadyAcked(_)));
         assert_eq!(missing, AckOutcome::NotFound);
-        let c = idx.reader().unwrap();
+        let conn = crate::index::sqlite::open_reader(&d.path().join("i.sqlite3")).unwrap();
+        let c = Db::sqlite(&conn);
         let all = list(&c, StateFilter::All, None, None, false).unwrap();
         assert_eq!(all.len(), 2);
         assert_eq!(list(&c, StateFilter::Acked, None, None, false).unwrap()[0].id, again.alert_id);
@@ -486,7 +497,7 @@ mod tests {
         assert_eq!(body["event"], "opened");
         assert_eq!(body["alert"]["kind"], "overdue");
         assert!(body["idempotency_key"].as_str().unwrap().ends_with("-opened"));
-        drop(c);
+        drop(conn);
         idx.close();
     }
 

@@ -8,7 +8,7 @@
 //! encoding, so editing, deleting or reordering any entry breaks every
 //! hash after it. SQL triggers refuse updates and deletes as well.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::index::db::{params, Db, OptionalExtension};
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct AuditEntry {
@@ -57,7 +57,10 @@ pub fn chain_hash(prev: &str, e: &AuditEntry) -> String {
 }
 
 /// The last entry's id and hash.
-pub fn head(c: &Connection) -> rusqlite::Result<(i64, String)> {
+pub fn head(c: &Db) -> crate::index::db::Result<(i64, String)> {
+    if c.engine() == crate::index::db::Engine::Postgres {
+        return c.query_row("SELECT id, hash FROM audit_head WHERE k = 1", [], |r| Ok((r.get(0)?, r.get(1)?)));
+    }
     // By rowid only (NOT INDEXED: otherwise SQLite answers max(id) by
     // scanning the smaller audit_at index, the whole log on every append). Every entry is hashed once the
     // index is open (see `chain_unhashed`).
@@ -67,13 +70,25 @@ pub fn head(c: &Connection) -> rusqlite::Result<(i64, String)> {
         .map(|o| o.unwrap_or((0, GENESIS.to_string())))
 }
 
-/// Append an entry to the chain, in the caller's transaction (the index
-/// has one writer, so the chain is serial).
-pub fn append(c: &Connection, e: &AuditEntry) -> rusqlite::Result<i64> {
+/// Append an entry to the chain, in the caller's transaction. With SQLite
+/// the index has one writer, so the entry is chained at once; with
+/// PostgreSQL it is chained when the transaction commits, under the head's
+/// lock (see `pg::flush_audit`), and its id is not known before (0).
+pub fn append(c: &Db, e: &AuditEntry) -> crate::index::db::Result<i64> {
+    if let Some(pg) = c.as_pg() {
+        pg.borrow_mut().pending_audit.push(e.clone());
+        return Ok(0);
+    }
     let (last, prev) = head(c)?;
     let mut e = e.clone();
     e.id = last + 1;
     let hash = chain_hash(&prev, &e);
+    insert(c, &e, &prev, &hash)?;
+    Ok(e.id)
+}
+
+/// Write one chained entry.
+pub fn insert(c: &Db, e: &AuditEntry, prev: &str, hash: &str) -> crate::index::db::Result<()> {
     c.prepare_cached(
         "INSERT INTO audit (id, at, actor, role, remote, action, method, route, case_id, media_id, status, outcome, details,
                             prev_hash, hash)
@@ -83,44 +98,44 @@ pub fn append(c: &Connection, e: &AuditEntry) -> rusqlite::Result<i64> {
         e.id, e.at, e.actor, e.role, e.remote, e.action, e.method, e.route, e.case_id, e.media_id, e.status, e.outcome,
         e.details, prev, hash
     ])?;
-    Ok(e.id)
+    Ok(())
 }
 
 /// A custody event by bodycamd itself (not an API request).
 pub fn event(
-    c: &Connection,
+    c: &Db,
     at: i64,
     action: &str,
     media_id: Option<&str>,
     case_id: Option<&str>,
     details: Option<String>,
-) -> rusqlite::Result<i64> {
+) -> crate::index::db::Result<i64> {
     record(c, at, "bodycamd", action, media_id, case_id, details)
 }
 
 /// An event by a named person or token (CLI or API), e.g. an
 /// acknowledgement.
 pub fn event_by(
-    c: &Connection,
+    c: &Db,
     at: i64,
     actor: &str,
     action: &str,
     media_id: Option<&str>,
     details: Option<String>,
-) -> rusqlite::Result<i64> {
+) -> crate::index::db::Result<i64> {
     record(c, at, actor, action, media_id, None, details)
 }
 
 /// A custody event (outcome `ok`) by `actor`, about an original and/or a case.
 pub fn record(
-    c: &Connection,
+    c: &Db,
     at: i64,
     actor: &str,
     action: &str,
     media_id: Option<&str>,
     case_id: Option<&str>,
     details: Option<String>,
-) -> rusqlite::Result<i64> {
+) -> crate::index::db::Result<i64> {
     append(
         c,
         &AuditEntry {
@@ -137,7 +152,7 @@ pub fn record(
 }
 
 /// Chain entries written before the chain existed (after the migration).
-pub fn chain_unhashed(c: &Connection) -> rusqlite::Result<usize> {
+pub fn chain_unhashed(c: &Db) -> crate::index::db::Result<usize> {
     let first: Option<i64> = c.query_row("SELECT min(id) FROM audit WHERE hash IS NULL", [], |r| r.get(0))?;
     let Some(first) = first else { return Ok(0) };
     let mut prev: String = c
@@ -150,8 +165,7 @@ pub fn chain_unhashed(c: &Connection) -> rusqlite::Result<usize> {
         .unwrap_or_else(|| GENESIS.to_string());
     let rows: Vec<AuditEntry> = {
         let mut st = c.prepare(&format!("SELECT {COLUMNS} FROM audit WHERE hash IS NULL ORDER BY id"))?;
-        let v = st.query_map([], entry)?.collect::<rusqlite::Result<_>>()?;
-        v
+        st.query_map([], entry)?.collect::<crate::index::db::Result<_>>()?
     };
     for e in &rows {
         let hash = chain_hash(&prev, e);
@@ -172,12 +186,11 @@ pub struct ChainFault {
 
 /// Walk the whole chain; returns the number of entries, the head, and
 /// every fault (an edited entry, a deleted or reordered one).
-pub fn verify_chain(c: &Connection) -> rusqlite::Result<(u64, (i64, String), Vec<ChainFault>)> {
+pub fn verify_chain(c: &Db) -> crate::index::db::Result<(u64, (i64, String), Vec<ChainFault>)> {
     let mut st = c.prepare(&format!("SELECT {COLUMNS}, prev_hash, hash FROM audit ORDER BY id"))?;
-    let mut rows = st.query([])?;
     let (mut prev, mut last_id, mut n, mut faults) = (GENESIS.to_string(), 0i64, 0u64, Vec::new());
-    while let Some(r) = rows.next()? {
-        let e = entry(r)?;
+    st.for_each([], |r| {
+        let e = entry(&r)?;
         let stored_prev: Option<String> = r.get(13)?;
         let stored: Option<String> = r.get(14)?;
         n += 1;
@@ -206,12 +219,13 @@ pub fn verify_chain(c: &Connection) -> rusqlite::Result<(u64, (i64, String), Vec
             _ => faults.push(ChainFault { entry: e.id, problem: "has no hash".into() }),
         }
         last_id = e.id;
-    }
+        Ok(true)
+    })?;
     Ok((n, (last_id, prev), faults))
 }
 
 /// The hash stored for entry `id`.
-pub fn hash_of(c: &Connection, id: i64) -> rusqlite::Result<Option<String>> {
+pub fn hash_of(c: &Db, id: i64) -> crate::index::db::Result<Option<String>> {
     c.prepare_cached("SELECT hash FROM audit WHERE id = ?1")?
         .query_row([id], |r| r.get(0))
         .optional()
@@ -220,7 +234,7 @@ pub fn hash_of(c: &Connection, id: i64) -> rusqlite::Result<Option<String>> {
 
 const COLUMNS: &str = "id, at, actor, role, remote, action, method, route, case_id, media_id, status, outcome, details";
 
-fn entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
+fn entry(r: &crate::index::db::Row) -> crate::index::db::Result<AuditEntry> {
     Ok(AuditEntry {
         id: r.get(0)?,
         at: r.get(1)?,
@@ -257,10 +271,10 @@ pub struct AuditFilter {
 /// The statement for `f`: only the conditions given, so that SQLite uses
 /// the index of the most selective one (a log that only grows is never
 /// scanned whole), and its parameters.
-fn query_sql(f: &AuditFilter) -> (String, Vec<rusqlite::types::Value>) {
-    use rusqlite::types::Value;
+fn query_sql(f: &AuditFilter) -> (String, Vec<crate::index::db::Value>) {
+    use crate::index::db::Value;
     let mut cond = vec!["id > ?".to_string()];
-    let mut p: Vec<Value> = vec![Value::Integer(f.after.unwrap_or(0))];
+    let mut p: Vec<Value> = vec![Value::Int(f.after.unwrap_or(0))];
     for (col, v) in [("media_id", &f.media), ("case_id", &f.case), ("actor", &f.actor), ("action", &f.action)] {
         if let Some(v) = v {
             cond.push(format!("{col} = ?"));
@@ -269,11 +283,11 @@ fn query_sql(f: &AuditFilter) -> (String, Vec<rusqlite::types::Value>) {
     }
     if let Some(t) = f.from {
         cond.push("at >= ?".into());
-        p.push(Value::Integer(t));
+        p.push(Value::Int(t));
     }
     if let Some(t) = f.to {
         cond.push("at < ?".into());
-        p.push(Value::Integer(t));
+        p.push(Value::Int(t));
     }
     if f.hide_restricted {
         cond.push(format!(
@@ -282,7 +296,7 @@ fn query_sql(f: &AuditFilter) -> (String, Vec<rusqlite::types::Value>) {
             super::query::RESTRICTED_IDS
         ));
     }
-    p.push(Value::Integer(i64::from(f.limit)));
+    p.push(Value::Int(i64::from(f.limit)));
     let sql = format!(
         "SELECT id, at, actor, role, remote, action, method, route, case_id, media_id, status, outcome, details FROM audit
          WHERE {} ORDER BY id LIMIT ?",
@@ -292,18 +306,18 @@ fn query_sql(f: &AuditFilter) -> (String, Vec<rusqlite::types::Value>) {
 }
 
 /// Entries matching `f`, oldest first.
-pub fn query(c: &Connection, f: &AuditFilter) -> rusqlite::Result<Vec<AuditEntry>> {
+pub fn query(c: &Db, f: &AuditFilter) -> crate::index::db::Result<Vec<AuditEntry>> {
     let (sql, p) = query_sql(f);
     let mut stmt = c.prepare_cached(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(p), entry)?;
+    let rows = stmt.query_map(crate::index::db::params_from_iter(p), entry)?;
     rows.collect()
 }
 
 /// How SQLite runs [`query`] for `f` (`EXPLAIN QUERY PLAN`, one line per
 /// step): for tests and for diagnosing a slow audit search.
-pub fn query_plan(c: &Connection, f: &AuditFilter) -> rusqlite::Result<Vec<String>> {
+pub fn query_plan(c: &Db, f: &AuditFilter) -> crate::index::db::Result<Vec<String>> {
     let (sql, p) = query_sql(f);
     let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(p), |r| r.get::<_, String>(3))?;
+    let rows = stmt.query_map(crate::index::db::params_from_iter(p), |r| r.get::<_, String>(3))?;
     rows.collect()
 }

@@ -6,8 +6,8 @@
 
 use std::collections::HashSet;
 
+use crate::index::db::{params, Db, OptionalExtension};
 use chrono::Duration;
-use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::clock::{from_ms, to_ms};
 use crate::rules::cases::{Case, CaseStatus, Window};
@@ -50,7 +50,7 @@ pub struct Relinked {
     pub total: usize,
 }
 
-pub fn get_case(c: &Connection, id: &str) -> rusqlite::Result<Option<CaseRecord>> {
+pub fn get_case(c: &Db, id: &str) -> crate::index::db::Result<Option<CaseRecord>> {
     let head = c
         .prepare_cached(
             "SELECT title, status, closed_at, buffer_minutes, created_at, updated_at, updated_by FROM cases WHERE id = ?1",
@@ -70,7 +70,7 @@ pub fn get_case(c: &Connection, id: &str) -> rusqlite::Result<Option<CaseRecord>
     let Some((title, status, closed_at, buffer_minutes, created_at, updated_at, updated_by)) = head else {
         return Ok(None);
     };
-    let list = |sql: &str| -> rusqlite::Result<Vec<String>> {
+    let list = |sql: &str| -> crate::index::db::Result<Vec<String>> {
         c.prepare_cached(sql)?.query_map([id], |r| r.get(0))?.collect()
     };
     let officers = list("SELECT officer FROM case_officers WHERE case_id = ?1 ORDER BY officer")?;
@@ -97,7 +97,7 @@ pub fn get_case(c: &Connection, id: &str) -> rusqlite::Result<Option<CaseRecord>
 }
 
 /// The originals the case's rule covers now.
-fn rule_matches(c: &Connection, case: &Case) -> rusqlite::Result<HashSet<String>> {
+fn rule_matches(c: &Db, case: &Case) -> crate::index::db::Result<HashSet<String>> {
     let mut out = HashSet::new();
     let b = Duration::minutes(case.buffer_minutes);
     for w in &case.windows {
@@ -118,13 +118,13 @@ fn rule_matches(c: &Connection, case: &Case) -> rusqlite::Result<HashSet<String>
     Ok(out)
 }
 
-fn links_of_case(c: &Connection, case_id: &str) -> rusqlite::Result<Vec<(String, String, String)>> {
+fn links_of_case(c: &Db, case_id: &str) -> crate::index::db::Result<Vec<(String, String, String)>> {
     c.prepare_cached("SELECT media_id, how, state FROM case_links WHERE case_id = ?1")?
         .query_map([case_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect()
 }
 
-fn add_rule_link(c: &Connection, case_id: &str, media_id: &str, by: &str, now_ms: i64) -> rusqlite::Result<bool> {
+fn add_rule_link(c: &Db, case_id: &str, media_id: &str, by: &str, now_ms: i64) -> crate::index::db::Result<bool> {
     let added = c
         .prepare_cached(
             "INSERT INTO case_links (case_id, media_id, how, state, linked_by, linked_at) VALUES (?1, ?2, 'rule', 'linked', ?3, ?4)
@@ -145,7 +145,7 @@ fn add_rule_link(c: &Connection, case_id: &str, media_id: &str, by: &str, now_ms
     Ok(added)
 }
 
-fn drop_rule_link(c: &Connection, case_id: &str, media_id: &str, now_ms: i64) -> rusqlite::Result<bool> {
+fn drop_rule_link(c: &Db, case_id: &str, media_id: &str, now_ms: i64) -> crate::index::db::Result<bool> {
     let dropped = c
         .prepare_cached(
             "DELETE FROM case_links WHERE case_id = ?1 AND media_id = ?2 AND how = 'rule' AND state = 'linked'",
@@ -166,7 +166,7 @@ fn drop_rule_link(c: &Connection, case_id: &str, media_id: &str, now_ms: i64) ->
 }
 
 /// Recompute a case's rule links.
-pub fn relink_case(c: &Connection, case: &Case, by: &str, now_ms: i64) -> rusqlite::Result<Relinked> {
+pub fn relink_case(c: &Db, case: &Case, by: &str, now_ms: i64) -> crate::index::db::Result<Relinked> {
     let want = rule_matches(c, case)?;
     let have = links_of_case(c, &case.id)?;
     let mut r = Relinked::default();
@@ -188,7 +188,7 @@ pub fn relink_case(c: &Connection, case: &Case, by: &str, now_ms: i64) -> rusqli
 }
 
 /// Register or replace a case (validated by the caller), then relink it.
-pub fn upsert_case(c: &Connection, case: &Case, by: &str, now_ms: i64) -> rusqlite::Result<Relinked> {
+pub fn upsert_case(c: &Db, case: &Case, by: &str, now_ms: i64) -> crate::index::db::Result<Relinked> {
     let created =
         c.prepare_cached(
             "INSERT INTO cases (id, title, status, closed_at, buffer_minutes, created_at, updated_at, updated_by)
@@ -246,7 +246,7 @@ fn dedup(v: &[String]) -> Vec<&String> {
 /// Find the cases an original belongs to now, after it was stored or its
 /// start became known: add missing rule links, drop rule links the rule no
 /// longer gives. Returns the case ids newly linked.
-pub fn match_media(c: &Connection, media_id: &str, now_ms: i64) -> rusqlite::Result<Vec<String>> {
+pub fn match_media(c: &Db, media_id: &str, now_ms: i64) -> crate::index::db::Result<Vec<String>> {
     let row = c
         .prepare_cached("SELECT officer, device, coalesce(recorded_start, name_start) FROM originals WHERE id = ?1")?
         .query_row([media_id], |r| {
@@ -319,14 +319,14 @@ pub enum LinkOutcome {
 /// Link an original to a case by hand. This also restores a link that was
 /// removed by hand.
 pub fn link_manual(
-    c: &Connection,
+    c: &Db,
     case_id: &str,
     media_id: &str,
     by: &str,
     note: Option<&str>,
     now_ms: i64,
-) -> rusqlite::Result<LinkOutcome> {
-    let exists = |sql: &str, id: &str| -> rusqlite::Result<bool> {
+) -> crate::index::db::Result<LinkOutcome> {
+    let exists = |sql: &str, id: &str| -> crate::index::db::Result<bool> {
         Ok(c.prepare_cached(sql)?.query_row([id], |_| Ok(())).optional()?.is_some())
     };
     if !exists("SELECT 1 FROM cases WHERE id = ?1", case_id)? {
@@ -362,7 +362,7 @@ pub fn link_manual(
 
 /// Remove a link by hand. It is kept as `removed`, so the rule does not
 /// bring it back. Returns whether a link was removed.
-pub fn unlink(c: &Connection, case_id: &str, media_id: &str, by: &str, now_ms: i64) -> rusqlite::Result<bool> {
+pub fn unlink(c: &Db, case_id: &str, media_id: &str, by: &str, now_ms: i64) -> crate::index::db::Result<bool> {
     Ok(c.prepare_cached(
         "UPDATE case_links SET state = 'removed', removed_by = ?3, removed_at = ?4
          WHERE case_id = ?1 AND media_id = ?2 AND state = 'linked'",
@@ -371,7 +371,7 @@ pub fn unlink(c: &Connection, case_id: &str, media_id: &str, by: &str, now_ms: i
         == 1)
 }
 
-fn link_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LinkRecord> {
+fn link_row(r: &crate::index::db::Row) -> crate::index::db::Result<LinkRecord> {
     Ok(LinkRecord {
         case_id: r.get(0)?,
         media_id: r.get(1)?,
@@ -389,7 +389,7 @@ const LINK_COLUMNS: &str =
     "l.case_id, l.media_id, l.how, l.state, l.linked_by, l.linked_at, l.note, l.removed_by, l.removed_at";
 
 /// The originals linked to a case, by recording start.
-pub fn case_media(c: &Connection, case_id: &str) -> rusqlite::Result<Vec<LinkRecord>> {
+pub fn case_media(c: &Db, case_id: &str) -> crate::index::db::Result<Vec<LinkRecord>> {
     c.prepare_cached(&format!(
         "SELECT {LINK_COLUMNS} FROM case_links l JOIN originals o ON o.id = l.media_id
          WHERE l.case_id = ?1 AND l.state = 'linked' ORDER BY o.start_at, o.id"
@@ -399,8 +399,21 @@ pub fn case_media(c: &Connection, case_id: &str) -> rusqlite::Result<Vec<LinkRec
 }
 
 /// Every link of an original (linked and removed).
-pub fn media_links(c: &Connection, media_id: &str) -> rusqlite::Result<Vec<LinkRecord>> {
+pub fn media_links(c: &Db, media_id: &str) -> crate::index::db::Result<Vec<LinkRecord>> {
     c.prepare_cached(&format!("SELECT {LINK_COLUMNS} FROM case_links l WHERE l.media_id = ?1 ORDER BY l.case_id"))?
         .query_map([media_id], link_row)?
         .collect()
+}
+
+/// What registering `case` as a new case would answer (the originals it
+/// would link that nobody restricted), without keeping anything: the write
+/// is played in a savepoint under a private id and rolled back.
+pub fn as_if_new(c: &Db, case: &Case, by: &str, now_ms: i64) -> crate::index::db::Result<(usize, Relinked)> {
+    c.execute_batch("SAVEPOINT as_if_new")?;
+    let mut sim = case.clone();
+    sim.id = format!("\u{1}as-if-new:{}", case.id);
+    let counted = upsert_case(c, &sim, by, now_ms)
+        .and_then(|r| Ok((crate::index::query::visible_case_media(c, &sim.id, false)?.len(), r)));
+    c.execute_batch("ROLLBACK TO SAVEPOINT as_if_new; RELEASE SAVEPOINT as_if_new")?;
+    counted
 }

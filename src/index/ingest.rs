@@ -1,7 +1,7 @@
 //! What the ingest pipeline writes. Each function runs inside the writer's
 //! transaction (see [`super::Index::call`]).
 
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::index::db::{params, Db, OptionalExtension};
 
 use crate::domain::{FileSig, MediaKind, RecordingTime};
 use crate::naming::NameInfo;
@@ -82,7 +82,7 @@ pub struct Described {
     pub assessment: Option<crate::rules::deadline::Assessment>,
 }
 
-pub fn upsert_station(c: &Connection, id: &str, path: &str, watch_mode: &str, now_ms: i64) -> rusqlite::Result<()> {
+pub fn upsert_station(c: &Db, id: &str, path: &str, watch_mode: &str, now_ms: i64) -> crate::index::db::Result<()> {
     c.prepare_cached(
         "INSERT INTO stations (id, path, watch_mode, updated_at) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (id) DO UPDATE SET path = excluded.path, watch_mode = excluded.watch_mode,
@@ -94,14 +94,14 @@ pub fn upsert_station(c: &Connection, id: &str, path: &str, watch_mode: &str, no
 
 /// Record a station's availability and how many files wait on it.
 pub fn set_station_state(
-    c: &Connection,
+    c: &Db,
     id: &str,
     available: bool,
     error: Option<&str>,
     pending: usize,
     scanned: bool,
     now_ms: i64,
-) -> rusqlite::Result<()> {
+) -> crate::index::db::Result<()> {
     c.prepare_cached(
         "UPDATE stations SET
             available = ?2,
@@ -116,7 +116,7 @@ pub fn set_station_state(
     Ok(())
 }
 
-pub fn set_station_watch_mode(c: &Connection, id: &str, mode: &str) -> rusqlite::Result<()> {
+pub fn set_station_watch_mode(c: &Db, id: &str, mode: &str) -> crate::index::db::Result<()> {
     c.prepare_cached("UPDATE stations SET watch_mode = ?2 WHERE id = ?1")?.execute(params![id, mode])?;
     Ok(())
 }
@@ -137,7 +137,7 @@ pub struct PendingFile<'a> {
 
 /// Insert or update a file waiting on a station. `first_seen` and the
 /// deadline are kept from the first time the file was recorded.
-pub fn upsert_pending(c: &Connection, p: &PendingFile<'_>, now_ms: i64) -> rusqlite::Result<()> {
+pub fn upsert_pending(c: &Db, p: &PendingFile<'_>, now_ms: i64) -> crate::index::db::Result<()> {
     c.prepare_cached(
         "INSERT INTO pending (station, rel_path, first_seen, size, state, attempts, reason, updated_at, deadline)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
@@ -162,11 +162,11 @@ pub fn upsert_pending(c: &Connection, p: &PendingFile<'_>, now_ms: i64) -> rusql
 
 /// Record that a station's watch is degraded until `until` (`None` clears).
 pub fn set_station_degraded(
-    c: &Connection,
+    c: &Db,
     id: &str,
     why: Option<&str>,
     until_ms: Option<i64>,
-) -> rusqlite::Result<()> {
+) -> crate::index::db::Result<()> {
     c.prepare_cached("UPDATE stations SET degraded = ?2, degraded_until = ?3 WHERE id = ?1")?
         .execute(params![id, why, until_ms])?;
     Ok(())
@@ -174,12 +174,12 @@ pub fn set_station_degraded(
 
 /// A pending file turned out to be seen earlier (under another name).
 pub fn set_pending_first_seen(
-    c: &Connection,
+    c: &Db,
     station: &str,
     rel_path: &[u8],
     first_seen_ms: i64,
     deadline_ms: i64,
-) -> rusqlite::Result<()> {
+) -> crate::index::db::Result<()> {
     c.prepare_cached(
         "UPDATE pending SET first_seen = min(first_seen, ?3), deadline = min(coalesce(deadline, ?4), ?4)
          WHERE station = ?1 AND rel_path = ?2",
@@ -188,13 +188,13 @@ pub fn set_pending_first_seen(
     Ok(())
 }
 
-pub fn delete_pending(c: &Connection, station: &str, rel_path: &[u8]) -> rusqlite::Result<()> {
+pub fn delete_pending(c: &Db, station: &str, rel_path: &[u8]) -> crate::index::db::Result<()> {
     c.prepare_cached("DELETE FROM pending WHERE station = ?1 AND rel_path = ?2")?
         .execute(params![station, rel_path])?;
     Ok(())
 }
 
-fn touch_party(c: &Connection, table: &str, key: &str, value: &str, now_ms: i64) -> rusqlite::Result<()> {
+fn touch_party(c: &Db, table: &str, key: &str, value: &str, now_ms: i64) -> crate::index::db::Result<()> {
     c.prepare_cached(&format!(
         "INSERT INTO {table} ({key}, first_seen, last_seen) VALUES (?1, ?2, ?2)
              ON CONFLICT ({key}) DO UPDATE SET last_seen = max(last_seen, excluded.last_seen)"
@@ -206,7 +206,7 @@ fn touch_party(c: &Connection, table: &str, key: &str, value: &str, now_ms: i64)
 /// Record a stored dock file: the original (if new), its sighting, its
 /// device and officer; the file stops being pending. Returns whether the
 /// original is new to the index.
-pub fn record_ingest(c: &Connection, r: &IngestRecord) -> rusqlite::Result<bool> {
+pub fn record_ingest(c: &Db, r: &IngestRecord) -> crate::index::db::Result<bool> {
     if let Some(d) = &r.name.device {
         touch_party(c, "devices", "serial", d, r.ingested_at_ms)?;
     }
@@ -294,12 +294,12 @@ pub fn record_ingest(c: &Connection, r: &IngestRecord) -> rusqlite::Result<bool>
 
 /// The dock file of a sighting was removed after verification.
 pub fn mark_deleted(
-    c: &Connection,
+    c: &Db,
     media_id: &str,
     station: &str,
     rel_path: &[u8],
     now_ms: i64,
-) -> rusqlite::Result<()> {
+) -> crate::index::db::Result<()> {
     c.prepare_cached(
         "UPDATE sightings SET disposition = 'deleted', disposed_at = ?4, dispose_error = NULL, dispose_retry_at = NULL
          WHERE media_id = ?1 AND station = ?2 AND rel_path = ?3",
@@ -321,13 +321,13 @@ pub fn mark_deleted(
 /// the dock file cannot be removed): it stays `delete_pending` and is tried
 /// again at `retry_at`.
 pub fn mark_dispose_later(
-    c: &Connection,
+    c: &Db,
     media_id: &str,
     station: &str,
     rel_path: &[u8],
     error: &str,
     retry_at_ms: i64,
-) -> rusqlite::Result<()> {
+) -> crate::index::db::Result<()> {
     c.prepare_cached(
         "UPDATE sightings SET disposition = 'delete_pending', dispose_error = ?4, dispose_retry_at = ?5
          WHERE media_id = ?1 AND station = ?2 AND rel_path = ?3",
@@ -337,7 +337,7 @@ pub fn mark_dispose_later(
 }
 
 /// A deletion that could not be done safely (the dock file changed): keep it.
-pub fn mark_kept(c: &Connection, media_id: &str, station: &str, rel_path: &[u8]) -> rusqlite::Result<()> {
+pub fn mark_kept(c: &Db, media_id: &str, station: &str, rel_path: &[u8]) -> crate::index::db::Result<()> {
     c.prepare_cached(
         "UPDATE sightings SET disposition = 'keep', dispose_error = NULL, dispose_retry_at = NULL
          WHERE media_id = ?1 AND station = ?2 AND rel_path = ?3",
@@ -346,7 +346,7 @@ pub fn mark_kept(c: &Connection, media_id: &str, station: &str, rel_path: &[u8])
     Ok(())
 }
 
-pub fn record_description(c: &Connection, id: &str, d: &Described, now_ms: i64) -> rusqlite::Result<()> {
+pub fn record_description(c: &Db, id: &str, d: &Described, now_ms: i64) -> crate::index::db::Result<()> {
     let rec = d.recorded.as_ref();
     let a = d.assessment.as_ref();
     c.prepare_cached(
@@ -390,7 +390,7 @@ pub struct DescribeInputs {
     pub ingested_at_ms: i64,
 }
 
-pub fn describe_inputs(c: &Connection, id: &str) -> rusqlite::Result<Option<DescribeInputs>> {
+pub fn describe_inputs(c: &Db, id: &str) -> crate::index::db::Result<Option<DescribeInputs>> {
     c.query_row(
         "SELECT station, name_start, source_mtime, first_seen, ingested_at FROM originals WHERE id = ?1",
         [id],
@@ -413,7 +413,7 @@ pub const RECOVERED_STATION: &str = "_recovered";
 
 /// Index an object found in the archive with no index row (a crash came
 /// between storing it and indexing it, and its dock file is gone).
-pub fn record_recovered(c: &Connection, id: &str, size: u64, stored_ms: i64) -> rusqlite::Result<bool> {
+pub fn record_recovered(c: &Db, id: &str, size: u64, stored_ms: i64) -> crate::index::db::Result<bool> {
     c.prepare_cached(
         "INSERT INTO stations (id, path, available, updated_at) VALUES (?1, '', 0, ?2)
          ON CONFLICT (id) DO NOTHING",
@@ -430,7 +430,7 @@ pub fn record_recovered(c: &Connection, id: &str, size: u64, stored_ms: i64) -> 
 
 /// Where an original came from, for alert details: station, device,
 /// officer and its first dock path.
-pub fn media_context(c: &Connection, id: &str) -> rusqlite::Result<serde_json::Value> {
+pub fn media_context(c: &Db, id: &str) -> crate::index::db::Result<serde_json::Value> {
     c.prepare_cached(
         "SELECT o.station, o.device, o.officer, o.seq,
                 (SELECT s.rel_path FROM sightings s WHERE s.media_id = o.id ORDER BY s.id LIMIT 1)
@@ -465,11 +465,11 @@ pub struct VanishedFile {
 /// was known, and an audit entry; the file stops being pending, and its
 /// deadline alerts give way to the sticky one.
 pub fn record_vanished(
-    c: &Connection,
+    c: &Db,
     v: &VanishedFile,
     now_ms: i64,
     hooks: &[String],
-) -> rusqlite::Result<Vec<super::alerts::Transition>> {
+) -> crate::index::db::Result<Vec<super::alerts::Transition>> {
     use crate::rules::alerts::{file_subject, AlertKind, AlertSpec};
     let deadline: Option<i64> = c
         .prepare_cached("SELECT deadline FROM pending WHERE station = ?1 AND rel_path = ?2")?
@@ -535,7 +535,7 @@ pub fn record_vanished(
 }
 
 /// Remember a station folder's identity (device, inode) as last listed.
-pub fn set_station_root(c: &Connection, id: &str, dev: u64, ino: u64) -> rusqlite::Result<()> {
+pub fn set_station_root(c: &Db, id: &str, dev: u64, ino: u64) -> crate::index::db::Result<()> {
     c.prepare_cached("UPDATE stations SET root_dev = ?2, root_ino = ?3 WHERE id = ?1")?
         .execute(params![id, dev as i64, ino as i64])?;
     Ok(())
@@ -544,11 +544,11 @@ pub fn set_station_root(c: &Connection, id: &str, dev: u64, ino: u64) -> rusqlit
 /// Ask for given-up files to be tried again at once: every one of a station
 /// (or of every station), or one path. Returns how many were asked for.
 pub fn request_retry(
-    c: &Connection,
+    c: &Db,
     station: Option<&str>,
     rel_path: Option<&[u8]>,
     now_ms: i64,
-) -> rusqlite::Result<usize> {
+) -> crate::index::db::Result<usize> {
     c.prepare_cached(
         "UPDATE pending SET retry_requested = ?3
          WHERE state IN ('failed', 'blocked', 'retrying') AND (?1 IS NULL OR station = ?1) AND (?2 IS NULL OR rel_path = ?2)",
@@ -557,7 +557,7 @@ pub fn request_retry(
 }
 
 /// Take a station's retry requests (they are cleared).
-pub fn take_retry_requests(c: &Connection, station: &str) -> rusqlite::Result<Vec<Vec<u8>>> {
+pub fn take_retry_requests(c: &Db, station: &str) -> crate::index::db::Result<Vec<Vec<u8>>> {
     let rows: Vec<Vec<u8>> = c
         .prepare_cached("SELECT rel_path FROM pending WHERE station = ?1 AND retry_requested IS NOT NULL")?
         .query_map([station], |r| r.get(0))?

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use crate::index::db::{params, Db, OptionalExtension, Row};
 
 use crate::domain::FileSig;
 
@@ -69,7 +69,7 @@ const MEDIA_COLUMNS: &str = "o.id, o.size, o.kind, o.station, o.device, o.office
     o.clock_trusted, o.first_seen, o.ingested_at, o.described_at, o.probe_error, o.container,
     o.video_codec, o.audio_codec, o.width, o.height, o.frame_rate, o.deadline, o.on_time, o.late, o.start_at";
 
-fn media_row(r: &Row<'_>) -> rusqlite::Result<MediaRow> {
+fn media_row(r: &Row) -> crate::index::db::Result<MediaRow> {
     Ok(MediaRow {
         id: r.get(0)?,
         size: r.get::<_, i64>(1)? as u64,
@@ -102,7 +102,7 @@ fn media_row(r: &Row<'_>) -> rusqlite::Result<MediaRow> {
     })
 }
 
-fn station_paths(c: &Connection) -> rusqlite::Result<HashMap<String, PathBuf>> {
+fn station_paths(c: &Db) -> crate::index::db::Result<HashMap<String, PathBuf>> {
     let mut stmt = c.prepare_cached("SELECT id, path FROM stations")?;
     let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, PathBuf::from(r.get::<_, String>(1)?))))?;
     rows.collect()
@@ -116,7 +116,7 @@ fn abs_path(stations: &HashMap<String, PathBuf>, station: &str, rel: &[u8]) -> P
     }
 }
 
-fn attach_sightings(c: &Connection, rows: &mut [MediaRow]) -> rusqlite::Result<()> {
+fn attach_sightings(c: &Db, rows: &mut [MediaRow]) -> crate::index::db::Result<()> {
     let stations = station_paths(c)?;
     let mut stmt = c.prepare_cached(
         "SELECT station, rel_path, first_seen, disposition FROM sightings WHERE media_id = ?1 ORDER BY id",
@@ -138,7 +138,7 @@ fn attach_sightings(c: &Connection, rows: &mut [MediaRow]) -> rusqlite::Result<(
 }
 
 /// Originals matching `f`, by recording start (then id).
-pub fn media_list(c: &Connection, f: &MediaFilter) -> rusqlite::Result<Vec<MediaRow>> {
+pub fn media_list(c: &Db, f: &MediaFilter) -> crate::index::db::Result<Vec<MediaRow>> {
     let q = MediaQuery {
         officer: f.officer.clone(),
         device: f.device.clone(),
@@ -151,7 +151,7 @@ pub fn media_list(c: &Connection, f: &MediaFilter) -> rusqlite::Result<Vec<Media
     media_page(c, &q)
 }
 
-pub fn media_get(c: &Connection, id: &str) -> rusqlite::Result<Option<MediaRow>> {
+pub fn media_get(c: &Db, id: &str) -> crate::index::db::Result<Option<MediaRow>> {
     let sql = format!("SELECT {MEDIA_COLUMNS} FROM originals o WHERE o.id = ?1");
     let mut rows: Vec<MediaRow> = c.prepare(&sql)?.query_map([id], media_row)?.collect::<Result<_, _>>()?;
     attach_sightings(c, &mut rows)?;
@@ -172,7 +172,7 @@ pub struct StationRow {
     pub failed: u64,
 }
 
-pub fn stations(c: &Connection) -> rusqlite::Result<Vec<StationRow>> {
+pub fn stations(c: &Db) -> crate::index::db::Result<Vec<StationRow>> {
     let mut stmt = c.prepare(
         "SELECT s.id, s.path, s.available, s.unavailable_since, s.last_error, s.last_scan_at, s.watch_mode,
             (SELECT count(*) FROM pending p WHERE p.station = s.id AND p.state != 'rejected'),
@@ -207,7 +207,7 @@ pub struct PendingRow {
 }
 
 /// Pending files in the given states (all states when empty).
-pub fn pending(c: &Connection, states: &[&str]) -> rusqlite::Result<Vec<PendingRow>> {
+pub fn pending(c: &Db, states: &[&str]) -> crate::index::db::Result<Vec<PendingRow>> {
     let stations = station_paths(c)?;
     let mut stmt = c.prepare(
         "SELECT station, rel_path, first_seen, size, state, attempts, reason FROM pending
@@ -245,7 +245,7 @@ pub struct Counts {
 
 /// Counts of the archive. Without `include_restricted` (what `/metrics`
 /// shows, with no token), restricted originals are left out of every count.
-pub fn counts(c: &Connection, include_restricted: bool) -> rusqlite::Result<Counts> {
+pub fn counts(c: &Db, include_restricted: bool) -> crate::index::db::Result<Counts> {
     let hide = if !include_restricted && any_restricted(c)? {
         format!("WHERE id NOT IN {RESTRICTED_IDS}")
     } else {
@@ -291,7 +291,7 @@ pub fn counts(c: &Connection, include_restricted: bool) -> rusqlite::Result<Coun
 
 /// The dock files of a station whose current content is stored (and still
 /// on the dock), with the signature they had when stored.
-pub fn stored_sightings(c: &Connection, station: &str) -> rusqlite::Result<Vec<(Vec<u8>, FileSig)>> {
+pub fn stored_sightings(c: &Db, station: &str) -> crate::index::db::Result<Vec<(Vec<u8>, FileSig)>> {
     let mut stmt = c.prepare(
         "SELECT rel_path, dev, ino, size, mtime_ns, ctime_ns FROM sightings
          WHERE station = ?1 AND disposition != 'deleted' ORDER BY id",
@@ -320,7 +320,7 @@ pub struct PendingRecord {
     pub state: String,
 }
 
-pub fn pending_of_station(c: &Connection, station: &str) -> rusqlite::Result<HashMap<Vec<u8>, PendingRecord>> {
+pub fn pending_of_station(c: &Db, station: &str) -> crate::index::db::Result<HashMap<Vec<u8>, PendingRecord>> {
     let mut stmt = c.prepare("SELECT rel_path, first_seen, size, state FROM pending WHERE station = ?1")?;
     let rows = stmt.query_map([station], |r| {
         Ok((
@@ -336,7 +336,7 @@ pub fn pending_of_station(c: &Connection, station: &str) -> rusqlite::Result<Has
 }
 
 /// The identity (device, inode) of a station's folder when last listed.
-pub fn station_root(c: &Connection, station: &str) -> rusqlite::Result<Option<(u64, u64)>> {
+pub fn station_root(c: &Db, station: &str) -> crate::index::db::Result<Option<(u64, u64)>> {
     c.query_row("SELECT root_dev, root_ino FROM stations WHERE id = ?1", [station], |r| {
         Ok(match (r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?) {
             (Some(d), Some(i)) => Some((d as u64, i as u64)),
@@ -359,7 +359,7 @@ pub struct PendingDeletion {
 
 /// Dock deletions decided and not done: all of them (`due` = `None`, at
 /// start-up), or those put off until `due` or before (they failed once).
-pub fn pending_deletions(c: &Connection, due: Option<i64>) -> rusqlite::Result<Vec<PendingDeletion>> {
+pub fn pending_deletions(c: &Db, due: Option<i64>) -> crate::index::db::Result<Vec<PendingDeletion>> {
     let mut stmt = c.prepare_cached(
         "SELECT media_id, station, rel_path, dev, ino, size, mtime_ns, ctime_ns FROM sightings
          WHERE disposition = 'delete_pending' AND (?1 IS NULL OR dispose_retry_at <= ?1) ORDER BY id",
@@ -382,21 +382,21 @@ pub fn pending_deletions(c: &Connection, due: Option<i64>) -> rusqlite::Result<V
 }
 
 /// Originals not described yet (a crash came between storing and describing).
-pub fn undescribed(c: &Connection) -> rusqlite::Result<Vec<String>> {
+pub fn undescribed(c: &Db) -> crate::index::db::Result<Vec<String>> {
     let mut stmt = c.prepare("SELECT id FROM originals WHERE described_at IS NULL ORDER BY ingested_at")?;
     let rows = stmt.query_map([], |r| r.get(0))?;
     rows.collect()
 }
 
 /// Every original id (for the start-up orphan check).
-pub fn all_ids(c: &Connection) -> rusqlite::Result<std::collections::HashSet<String>> {
+pub fn all_ids(c: &Db) -> crate::index::db::Result<std::collections::HashSet<String>> {
     let mut stmt = c.prepare("SELECT id FROM originals")?;
     let rows = stmt.query_map([], |r| r.get(0))?;
     rows.collect()
 }
 
 /// Files waiting on stations, for the time-based alerts.
-pub fn pending_snapshot(c: &Connection) -> rusqlite::Result<Vec<crate::rules::evaluate::PendingFile>> {
+pub fn pending_snapshot(c: &Db) -> crate::index::db::Result<Vec<crate::rules::evaluate::PendingFile>> {
     let mut stmt =
         c.prepare_cached("SELECT station, rel_path, first_seen, deadline, state, attempts, reason FROM pending")?;
     let rows = stmt.query_map([], |r| {
@@ -415,7 +415,7 @@ pub fn pending_snapshot(c: &Connection) -> rusqlite::Result<Vec<crate::rules::ev
 }
 
 /// Stations as the time-based alerts see them (only configured ones).
-pub fn station_snapshot(c: &Connection, ids: &[String]) -> rusqlite::Result<Vec<crate::rules::evaluate::StationState>> {
+pub fn station_snapshot(c: &Db, ids: &[String]) -> crate::index::db::Result<Vec<crate::rules::evaluate::StationState>> {
     let mut stmt = c.prepare_cached(
         "SELECT id, available, unavailable_since, last_error, degraded, degraded_until FROM stations ORDER BY id",
     )?;
@@ -444,7 +444,7 @@ pub struct StationPending {
     pub nearest_deadline: Option<i64>,
 }
 
-pub fn pending_by_station(c: &Connection) -> rusqlite::Result<Vec<StationPending>> {
+pub fn pending_by_station(c: &Db) -> crate::index::db::Result<Vec<StationPending>> {
     let mut stmt = c.prepare_cached(
         "SELECT s.id, count(p.rel_path), min(p.first_seen), min(p.deadline) FROM stations s
          LEFT JOIN pending p ON p.station = s.id AND p.state != 'rejected' GROUP BY s.id ORDER BY s.id",
@@ -461,7 +461,7 @@ pub fn pending_by_station(c: &Connection) -> rusqlite::Result<Vec<StationPending
 }
 
 /// Stored originals by lateness (`on_time`, `late_docking`, `late_processing`).
-pub fn lateness_counts(c: &Connection, include_restricted: bool) -> rusqlite::Result<Vec<(String, u64)>> {
+pub fn lateness_counts(c: &Db, include_restricted: bool) -> crate::index::db::Result<Vec<(String, u64)>> {
     let hide = if !include_restricted && any_restricted(c)? {
         format!("AND id NOT IN {RESTRICTED_IDS}")
     } else {
@@ -479,10 +479,10 @@ pub fn lateness_counts(c: &Connection, include_restricted: bool) -> rusqlite::Re
 /// untrusted clock, that were first seen then), and how
 /// many in that range are not assessed yet (not described).
 pub fn compliance_rows(
-    c: &Connection,
+    c: &Db,
     from: i64,
     to: i64,
-) -> rusqlite::Result<(Vec<crate::rules::compliance::Assessed>, Vec<crate::rules::compliance::Lost>, u64)> {
+) -> crate::index::db::Result<(Vec<crate::rules::compliance::Assessed>, Vec<crate::rules::compliance::Lost>, u64)> {
     use crate::rules::compliance::{Assessed, Lost};
     // A recording is placed by its start; one whose clock cannot be trusted,
     // by when a station first showed it.
@@ -554,7 +554,7 @@ pub const RESTRICTED_IDS: &str = "(SELECT id FROM originals WHERE restricted = 1
 
 /// The originals linked to a case that a caller may see (all of them with
 /// the grant), in recording order.
-pub fn visible_case_media(c: &Connection, case_id: &str, see_restricted: bool) -> rusqlite::Result<Vec<String>> {
+pub fn visible_case_media(c: &Db, case_id: &str, see_restricted: bool) -> crate::index::db::Result<Vec<String>> {
     let mut ids: Vec<String> = crate::index::cases::case_media(c, case_id)?.into_iter().map(|l| l.media_id).collect();
     if !see_restricted && any_restricted(c)? {
         let hidden = restricted_in_case(c, case_id)?;
@@ -564,8 +564,8 @@ pub fn visible_case_media(c: &Connection, case_id: &str, see_restricted: bool) -
 }
 
 /// Whether an original is restricted; `None` when there is no such original.
-pub fn media_restricted(c: &Connection, id: &str) -> rusqlite::Result<Option<bool>> {
-    use rusqlite::OptionalExtension;
+pub fn media_restricted(c: &Db, id: &str) -> crate::index::db::Result<Option<bool>> {
+    use crate::index::db::OptionalExtension;
     c.prepare_cached(&format!("SELECT {RESTRICTED} FROM originals o WHERE o.id = ?1"))?
         .query_row([id], |r| r.get(0))
         .optional()
@@ -573,7 +573,7 @@ pub fn media_restricted(c: &Connection, id: &str) -> rusqlite::Result<Option<boo
 
 /// Whether anything at all is restricted (two indexed probes): lets the
 /// common case skip per-record checks.
-pub fn any_restricted(c: &Connection) -> rusqlite::Result<bool> {
+pub fn any_restricted(c: &Db) -> crate::index::db::Result<bool> {
     c.prepare_cached(
         "SELECT EXISTS (SELECT 1 FROM originals WHERE restricted = 1) OR EXISTS (SELECT 1 FROM cases WHERE restricted = 1)",
     )?
@@ -581,7 +581,7 @@ pub fn any_restricted(c: &Connection) -> rusqlite::Result<bool> {
 }
 
 /// The restricted originals among a case's linked media.
-pub fn restricted_in_case(c: &Connection, case_id: &str) -> rusqlite::Result<std::collections::HashSet<String>> {
+pub fn restricted_in_case(c: &Db, case_id: &str) -> crate::index::db::Result<std::collections::HashSet<String>> {
     c.prepare_cached(&format!(
         "SELECT o.id FROM case_links l JOIN originals o ON o.id = l.media_id
          WHERE l.case_id = ?1 AND l.state = 'linked' AND {RESTRICTED}"
@@ -591,8 +591,8 @@ pub fn restricted_in_case(c: &Connection, case_id: &str) -> rusqlite::Result<std
 }
 
 /// Whether a case is restricted; `None` when there is no such case.
-pub fn case_restricted(c: &Connection, id: &str) -> rusqlite::Result<Option<bool>> {
-    use rusqlite::OptionalExtension;
+pub fn case_restricted(c: &Db, id: &str) -> crate::index::db::Result<Option<bool>> {
+    use crate::index::db::OptionalExtension;
     c.prepare_cached("SELECT restricted = 1 FROM cases WHERE id = ?1")?.query_row([id], |r| r.get(0)).optional()
 }
 
@@ -601,8 +601,8 @@ pub fn case_restricted(c: &Connection, id: &str) -> rusqlite::Result<Option<bool
 /// The WHERE clause holds only the filters given, so that SQLite can use
 /// the (officer | device | station, start_at, id) indexes; `?x IS NULL OR`
 /// guards would force a scan of every original.
-pub fn media_page(c: &Connection, q: &MediaQuery) -> rusqlite::Result<Vec<MediaRow>> {
-    use rusqlite::types::Value;
+pub fn media_page(c: &Db, q: &MediaQuery) -> crate::index::db::Result<Vec<MediaRow>> {
+    use crate::index::db::Value;
     let mut conds: Vec<String> = Vec::new();
     let mut args: Vec<Value> = Vec::new();
     let mut arg = |v: Value| {
@@ -624,34 +624,36 @@ pub fn media_page(c: &Connection, q: &MediaQuery) -> rusqlite::Result<Vec<MediaR
         }
     }
     if let Some(from) = q.from {
-        conds.push(format!("o.start_at >= {}", arg(Value::Integer(from))));
+        conds.push(format!("o.start_at >= {}", arg(Value::Int(from))));
     }
     if let Some(to) = q.to {
-        conds.push(format!("o.start_at < {}", arg(Value::Integer(to))));
+        conds.push(format!("o.start_at < {}", arg(Value::Int(to))));
     }
     if let Some(on_time) = q.on_time {
-        conds.push(format!("o.on_time = {}", arg(Value::Integer(i64::from(on_time)))));
+        conds.push(format!("o.on_time = {}", arg(Value::Int(i64::from(on_time)))));
     }
     if !q.restricted && any_restricted(c)? {
         conds.push(format!("NOT {RESTRICTED}"));
     }
     conds.push("o.purged_at IS NULL".into());
     if let Some((t, id)) = &q.after {
-        let (a, b) = (arg(Value::Integer(*t)), arg(Value::Text(id.clone())));
+        let (a, b) = (arg(Value::Int(*t)), arg(Value::Text(id.clone())));
         conds.push(format!("(o.start_at, o.id) > ({a}, {b})"));
     }
-    let limit = arg(Value::Integer(i64::from(q.limit)));
+    let limit = arg(Value::Int(i64::from(q.limit)));
     let filter = if conds.is_empty() { String::new() } else { format!("WHERE {}", conds.join(" AND ")) };
     let sql =
         format!("SELECT {MEDIA_COLUMNS} FROM originals o {join} {filter} ORDER BY o.start_at, o.id LIMIT {limit}");
-    let mut rows: Vec<MediaRow> =
-        c.prepare_cached(&sql)?.query_map(rusqlite::params_from_iter(args), media_row)?.collect::<Result<_, _>>()?;
+    let mut rows: Vec<MediaRow> = c
+        .prepare_cached(&sql)?
+        .query_map(crate::index::db::params_from_iter(args), media_row)?
+        .collect::<Result<_, _>>()?;
     attach_sightings(c, &mut rows)?;
     Ok(rows)
 }
 
 /// Originals by id, with their sightings, in the order given.
-pub fn media_by_ids(c: &Connection, ids: &[String]) -> rusqlite::Result<Vec<MediaRow>> {
+pub fn media_by_ids(c: &Db, ids: &[String]) -> crate::index::db::Result<Vec<MediaRow>> {
     let mut out = Vec::with_capacity(ids.len());
     let sql = format!("SELECT {MEDIA_COLUMNS} FROM originals o WHERE o.id = ?1");
     let mut stmt = c.prepare_cached(&sql)?;
@@ -662,4 +664,19 @@ pub fn media_by_ids(c: &Connection, ids: &[String]) -> rusqlite::Result<Vec<Medi
     }
     attach_sightings(c, &mut out)?;
     Ok(out)
+}
+
+/// Files pending, open alerts, renditions queued (the service's status).
+pub fn status_line(c: &Db) -> crate::index::db::Result<(i64, i64, i64)> {
+    let pending: i64 = c.query_row("SELECT count(*) FROM pending WHERE state != 'rejected'", [], |r| r.get(0))?;
+    let alerts: i64 = c.query_row("SELECT count(*) FROM alerts WHERE resolved_at IS NULL", [], |r| r.get(0))?;
+    let renders: i64 =
+        c.query_row("SELECT count(*) FROM rendition_jobs WHERE state IN ('queued', 'running')", [], |r| r.get(0))?;
+    Ok((pending, alerts, renders))
+}
+
+/// Whether an administrator asked for a retry of any of a station's files.
+pub fn retry_requested(c: &Db, station: &str) -> crate::index::db::Result<bool> {
+    c.prepare_cached("SELECT 1 FROM pending WHERE station = ?1 AND retry_requested IS NOT NULL LIMIT 1")?
+        .exists([station])
 }

@@ -1,6 +1,6 @@
 //! Rendition jobs and the renditions they made.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::index::db::{params, Db, OptionalExtension};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Job {
@@ -32,13 +32,13 @@ pub struct RenditionRow {
 /// Queue a job (or record why there is none: `state = skipped`), unless
 /// the original has one of this kind already.
 pub fn plan(
-    c: &Connection,
+    c: &Db,
     original: &str,
     kind: &str,
     state: &str,
     plan: &str,
     now_ms: i64,
-) -> rusqlite::Result<bool> {
+) -> crate::index::db::Result<bool> {
     Ok(c.prepare_cached(
         "INSERT INTO rendition_jobs (original_id, kind, state, plan, next_try, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT DO NOTHING",
@@ -48,7 +48,7 @@ pub fn plan(
 }
 
 /// Take the most urgent due job: it becomes `running`, one attempt more.
-pub fn claim(c: &Connection, now_ms: i64) -> rusqlite::Result<Option<Job>> {
+pub fn claim(c: &Db, now_ms: i64) -> crate::index::db::Result<Option<Job>> {
     let job = c
         .prepare_cached(
             "SELECT original_id, kind, plan, attempts FROM rendition_jobs WHERE state = 'queued' AND next_try <= ?1
@@ -69,7 +69,7 @@ pub fn claim(c: &Connection, now_ms: i64) -> rusqlite::Result<Option<Job>> {
 }
 
 /// Jobs a crash left running go back to the queue.
-pub fn requeue_running(c: &Connection, now_ms: i64) -> rusqlite::Result<usize> {
+pub fn requeue_running(c: &Db, now_ms: i64) -> crate::index::db::Result<usize> {
     c.prepare_cached(
         "UPDATE rendition_jobs SET state = 'queued', next_try = ?1, updated_at = ?1 WHERE state = 'running'",
     )?
@@ -77,7 +77,7 @@ pub fn requeue_running(c: &Connection, now_ms: i64) -> rusqlite::Result<usize> {
 }
 
 /// Record a made rendition and close its job.
-pub fn done(c: &Connection, r: &RenditionRow) -> rusqlite::Result<()> {
+pub fn done(c: &Db, r: &RenditionRow) -> crate::index::db::Result<()> {
     c.prepare_cached(
         "INSERT INTO renditions (id, original_id, kind, method, mime, size, settings, encoder, duration_secs, width, height, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
@@ -109,13 +109,13 @@ pub fn done(c: &Connection, r: &RenditionRow) -> rusqlite::Result<()> {
 
 /// A failed attempt: retried at `retry_at`, or failed for good.
 pub fn failed(
-    c: &Connection,
+    c: &Db,
     original: &str,
     kind: &str,
     error: &str,
     retry_at: Option<i64>,
     now_ms: i64,
-) -> rusqlite::Result<()> {
+) -> crate::index::db::Result<()> {
     let (state, next) = match retry_at {
         Some(t) => ("queued", t),
         None => ("failed", now_ms),
@@ -129,7 +129,7 @@ pub fn failed(
 }
 
 /// Jobs still to do (queued or running).
-pub fn outstanding(c: &Connection) -> rusqlite::Result<u64> {
+pub fn outstanding(c: &Db) -> crate::index::db::Result<u64> {
     c.prepare_cached("SELECT count(*) FROM rendition_jobs WHERE state IN ('queued', 'running')")?
         .query_row([], |r| r.get::<_, i64>(0))
         .map(|n| n as u64)
@@ -138,7 +138,7 @@ pub fn outstanding(c: &Connection) -> rusqlite::Result<u64> {
 /// When the next queued job is due.
 /// Jobs running, or queued and due by `by_ms` (`run --once` waits for these,
 /// not for retries due later).
-pub fn due_or_running(c: &Connection, by_ms: i64) -> rusqlite::Result<u64> {
+pub fn due_or_running(c: &Db, by_ms: i64) -> crate::index::db::Result<u64> {
     c.prepare_cached(
         "SELECT count(*) FROM rendition_jobs WHERE state IN ('queued', 'running')
          AND (state = 'running' OR next_try <= ?1)",
@@ -146,11 +146,11 @@ pub fn due_or_running(c: &Connection, by_ms: i64) -> rusqlite::Result<u64> {
     .query_row([by_ms], |r| r.get::<_, i64>(0).map(|n| n as u64))
 }
 
-pub fn next_due(c: &Connection) -> rusqlite::Result<Option<i64>> {
+pub fn next_due(c: &Db) -> crate::index::db::Result<Option<i64>> {
     c.prepare_cached("SELECT min(next_try) FROM rendition_jobs WHERE state = 'queued'")?.query_row([], |r| r.get(0))
 }
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RenditionRow> {
+fn row(r: &crate::index::db::Row) -> crate::index::db::Result<RenditionRow> {
     Ok(RenditionRow {
         id: r.get(0)?,
         original_id: r.get(1)?,
@@ -170,13 +170,13 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RenditionRow> {
 const COLUMNS: &str =
     "id, original_id, kind, method, mime, size, settings, encoder, duration_secs, width, height, created_at";
 
-pub fn of_original(c: &Connection, original: &str) -> rusqlite::Result<Vec<RenditionRow>> {
+pub fn of_original(c: &Db, original: &str) -> crate::index::db::Result<Vec<RenditionRow>> {
     c.prepare_cached(&format!("SELECT {COLUMNS} FROM renditions WHERE original_id = ?1 ORDER BY kind"))?
         .query_map([original], row)?
         .collect()
 }
 
-pub fn get(c: &Connection, original: &str, kind: &str) -> rusqlite::Result<Option<RenditionRow>> {
+pub fn get(c: &Db, original: &str, kind: &str) -> crate::index::db::Result<Option<RenditionRow>> {
     c.prepare_cached(&format!("SELECT {COLUMNS} FROM renditions WHERE original_id = ?1 AND kind = ?2"))?
         .query_row([original, kind], row)
         .optional()
@@ -192,7 +192,7 @@ pub struct JobState {
     pub plan: String,
 }
 
-pub fn jobs_of(c: &Connection, original: &str) -> rusqlite::Result<Vec<JobState>> {
+pub fn jobs_of(c: &Db, original: &str) -> crate::index::db::Result<Vec<JobState>> {
     c.prepare_cached(
         "SELECT kind, state, attempts, last_error, plan FROM rendition_jobs WHERE original_id = ?1 ORDER BY kind",
     )?
@@ -206,7 +206,7 @@ pub fn jobs_of(c: &Connection, original: &str) -> rusqlite::Result<Vec<JobState>
 /// renditions existed, or while they were switched off).
 /// Keyset by id (`after`), so a backfill over a large archive reads each
 /// original once.
-pub fn unplanned(c: &Connection, after: &str, limit: u32) -> rusqlite::Result<Vec<String>> {
+pub fn unplanned(c: &Db, after: &str, limit: u32) -> crate::index::db::Result<Vec<String>> {
     c.prepare_cached(
         "SELECT o.id FROM originals o WHERE o.id > ?1 AND o.described_at IS NOT NULL
            AND o.kind IN ('video', 'audio', 'photo')
@@ -214,4 +214,52 @@ pub fn unplanned(c: &Connection, after: &str, limit: u32) -> rusqlite::Result<Ve
     )?
     .query_map(params![after, limit], |r| r.get(0))?
     .collect()
+}
+
+/// Rendition jobs by kind, state and method: (kind, state, method, jobs,
+/// bytes of the renditions made).
+/// One line of [`summary`]: kind, state, method, jobs, bytes.
+pub type SummaryLine = (String, String, String, i64, i64);
+
+pub fn summary(c: &Db) -> crate::index::db::Result<Vec<SummaryLine>> {
+    c.prepare(
+        "SELECT j.kind, j.state, coalesce(r.method, ''), count(*), CAST(coalesce(sum(r.size), 0) AS BIGINT)
+         FROM rendition_jobs j LEFT JOIN renditions r ON r.original_id = j.original_id AND r.kind = j.kind
+         GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+    )?
+    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+    .collect()
+}
+
+/// What the rendition policy needs to know of an original.
+#[derive(Debug, Clone, Default)]
+pub struct PlanInputs {
+    pub kind: Option<String>,
+    pub container: Option<String>,
+    pub video_codec: Option<String>,
+    pub audio_codec: Option<String>,
+    pub height: Option<u32>,
+    pub probe_error: Option<String>,
+}
+
+pub fn plan_inputs(c: &Db, id: &str) -> crate::index::db::Result<Option<PlanInputs>> {
+    c.prepare_cached(
+        "SELECT kind, container, video_codec, audio_codec, height, probe_error FROM originals WHERE id = ?1",
+    )?
+    .query_row([id], |r| {
+        Ok(PlanInputs {
+            kind: r.get(0)?,
+            container: r.get(1)?,
+            video_codec: r.get(2)?,
+            audio_codec: r.get(3)?,
+            height: r.get(4)?,
+            probe_error: r.get(5)?,
+        })
+    })
+    .optional()
+}
+
+/// An original's duration and kind (to check a rendition against).
+pub fn duration_and_kind(c: &Db, id: &str) -> crate::index::db::Result<(Option<f64>, Option<String>)> {
+    c.query_row("SELECT duration_secs, kind FROM originals WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?)))
 }

@@ -74,15 +74,11 @@ pub async fn evaluate_once(ctx: &Arc<Ctx>) -> anyhow::Result<Vec<Transition>> {
     let ids: Vec<String> = ctx.stations.read().unwrap().keys().cloned().collect();
     let (pending, stations, unarchived) = {
         let index = ctx.index.clone();
-        tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            let c = index.reader()?;
-            let unarchived: Vec<(String, i64)> = c
-                .prepare_cached(
-                    "SELECT id, closed_at FROM cases WHERE status = 'closed' AND closed_at IS NOT NULL AND archived_at IS NULL",
-                )?
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<_, _>>()?;
-            Ok((query::pending_snapshot(&c)?, query::station_snapshot(&c, &ids)?, unarchived))
+        tokio::task::spawn_blocking(move || {
+            index.read(|c| {
+                let unarchived = crate::index::custody::unarchived_closed_cases(c)?;
+                Ok((query::pending_snapshot(c)?, query::station_snapshot(c, &ids)?, unarchived))
+            })
         })
         .await??
     };
@@ -145,8 +141,7 @@ pub async fn deliverer(ctx: Arc<Ctx>) {
         let now_ms = chrono::Utc::now().timestamp_millis();
         let index = ctx.index.clone();
         let due = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            let c = index.reader()?;
-            Ok((ax::due_deliveries(&c, now_ms, 100)?, ax::next_delivery(&c)?))
+            Ok(index.read(|c| Ok((ax::due_deliveries(c, now_ms, 100)?, ax::next_delivery(c)?)))?)
         })
         .await
         .map_err(anyhow::Error::from)

@@ -14,8 +14,7 @@ use crate::custody::{key::HostKey, retention, verify};
 pub async fn write_head(ctx: &Arc<Ctx>, state_dir: &std::path::Path, key: &HostKey) {
     let (index, dir, key) = (ctx.index.clone(), state_dir.to_path_buf(), key.clone());
     let r = tokio::task::spawn_blocking(move || -> anyhow::Result<verify::SignedHead> {
-        let c = index.reader()?;
-        verify::write_head(&dir, &c, &key)
+        index.read_any(|c| verify::write_head(&dir, c, &key))
     })
     .await;
     match r {

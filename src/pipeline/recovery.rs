@@ -69,8 +69,7 @@ async fn finish_deletions(ctx: &Arc<Ctx>, due: Option<i64>) -> anyhow::Result<us
 
 /// Queue originals that were stored but not described.
 pub fn redescribe(ctx: &Arc<Ctx>) -> anyhow::Result<usize> {
-    let c = ctx.index.reader()?;
-    let ids = query::undescribed(&c)?;
+    let ids = ctx.index.read(query::undescribed)?;
     for id in &ids {
         if let Ok(id) = id.parse::<MediaId>() {
             ctx.describe_later(id);
@@ -84,7 +83,7 @@ pub fn redescribe(ctx: &Arc<Ctx>) -> anyhow::Result<usize> {
 pub async fn orphan_sweep(ctx: &Arc<Ctx>, started: SystemTime) -> anyhow::Result<usize> {
     let ctx2 = ctx.clone();
     let orphans = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<(MediaId, u64, i64)>> {
-        let known = query::all_ids(&ctx2.index.reader()?)?;
+        let known = ctx2.index.read(query::all_ids)?;
         let mut out = Vec::new();
         let objects = ctx2.archive.root().join("objects");
         for shard in std::fs::read_dir(&objects)? {

@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension};
+use crate::index::db::Db;
 use serde_json::json;
 use tokio::sync::Notify;
 
@@ -45,26 +45,21 @@ fn action(a: Action) -> &'static str {
 
 /// Plan the rendition jobs of a described original (in the writer's
 /// transaction). Does nothing if it has jobs already.
-pub fn plan(c: &Connection, id: &str, cfg: &RenditionConfig, now_ms: i64) -> rusqlite::Result<()> {
+pub fn plan(c: &Db, id: &str, cfg: &RenditionConfig, now_ms: i64) -> crate::index::db::Result<()> {
     if !cfg.enabled {
         return Ok(());
     }
-    let row = c
-        .prepare_cached(
-            "SELECT kind, container, video_codec, audio_codec, height, probe_error FROM originals WHERE id = ?1",
-        )?
-        .query_row([id], |r| {
-            Ok((
-                r.get::<_, Option<String>>(0)?,
-                r.get::<_, Option<String>>(1)?,
-                r.get::<_, Option<String>>(2)?,
-                r.get::<_, Option<String>>(3)?,
-                r.get::<_, Option<u32>>(4)?,
-                r.get::<_, Option<String>>(5)?,
-            ))
-        })
-        .optional()?;
-    let Some((Some(kind), container, vcodec, acodec, height, probe_error)) = row else { return Ok(()) };
+    let Some(rx::PlanInputs {
+        kind: Some(kind),
+        container,
+        video_codec: vcodec,
+        audio_codec: acodec,
+        height,
+        probe_error,
+    }) = rx::plan_inputs(c, id)?
+    else {
+        return Ok(());
+    };
     let src = Source {
         kind: &kind,
         container: container.as_deref(),
@@ -242,16 +237,10 @@ async fn process(ctx: &Arc<Ctx>, job: Job) {
         }
     };
     let (index, id) = (ctx.index.clone(), job.original_id.clone());
-    let original = tokio::task::spawn_blocking(move || {
-        index.read(|c| {
-            c.query_row("SELECT duration_secs, kind FROM originals WHERE id = ?1", [&id], |r| {
-                Ok((r.get::<_, Option<f64>>(0)?, r.get::<_, Option<String>>(1)?))
-            })
-        })
-    })
-    .await
-    .ok()
-    .and_then(|r| r.ok());
+    let original = tokio::task::spawn_blocking(move || index.read(|c| rx::duration_and_kind(c, &id)))
+        .await
+        .ok()
+        .and_then(|r| r.ok());
     let (original_duration, original_kind) = original.unwrap_or((None, None));
     let started = std::time::Instant::now();
     let result = worker::render(&rt.limits, &render_job)

@@ -36,13 +36,7 @@ pub fn stopping() {
 /// One health check: the index writer answers within `limit`, and the
 /// counts for the status line.
 async fn health(ctx: &Arc<Ctx>, limit: Duration) -> Result<String, String> {
-    let q = ctx.index.call(|c| {
-        let pending: i64 = c.query_row("SELECT count(*) FROM pending WHERE state != 'rejected'", [], |r| r.get(0))?;
-        let alerts: i64 = c.query_row("SELECT count(*) FROM alerts WHERE resolved_at IS NULL", [], |r| r.get(0))?;
-        let renders: i64 =
-            c.query_row("SELECT count(*) FROM rendition_jobs WHERE state IN ('queued', 'running')", [], |r| r.get(0))?;
-        Ok((pending, alerts, renders))
-    });
+    let q = ctx.index.call(crate::index::query::status_line);
     match tokio::time::timeout(limit, q).await {
         Ok(Ok((p, a, r))) => Ok(format!("{p} file(s) pending, {a} open alert(s), {r} rendition(s) queued")),
         Ok(Err(e)) => Err(format!("the index does not answer: {e}")),

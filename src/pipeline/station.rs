@@ -153,11 +153,14 @@ impl Station {
         let id = cfg.id.clone();
         let index = ctx.index.clone();
         let loaded = tokio::task::spawn_blocking(move || -> Result<_, String> {
-            let c = index.reader().map_err(|e| e.to_string())?;
-            let stored = query::stored_sightings(&c, &id).map_err(|e| e.to_string())?;
-            let pending = query::pending_of_station(&c, &id).map_err(|e| e.to_string())?;
-            let root = query::station_root(&c, &id).map_err(|e| e.to_string())?;
-            Ok((stored, pending, root))
+            index
+                .read(|c| {
+                    let stored = query::stored_sightings(c, &id)?;
+                    let pending = query::pending_of_station(c, &id)?;
+                    let root = query::station_root(c, &id)?;
+                    Ok((stored, pending, root))
+                })
+                .map_err(|e| e.to_string())
         })
         .await
         .map_err(|e| (cfg.id.clone(), e.to_string()))?
@@ -265,25 +268,25 @@ impl Station {
                     .index
                     .call(move |c| {
                         let mut transitions = Vec::new();
-                        for op in ops {
+                        for op in &ops {
                             match op {
                                 PendingOp::Upsert { rel, first_seen, size, state, attempts, reason, deadline } => {
                                     let p = ix::PendingFile {
                                         station: &station,
-                                        rel_path: &rel,
-                                        first_seen_ms: first_seen,
-                                        size,
-                                        state,
-                                        attempts,
+                                        rel_path: rel,
+                                        first_seen_ms: *first_seen,
+                                        size: *size,
+                                        state: *state,
+                                        attempts: *attempts,
                                         reason: reason.as_deref(),
-                                        deadline_ms: deadline,
+                                        deadline_ms: *deadline,
                                     };
                                     ix::upsert_pending(c, &p, now)?
                                 }
-                                PendingOp::Delete(rel) => ix::delete_pending(c, &station, &rel)?,
-                                PendingOp::Vanished(v) => transitions.extend(ix::record_vanished(c, &v, now, &hooks)?),
+                                PendingOp::Delete(rel) => ix::delete_pending(c, &station, rel)?,
+                                PendingOp::Vanished(v) => transitions.extend(ix::record_vanished(c, v, now, &hooks)?),
                                 PendingOp::FirstSeen { rel, first_seen, deadline } => {
-                                    ix::set_pending_first_seen(c, &station, &rel, first_seen, deadline)?
+                                    ix::set_pending_first_seen(c, &station, rel, *first_seen, *deadline)?
                                 }
                             }
                         }
@@ -730,13 +733,7 @@ impl Station {
         let (index, id) = (self.ctx.index.clone(), self.cfg.id.clone());
         // A read first (cheap, on a partial index); the writer only when
         // there is something to take.
-        let asked = tokio::task::spawn_blocking(move || {
-            index.read(|c| {
-                c.prepare_cached("SELECT 1 FROM pending WHERE station = ?1 AND retry_requested IS NOT NULL LIMIT 1")?
-                    .exists([&id])
-            })
-        })
-        .await;
+        let asked = tokio::task::spawn_blocking(move || index.read(|c| query::retry_requested(c, &id))).await;
         if !matches!(asked, Ok(Ok(true))) {
             return;
         }
