@@ -16,7 +16,7 @@ use crate::api::{self, ApiState};
 use crate::clock::{to_ms, SharedClock};
 use crate::config::Config;
 use crate::custody::key::HostKey;
-use crate::index::{ingest as ix, Index};
+use crate::index::Index;
 use crate::media::worker::RenderLimits;
 use crate::media::worker::{ProberPool, ProberSettings};
 use crate::pipeline::station::Progress;
@@ -182,8 +182,20 @@ pub async fn run(
     if !removed.is_empty() {
         tracing::warn!(count = removed.len(), "removed interrupted copies from the archive (their dock files remain)");
     }
-    let index = Index::open(&config.index_path())
-        .with_context(|| format!("cannot open the index at {}", config.index_path().display()))?;
+    let index = Index::connect(&config.index).with_context(|| match &config.index {
+        crate::index::Location::Sqlite(p) => format!("cannot open the index at {}", p.display()),
+        crate::index::Location::Postgres(u) => {
+            format!("cannot open the index at {}", crate::index::pg::redact(u))
+        }
+    })?;
+    if index.engine() == crate::index::Engine::Postgres && !config.archive.shared {
+        bail!(
+            "index.url is a PostgreSQL district index, but the archive is this host's own folder ({}): any host \
+             must be able to serve any original. Use an S3 archive ([archive] kind = \"s3\") or a folder every \
+             host mounts at the same path ([archive] shared = true)",
+            config.archive_dir().display()
+        );
+    }
     let key = HostKey::load_or_create(&config.state_dir).context("cannot load the host key")?;
     let now = to_ms(clock.now());
     let loaded = format!(
@@ -194,11 +206,6 @@ pub async fn run(
     );
     let action = if opts.reloaded { "config.reload" } else { "config.load" };
     index.call(move |c| crate::index::audit::event(c, now, action, None, None, Some(loaded.clone()))).await?;
-    for st in &config.stations {
-        let (id, path) = (st.id.clone(), st.path.display().to_string());
-        let mode = format!("{:?}", st.watch).to_lowercase();
-        index.call(move |c| ix::upsert_station(c, &id, &path, &mode, now)).await?;
-    }
     // Bind early: a port in use is a start-up error, before any work.
     let listener = match config.api.listen {
         Some(addr) => {
@@ -228,6 +235,7 @@ pub async fn run(
     };
     let (ctx, describe_rx) =
         Ctx::new(archive, index, prober, clock, &config, runtime, opts.once, shutdown.child_token());
+    crate::pipeline::district::claim_stations(&ctx, &config).await?;
     renditions::prepare(&ctx).await?;
 
     let deletions = recovery::resume_deletions(&ctx).await?;
@@ -269,6 +277,7 @@ pub async fn run(
             retry_wake: ctx.retry_wake.clone(),
             export_builds: Arc::new(tokio::sync::Mutex::new(())),
             unauthenticated: Arc::new(api::auth::Unauthenticated::new(config.api.auth_failures_per_minute)),
+            faults: ctx.faults.clone(),
         };
         let limits = api::listener::Limits {
             max_connections: config.api.max_connections,
@@ -287,6 +296,8 @@ pub async fn run(
             ctx.tasks.spawn(renditions::backfill(ctx.clone()));
         }
     }
+    ctx.tasks.spawn(crate::pipeline::district::heartbeat(ctx.clone()));
+    ctx.tasks.spawn(crate::pipeline::district::leadership(ctx.clone()));
     ctx.tasks.spawn(alerting::evaluator(ctx.clone()));
     ctx.tasks.spawn(recovery::retry_deletions(ctx.clone()));
     ctx.tasks.spawn(service::watchdog(ctx.clone(), ready.clone()));

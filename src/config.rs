@@ -70,6 +70,15 @@ pub struct Config {
     pub index: IndexLocation,
     /// This host's name in a district (it claims its stations under it).
     pub host: String,
+    pub archive: ArchiveConfig,
+}
+
+/// Where originals and renditions are stored.
+#[derive(Debug, Clone, Default)]
+pub struct ArchiveConfig {
+    /// The local archive folder is one every host of a district mounts at
+    /// the same path (a shared file system).
+    pub shared: bool,
 }
 
 /// Where the index is.
@@ -376,6 +385,14 @@ struct RawConfig {
     index: RawIndex,
     #[serde(default)]
     host: RawHost,
+    #[serde(default)]
+    archive: RawArchive,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawArchive {
+    shared: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1107,6 +1124,7 @@ fn resolve(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
     Config {
         index,
         host,
+        archive: ArchiveConfig { shared: raw.archive.shared.unwrap_or(false) },
         deadlines,
         alerts,
         cases,

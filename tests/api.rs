@@ -394,7 +394,7 @@ fn renditions_and_thumbnails_are_served_with_ranges_and_audited() {
     let mut d = h.spawn_daemon();
     let addr = d.api_addr();
     let done = |oid: &str, kind: &str| -> bool {
-        h.sqlite()
+        h.db()
             .query_row("SELECT state FROM rendition_jobs WHERE original_id = ?1 AND kind = ?2", [oid, kind], |r| {
                 r.get::<_, String>(0)
             })
@@ -408,7 +408,7 @@ fn renditions_and_thumbnails_are_served_with_ranges_and_audited() {
         done(&id, "playable") && done(&id, "thumbnail") && done(&photo_id, "thumbnail")
     });
     let (rid, rpath): (String, String) = h
-        .sqlite()
+        .db()
         .query_row("SELECT id, original_id FROM renditions WHERE original_id = ?1 AND kind = 'playable'", [&id], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })

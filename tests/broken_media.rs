@@ -186,7 +186,7 @@ fn a_corpus_of_broken_media_is_stored_with_clear_reasons_and_nothing_hangs() {
         ids(&h.media()).contains(&blake3_hex(&fresh))
     });
     wait_until("the rendition queue to drain", Duration::from_secs(120), || {
-        h.sqlite()
+        h.db()
             .query_row("SELECT count(*) FROM rendition_jobs WHERE state IN ('queued', 'running')", [], |r| {
                 r.get::<_, i64>(0)
             })

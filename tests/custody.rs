@@ -107,7 +107,7 @@ fn verify_names_a_changed_original_rendition_and_every_kind_of_audit_tampering()
     assert_eq!(verify(&h).0, 0);
 
     // A changed byte in a rendition.
-    let c = h.sqlite();
+    let c = h.db();
     let rid: String = c
         .query_row("SELECT id FROM renditions WHERE original_id = ?1 AND kind = 'playable'", [&clip_id], |r| r.get(0))
         .unwrap();
@@ -127,7 +127,12 @@ fn verify_names_a_changed_original_rendition_and_every_kind_of_audit_tampering()
     let err = c.execute("UPDATE audit SET details = 'x' WHERE id = 2", []).unwrap_err();
     assert!(err.to_string().contains("append-only"), "{err}");
     assert!(c.execute("DELETE FROM audit WHERE id = 2", []).is_err());
-    c.execute_batch("DROP TRIGGER audit_append_only_update; DROP TRIGGER audit_append_only_delete;").unwrap();
+    c.execute_batch(if h.pg.is_some() {
+        "DROP TRIGGER audit_append_only_update ON audit; DROP TRIGGER audit_append_only_delete ON audit;"
+    } else {
+        "DROP TRIGGER audit_append_only_update; DROP TRIGGER audit_append_only_delete;"
+    })
+    .unwrap();
     let row = |id: i64| -> (String, Option<String>) {
         c.query_row("SELECT action, details FROM audit WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?))).unwrap()
     };
@@ -478,7 +483,7 @@ fn exports_need_an_approver_who_is_not_the_requester_and_carry_a_matching_manife
     let addr = d.api_addr();
     wait_until("media described and rendered", Duration::from_secs(60), || {
         let done = |id: &str, kind: &str| {
-            h.sqlite()
+            h.db()
                 .query_row(
                     "SELECT count(*) FROM rendition_jobs WHERE original_id = ?1 AND kind = ?2 AND state = 'done'",
                     [id, kind],
@@ -605,7 +610,7 @@ fn retention_never_shortens_a_recordings_life() {
     let undescribed = photo(&h, "004700", "20261126090000", 3);
     h.run_once();
     // One is not described yet (as after a crash before describing).
-    h.sqlite().execute("UPDATE originals SET described_at = NULL WHERE id = ?1", [&undescribed]).unwrap();
+    h.db().execute("UPDATE originals SET described_at = NULL WHERE id = ?1", [&undescribed]).unwrap();
     // Six months after the 2016 "recording", but weeks after it was docked.
     let r = retention(&h, "2027-01-15T00:00:00Z");
     assert_eq!(r["trashed"], json!([]), "counted from when it was first seen, not from 2016: {r:#}");
@@ -619,10 +624,10 @@ fn retention_never_shortens_a_recordings_life() {
     assert!(stored_path(&h, &undescribed).exists());
     // The base is checked again at purge time: a re-description that places
     // a recording later keeps it out of the purge.
-    h.sqlite()
+    h.db()
         .execute(
             "UPDATE originals SET recorded_start = ?2 WHERE id = ?1",
-            rusqlite::params![&fine, 1_900_000_000_000i64],
+            bodycamd::params![&fine, 1_900_000_000_000i64],
         )
         .unwrap();
     let r = retention(&h, "2030-02-01T00:00:00Z");
@@ -652,7 +657,7 @@ fn a_failed_retention_commit_moves_no_file() {
         index.close();
     });
     let trashed: Option<i64> =
-        h.sqlite().query_row("SELECT trashed_at FROM originals WHERE id = ?1", [&id], |r| r.get(0)).unwrap();
+        h.db().query_row("SELECT trashed_at FROM originals WHERE id = ?1", [&id], |r| r.get(0)).unwrap();
     assert!(trashed.is_some());
 }
 
@@ -666,20 +671,15 @@ fn a_purge_removes_every_copy_and_every_route_answers_gone() {
     let mut d = h.spawn_daemon();
     let addr = d.api_addr();
     wait_until("renditions made", Duration::from_secs(60), || {
-        h.sqlite()
+        h.db()
             .query_row("SELECT count(*) FROM renditions WHERE original_id = ?1", [&id], |r| r.get::<_, i64>(0))
             .unwrap()
             == 2
     });
     let rendition_files: Vec<PathBuf> = {
-        let c = h.sqlite();
-        let ids: Vec<String> = c
-            .prepare("SELECT id FROM renditions WHERE original_id = ?1")
-            .unwrap()
-            .query_map([&id], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let c = h.db();
+        let ids: Vec<String> =
+            c.query_all("SELECT id FROM renditions WHERE original_id = ?1", [&id], |r| r.get(0)).unwrap();
         ids.iter().map(|r| h.state.join("renditions/objects").join(&r[..2]).join(r)).collect()
     };
     assert!(rendition_files.iter().all(|p| p.exists()));

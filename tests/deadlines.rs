@@ -158,11 +158,15 @@ fn at_risk_then_overdue_then_stored_in_that_order() {
     assert!(has(&a, "overdue", &subject, "resolved"), "{a:#?}");
     assert!(has(&a, "late_processing", &id, "open"), "the late record remains: {a:#?}");
     // The order of transitions, as kept in the history.
-    let c = h.sqlite();
-    let mut stmt = c
-        .prepare("SELECT a.kind || ' ' || e.event FROM alert_events e JOIN alerts a ON a.id = e.alert_id WHERE a.subject IN (?1, ?2) AND a.kind != 'ingest_failed' ORDER BY e.id")
+    let c = h.db();
+    let events: Vec<String> = c
+        .query_all(
+            "SELECT a.kind || ' ' || e.event FROM alert_events e JOIN alerts a ON a.id = e.alert_id
+             WHERE a.subject IN (?1, ?2) AND a.kind != 'ingest_failed' ORDER BY e.id",
+            [&subject, &id],
+            |r| r.get(0),
+        )
         .unwrap();
-    let events: Vec<String> = stmt.query_map([&subject, &id], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap();
     assert_eq!(
         events,
         [

@@ -174,7 +174,7 @@ fn failed_files_are_tried_again_by_themselves_and_when_an_administrator_asks() {
     });
     d.stop();
     let audit =
-        h.sqlite().query_row("SELECT count(*) FROM audit WHERE action = 'ingest.retry' AND outcome = 'ok'", [], |r| {
+        h.db().query_row("SELECT count(*) FROM audit WHERE action = 'ingest.retry' AND outcome = 'ok'", [], |r| {
             r.get::<_, i64>(0)
         });
     assert_eq!(audit.unwrap(), 2, "both requests are in the audit log");
@@ -196,7 +196,7 @@ fn a_replaced_dock_leaves_its_files_unaccounted_for_not_gone_and_they_keep_their
     let a = random_bytes(50_000, 1);
     fs::write(h.dock.join("a.mp4"), &a).unwrap();
     wait_until("a.mp4 to be seen", Duration::from_secs(10), || d.log().contains("new file"));
-    let seen_at = h.sqlite().query_row("SELECT first_seen FROM pending", [], |r| r.get::<_, i64>(0)).unwrap();
+    let seen_at = h.db().query_row("SELECT first_seen FROM pending", [], |r| r.get::<_, i64>(0)).unwrap();
     // The folder is replaced by another (empty) one before it is stored.
     let away = h.dir.path().join("away");
     fs::rename(&h.dock, &away).unwrap();
@@ -278,8 +278,8 @@ fn a_file_that_vanishes_before_it_is_stored_is_lost_evidence_and_a_rename_is_not
     fs::write(h.dock.join("first.mp4"), random_bytes(30_000, 4)).unwrap();
     wait_until("both files seen", Duration::from_secs(10), || d.log().matches("new file").count() >= 2);
     let first_seen: i64 = h
-        .sqlite()
-        .query_row("SELECT first_seen FROM pending WHERE rel_path = CAST('first.mp4' AS BLOB)", [], |r| r.get(0))
+        .db()
+        .query_row("SELECT first_seen FROM pending WHERE rel_path = ?1", [b"first.mp4".to_vec()], |r| r.get(0))
         .unwrap();
     std::thread::sleep(Duration::from_millis(50));
     fs::remove_file(h.dock.join(name)).unwrap();
@@ -382,17 +382,17 @@ fn a_dock_deletion_that_fails_is_retried_until_it_is_done() {
     d.api_addr();
     wait_until("stored", Duration::from_secs(20), || h.media().len() == 1);
     wait_until("the failed removal to be put off", Duration::from_secs(20), || {
-        h.sqlite()
+        h.db()
             .query_row("SELECT dispose_error IS NOT NULL FROM sightings", [], |r| r.get::<_, bool>(0))
             .unwrap_or(false)
     });
-    let disposition: String = h.sqlite().query_row("SELECT disposition FROM sightings", [], |r| r.get(0)).unwrap();
+    let disposition: String = h.db().query_row("SELECT disposition FROM sightings", [], |r| r.get(0)).unwrap();
     assert_eq!(disposition, "delete_pending", "not given up as `keep`");
     assert!(h.dock.join("keepme.mp4").exists());
     fs::set_permissions(&h.dock, fs::Permissions::from_mode(0o777)).unwrap();
     wait_until("the removal to be retried and done", Duration::from_secs(20), || !h.dock.join("keepme.mp4").exists());
     wait_until("the sighting to say so", Duration::from_secs(10), || {
-        h.sqlite().query_row("SELECT disposition FROM sightings", [], |r| r.get::<_, String>(0)).unwrap() == "deleted"
+        h.db().query_row("SELECT disposition FROM sightings", [], |r| r.get::<_, String>(0)).unwrap() == "deleted"
     });
     let log = d.stop();
     assert!(!log.contains("vanished"), "{log}");
@@ -421,7 +421,7 @@ fn a_damaged_stored_copy_is_found_when_the_same_bytes_arrive_and_replaced() {
     let al = alert(&a, "object_damaged", &id, Some("open")).unwrap_or_else(|| panic!("{a:#?}"));
     assert_eq!(al["severity"], "critical");
     let n: i64 =
-        h.sqlite().query_row("SELECT count(*) FROM audit WHERE action = 'object.damaged'", [], |r| r.get(0)).unwrap();
+        h.db().query_row("SELECT count(*) FROM audit WHERE action = 'object.damaged'", [], |r| r.get(0)).unwrap();
     assert_eq!(n, 1);
     // verify is clean again.
     let out = h.cmd(&["verify"]).output().unwrap();

@@ -179,7 +179,7 @@ fn a_station_that_disappears_loses_nothing_and_deletes_nothing() {
     let st = h.status();
     assert!(st["stations"][0]["unavailable_since"].is_string());
     assert_eq!(h.media().len(), 3, "absence is not deletion");
-    let conn = h.sqlite();
+    let conn = h.db();
     let sightings: i64 = conn.query_row("SELECT count(*) FROM sightings", [], |r| r.get(0)).unwrap();
     assert_eq!(sightings, 3);
     // Files arrive on the dock while it is away; then it comes back.
@@ -213,7 +213,7 @@ fn delete_mode_removes_dock_files_only_after_verification() {
         assert_eq!(blake3_hex(&stored), x["id"].as_str().unwrap());
     }
     let deleted: i64 = h
-        .sqlite()
+        .db()
         .query_row(
             "SELECT count(*) FROM sightings WHERE disposition = 'deleted' AND disposed_at IS NOT NULL",
             [],
@@ -333,7 +333,7 @@ fn non_utf8_names_round_trip() {
     let name = std::ffi::OsStr::from_bytes(b"latin1-\xe9t\xe9.mp4");
     fs::write(h.dock.join(name), b"latin1").unwrap();
     h.run_once();
-    let conn = h.sqlite();
+    let conn = h.db();
     let rel: Vec<u8> = conn.query_row("SELECT rel_path FROM sightings", [], |r| r.get(0)).unwrap();
     assert_eq!(rel, b"latin1-\xe9t\xe9.mp4");
 }

@@ -381,7 +381,7 @@ fn a_kill_during_a_transcode_leaves_nothing_partial_and_the_job_completes_after_
             .unwrap_or(false)
     });
     let state: String = h
-        .sqlite()
+        .db()
         .query_row("SELECT state FROM rendition_jobs WHERE original_id = ?1 AND kind = 'playable'", [&id], |r| r.get(0))
         .unwrap();
     assert_eq!(state, "running");

@@ -25,7 +25,7 @@ fn a_burst_of_5000_files_all_arrive() {
     }
     let t0 = Instant::now();
     wait_until("5000 originals", Duration::from_secs(240), || {
-        let c = h.sqlite();
+        let c = h.db();
         c.query_row("SELECT count(*) FROM originals", [], |r| r.get::<_, i64>(0)).unwrap_or(0) == 5000
     });
     eprintln!("5000 files stored {:?} after the last write", t0.elapsed());
@@ -85,7 +85,7 @@ fn kill_9_at_any_moment_then_a_restart_stores_every_file_once() {
     }
     let left: Vec<_> = fs::read_dir(&h.dock).unwrap().flatten().map(|e| e.path()).collect();
     assert!(left.is_empty(), "delete mode: every dock file removed after verification: {left:?}");
-    let c = h.sqlite();
+    let c = h.db();
     let ok: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
     assert_eq!(ok, "ok");
     let pending: i64 = c.query_row("SELECT count(*) FROM pending", [], |r| r.get(0)).unwrap();
@@ -124,7 +124,9 @@ fn an_object_stored_but_never_indexed_is_recovered_at_the_next_start() {
 fn a_second_daemon_on_the_same_state_dir_is_refused() {
     let h = Harness::new("", "");
     let mut d = h.spawn_daemon();
-    wait_until("the first daemon to start", Duration::from_secs(10), || h.state.join("index.sqlite3").exists());
+    wait_until("the first daemon to start", Duration::from_secs(10), || {
+        h.state.join("index.sqlite3").exists() || (h.pg.is_some() && h.state.join("lock").exists())
+    });
     let out = h.cmd(&["run", "--once"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("already running"));

@@ -17,6 +17,8 @@ pub struct Inputs {
     pub free_bytes: Option<u64>,
     /// Station ids in the configuration (others in the index are history).
     pub stations: Vec<String>,
+    /// Outages this host meets now: (alert kind, since in ms).
+    pub outages: Vec<(&'static str, i64)>,
 }
 
 /// A metric family being written.
@@ -45,6 +47,25 @@ impl<'a> Family<'a> {
             let _ = writeln!(self.out, "{name}{{{}}} {value}", l.join(","));
         }
     }
+}
+
+/// What this host knows without the index: whether the index answers, its
+/// outages, and the archive's free space.
+pub fn render_local(inp: &Inputs, index_up: bool) -> String {
+    let mut out = String::new();
+    let mut f = Family::new(&mut out, "bodycamd_index_up", "gauge", "1 while the index answers this host.");
+    f.sample(&[], if index_up { 1.0 } else { 0.0 });
+    let mut f = Family::new(
+        &mut out,
+        "bodycamd_outage",
+        "gauge",
+        "1 while this host meets an outage of the archive, the index or the process (files wait on the docks).",
+    );
+    for kind in ["archive_unwritable", "index_unwritable", "resources_exhausted"] {
+        let on = inp.outages.iter().any(|(k, _)| *k == kind);
+        f.sample(&[("kind", kind)], if on { 1.0 } else { 0.0 });
+    }
+    out
 }
 
 /// Render the metrics text.
@@ -126,6 +147,7 @@ pub fn render(c: &crate::index::db::Db, inp: &Inputs) -> anyhow::Result<String> 
         f.sample(&[("late", l)], *n as f64);
     }
 
+    out.push_str(&render_local(inp, true));
     if let Some(free) = inp.free_bytes {
         let mut f =
             Family::new(&mut out, "bodycamd_archive_free_bytes", "gauge", "Free space on the archive's file system.");

@@ -79,6 +79,8 @@ pub struct ApiState {
     pub export_builds: Arc<tokio::sync::Mutex<()>>,
     /// Requests without a valid token, counted per remote and minute.
     pub unauthenticated: Arc<auth::Unauthenticated>,
+    /// Outages this host meets now (`/readyz`, `/metrics`).
+    pub faults: Arc<crate::pipeline::faults::Faults>,
 }
 
 #[derive(OpenApi)]
@@ -179,12 +181,21 @@ pub fn router(state: ApiState) -> Router {
 }
 
 async fn readyz(State(s): State<ApiState>) -> Response {
-    if s.ready.load(Ordering::SeqCst) {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "starting: recovery or the first scan of the stations is not done\n")
-            .into_response()
+    if !s.ready.load(Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "starting: recovery or the first scan of the stations is not done\n")
+            .into_response();
     }
+    let outages = s.faults.current();
+    if !outages.is_empty() {
+        let why: Vec<String> =
+            outages.iter().map(|(k, _, reason)| format!("{}: {reason}", k.alert().as_str())).collect();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("degraded: files wait on the docks until this clears: {}\n", why.join("; ")),
+        )
+            .into_response();
+    }
+    (StatusCode::OK, "ready\n").into_response()
 }
 
 async fn metrics_handler(State(s): State<ApiState>) -> Response {
@@ -192,12 +203,22 @@ async fn metrics_handler(State(s): State<ApiState>) -> Response {
         now_ms: to_ms(s.clock.now()),
         free_bytes: s.archive.free_bytes().ok(),
         stations: s.stations.as_ref().clone(),
+        outages: s.faults.current().into_iter().map(|(k, since, _)| (k.alert().as_str(), to_ms(since))).collect(),
     };
     let index = s.index.clone();
-    let text = tokio::task::spawn_blocking(move || index.read_any(|c| metrics::render(c, &inputs))).await;
+    let text = tokio::task::spawn_blocking(move || {
+        index.read_any(|c| metrics::render(c, &inputs)).map_err(|e| (e, metrics::render_local(&inputs, false)))
+    })
+    .await;
+    let ok = |t: String| ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], t).into_response();
     match text {
-        Ok(Ok(t)) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], t).into_response(),
-        Ok(Err(e)) => ApiError::internal(e).into_response(),
+        Ok(Ok(t)) => ok(t),
+        // The index does not answer: what this host knows still goes out
+        // (an outage must be visible where it matters most).
+        Ok(Err((e, local))) => {
+            tracing::warn!(error = %e, "metrics: the index does not answer");
+            ok(local)
+        }
         Err(e) => ApiError::internal(e).into_response(),
     }
 }

@@ -59,5 +59,23 @@ pub fn main(a: Args) -> anyhow::Result<i32> {
             );
         }
     }
+    // The index: a PostgreSQL district index must be reachable, at a schema
+    // this bodycamd knows, with the privileges it needs.
+    if let crate::config::IndexLocation::Postgres(url) = &cfg.index {
+        match crate::index::pg::check(url) {
+            Ok(what) => println!("index: PostgreSQL {}: {what}", crate::index::pg::redact(url)),
+            Err(e) => {
+                eprintln!("error: index.url: {e}");
+                return Ok(2);
+            }
+        }
+        if !cfg.archive.shared {
+            eprintln!(
+                "error: archive: a PostgreSQL district index needs an archive every host can read (an S3 bucket, or a \
+                 shared folder with [archive] shared = true)"
+            );
+            return Ok(2);
+        }
+    }
     Ok(0)
 }

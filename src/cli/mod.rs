@@ -11,6 +11,7 @@ mod report;
 mod retry;
 mod run;
 mod simulate;
+mod station;
 mod status;
 
 use std::path::{Path, PathBuf};
@@ -40,6 +41,9 @@ enum Command {
     /// Cases: import from a case system's export.
     #[command(subcommand)]
     Case(case::Command),
+    /// Stations in a district: release one a host claimed.
+    #[command(subcommand)]
+    Station(station::Command),
     /// Try failed files again now (they are also retried by themselves).
     Retry(retry::Args),
     /// Alerts: list and acknowledge.
@@ -103,6 +107,7 @@ pub fn main() -> i32 {
         Command::Media(c) => media::main(c),
         Command::Alerts(c) => alerts::main(c),
         Command::Retry(a) => retry::main(a),
+        Command::Station(c) => station::main(c),
         Command::Case(c) => case::main(c),
         Command::Report(c) => report::main(c),
         Command::Verify(a) => custody::verify_main(a),

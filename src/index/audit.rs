@@ -317,7 +317,11 @@ pub fn query(c: &Db, f: &AuditFilter) -> crate::index::db::Result<Vec<AuditEntry
 /// step): for tests and for diagnosing a slow audit search.
 pub fn query_plan(c: &Db, f: &AuditFilter) -> crate::index::db::Result<Vec<String>> {
     let (sql, p) = query_sql(f);
-    let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
-    let rows = stmt.query_map(crate::index::db::params_from_iter(p), |r| r.get::<_, String>(3))?;
+    let (sql, col) = match c.engine() {
+        crate::index::db::Engine::Sqlite => (format!("EXPLAIN QUERY PLAN {sql}"), 3),
+        crate::index::db::Engine::Postgres => (format!("EXPLAIN {sql}"), 0),
+    };
+    let mut stmt = c.prepare(&sql)?;
+    let rows = stmt.query_map(crate::index::db::params_from_iter(p), |r| r.get::<_, String>(col))?;
     rows.collect()
 }

@@ -92,6 +92,47 @@ pub fn upsert_station(c: &Db, id: &str, path: &str, watch_mode: &str, now_ms: i6
     Ok(())
 }
 
+/// Claim a station for `host`: station ids are unique across a district,
+/// so a station another host runs is refused (`Err` names that host).
+/// `take_over`: the embedded engine has one host, whatever its name.
+pub fn claim_station(
+    c: &Db,
+    id: &str,
+    path: &str,
+    watch_mode: &str,
+    host: &str,
+    take_over: bool,
+    now_ms: i64,
+) -> crate::index::db::Result<Result<(), String>> {
+    c.prepare_cached(
+        "INSERT INTO stations (id, path, watch_mode, updated_at, host) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (id) DO UPDATE SET path = excluded.path, watch_mode = excluded.watch_mode,
+             updated_at = excluded.updated_at, host = excluded.host
+         WHERE stations.host IS NULL OR stations.host = excluded.host OR ?6",
+    )?
+    .execute(params![id, path, watch_mode, now_ms, host, take_over])?;
+    let owner: Option<String> = c.query_row("SELECT host FROM stations WHERE id = ?1", [id], |r| r.get(0))?;
+    Ok(match owner {
+        Some(o) if o != host => Err(o),
+        _ => Ok(()),
+    })
+}
+
+/// Give up a station (an operator moves it to another host).
+pub fn release_station(c: &Db, id: &str) -> crate::index::db::Result<bool> {
+    Ok(c.execute("UPDATE stations SET host = NULL WHERE id = ?1", [id])? == 1)
+}
+
+/// A host says it is alive, with the outages it meets now (JSON).
+pub fn host_heartbeat(c: &Db, host: &str, faults: &str, now_ms: i64) -> crate::index::db::Result<()> {
+    c.prepare_cached(
+        "INSERT INTO hosts (id, started_at, last_seen, faults) VALUES (?1, ?2, ?2, ?3)
+         ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen, faults = excluded.faults",
+    )?
+    .execute(params![host, now_ms, faults])?;
+    Ok(())
+}
+
 /// Record a station's availability and how many files wait on it.
 pub fn set_station_state(
     c: &Db,
@@ -137,16 +178,29 @@ pub struct PendingFile<'a> {
 
 /// Insert or update a file waiting on a station. `first_seen` and the
 /// deadline are kept from the first time the file was recorded.
+///
+/// A row is never brought back for a file stored at or after `now_ms` (a
+/// station's write that lost the race with the store of the same file,
+/// which engines with many writers allow).
 pub fn upsert_pending(c: &Db, p: &PendingFile<'_>, now_ms: i64) -> crate::index::db::Result<()> {
-    c.prepare_cached(
+    let sql = c.pick(
         "INSERT INTO pending (station, rel_path, first_seen, size, state, attempts, reason, updated_at, deadline)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9
+         WHERE NOT EXISTS (SELECT 1 FROM sightings WHERE station = ?1 AND rel_path = ?2 AND ingested_at >= ?8)
          ON CONFLICT (station, rel_path) DO UPDATE SET
             size = excluded.size, state = excluded.state, attempts = excluded.attempts,
             reason = excluded.reason, updated_at = excluded.updated_at,
             deadline = coalesce(pending.deadline, excluded.deadline)",
-    )?
-    .execute(params![
+        "INSERT INTO pending (station, rel_path, first_seen, size, state, attempts, reason, updated_at, deadline)
+         SELECT CAST(?1 AS TEXT), CAST(?2 AS BYTEA), CAST(?3 AS BIGINT), CAST(?4 AS BIGINT), CAST(?5 AS TEXT),
+                CAST(?6 AS BIGINT), CAST(?7 AS TEXT), CAST(?8 AS BIGINT), CAST(?9 AS BIGINT)
+         WHERE NOT EXISTS (SELECT 1 FROM sightings WHERE station = ?1 AND rel_path = ?2 AND ingested_at >= ?8)
+         ON CONFLICT (station, rel_path) DO UPDATE SET
+            size = excluded.size, state = excluded.state, attempts = excluded.attempts,
+            reason = excluded.reason, updated_at = excluded.updated_at,
+            deadline = coalesce(pending.deadline, excluded.deadline)",
+    );
+    c.prepare_cached(sql)?.execute(params![
         p.station,
         p.rel_path,
         p.first_seen_ms,

@@ -122,6 +122,14 @@ impl Index {
         }
     }
 
+    /// The PostgreSQL URL, for a district.
+    pub fn pg_url(&self) -> Option<String> {
+        match &self.backend {
+            Backend::Postgres(p) => Some(p.url().to_string()),
+            Backend::Sqlite(_) => None,
+        }
+    }
+
     /// The SQLite file, for the embedded engine.
     pub fn sqlite_path(&self) -> Option<&Path> {
         match &self.backend {
@@ -216,6 +224,46 @@ impl Reader {
             Reader::Sqlite(c) => Db::sqlite(c),
             Reader::Postgres(c) => Db::pg(c),
         }
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.db().engine()
+    }
+
+    pub fn query_row<T>(
+        &self,
+        sql: &str,
+        p: impl db::Params,
+        f: impl FnOnce(&db::Row) -> db::Result<T>,
+    ) -> db::Result<T> {
+        self.db().query_row(sql, p, f)
+    }
+
+    pub fn execute(&self, sql: &str, p: impl db::Params) -> db::Result<usize> {
+        self.db().execute(sql, p)
+    }
+
+    pub fn execute_batch(&self, sql: &str) -> db::Result<()> {
+        self.db().execute_batch(sql)
+    }
+
+    /// Every row, mapped.
+    pub fn query_all<T>(
+        &self,
+        sql: &str,
+        p: impl db::Params,
+        f: impl FnMut(&db::Row) -> db::Result<T>,
+    ) -> db::Result<Vec<T>> {
+        self.db().prepare(sql)?.query_map(p, f)?.collect()
+    }
+}
+
+/// A direct read-write connection, with no schema check (tools and tests
+/// that look inside the index; the daemon never uses it).
+pub fn open_direct(loc: &Location) -> Result<Reader, IndexError> {
+    match loc {
+        Location::Sqlite(p) => Ok(Reader::Sqlite(rusqlite::Connection::open(p)?)),
+        Location::Postgres(url) => Ok(Reader::Postgres(Box::new(std::cell::RefCell::new(pg::connect(url)?)))),
     }
 }
 

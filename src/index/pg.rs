@@ -71,6 +71,12 @@ pub fn connect(url: &str) -> Result<PgConn, IndexError> {
         .map_err(|e| IndexError::Unavailable(format!("index.url {} is not a PostgreSQL URL: {e}", redact(url))))?;
     cfg.connect_timeout(Duration::from_secs(5));
     cfg.application_name("bodycamd");
+    // A host that vanishes (power, network) loses its sessions, and with
+    // them its leadership, within seconds.
+    cfg.keepalives(true);
+    cfg.keepalives_idle(Duration::from_secs(5));
+    cfg.keepalives_interval(Duration::from_secs(2));
+    cfg.keepalives_retries(3);
     let mut client = cfg.connect(postgres::NoTls).map_err(|e| unavailable(url, e))?;
     client
         .batch_execute("SET synchronous_commit = on; SET statement_timeout = '10min'; SET lock_timeout = '60s'")
@@ -203,6 +209,10 @@ impl Pg {
         redact(&self.inner.url)
     }
 
+    pub fn url(&self) -> &str {
+        &self.inner.url
+    }
+
     fn take(&self) -> Result<PgConn, IndexError> {
         let mut pool = self.inner.pool.lock().unwrap();
         loop {
@@ -330,5 +340,29 @@ pub fn write_once<T>(url: &str, mut f: impl FnMut(&Db) -> db::Result<T>) -> Resu
             let _ = conn.borrow_mut().client.batch_execute("ROLLBACK");
             Err(IndexError::Db(e))
         }
+    }
+}
+
+/// The advisory lock whose holder is the district's leader.
+const LEADER_LOCK: i64 = 0x62_6f_64_79_63_61_6d_02;
+
+/// A session holding the district's leadership: the work that must happen
+/// once per district runs on its host. The lock goes with the session, so
+/// a host that dies (or loses PostgreSQL) gives it up by itself.
+pub struct Leadership {
+    conn: PgConn,
+}
+
+impl Leadership {
+    /// Take the leadership if nobody holds it.
+    pub fn try_acquire(url: &str) -> Result<Option<Leadership>, IndexError> {
+        let mut c = connect(url)?;
+        let got: bool = c.client.query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK])?.get(0);
+        Ok(got.then_some(Leadership { conn: c }))
+    }
+
+    /// Whether the session (and so the lock) is still there.
+    pub fn alive(&mut self) -> bool {
+        self.conn.client.simple_query("SELECT 1").is_ok()
     }
 }

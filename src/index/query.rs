@@ -415,22 +415,55 @@ pub fn pending_snapshot(c: &Db) -> crate::index::db::Result<Vec<crate::rules::ev
 }
 
 /// Stations as the time-based alerts see them (only configured ones).
-pub fn station_snapshot(c: &Db, ids: &[String]) -> crate::index::db::Result<Vec<crate::rules::evaluate::StationState>> {
+/// Stations as the time-based alerts see them: the configured ones
+/// (`Some(ids)`, one host), or every station some host runs (`None`, a
+/// district). A station whose host stopped saying it is alive before
+/// `stale_before` is unavailable: nobody watches it.
+pub fn station_snapshot(
+    c: &Db,
+    ids: Option<&[String]>,
+    stale_before: Option<i64>,
+) -> crate::index::db::Result<Vec<crate::rules::evaluate::StationState>> {
     let mut stmt = c.prepare_cached(
-        "SELECT id, available, unavailable_since, last_error, degraded, degraded_until FROM stations ORDER BY id",
+        "SELECT s.id, s.available, s.unavailable_since, s.last_error, s.degraded, s.degraded_until, s.host, h.last_seen
+         FROM stations s LEFT JOIN hosts h ON h.id = s.host ORDER BY s.id",
     )?;
     let rows = stmt.query_map([], |r| {
-        Ok(crate::rules::evaluate::StationState {
+        let mut st = crate::rules::evaluate::StationState {
             id: r.get(0)?,
             available: r.get(1)?,
             unavailable_since: r.get::<_, Option<i64>>(2)?.map(crate::clock::from_ms),
             last_error: r.get(3)?,
             degraded: r.get(4)?,
             degraded_until: r.get::<_, Option<i64>>(5)?.map(crate::clock::from_ms),
-        })
+        };
+        let (host, seen): (Option<String>, Option<i64>) = (r.get(6)?, r.get(7)?);
+        if let (Some(stale), Some(host), Some(seen)) = (stale_before, &host, seen) {
+            if seen < stale {
+                st.available = false;
+                st.unavailable_since = Some(crate::clock::from_ms(seen));
+                st.last_error = Some(format!("its host {host} stopped reporting"));
+            }
+        }
+        Ok((st, host))
     })?;
     let all: Vec<_> = rows.collect::<Result<_, _>>()?;
-    Ok(all.into_iter().filter(|s| ids.contains(&s.id)).collect())
+    Ok(all
+        .into_iter()
+        .filter(|(s, host)| match ids {
+            Some(ids) => ids.contains(&s.id),
+            None => host.is_some(),
+        })
+        .map(|(s, _)| s)
+        .collect())
+}
+
+/// The outages each host reports: (host, faults JSON), for hosts seen
+/// since `since`.
+pub fn host_faults(c: &Db, since: i64) -> crate::index::db::Result<Vec<(String, String)>> {
+    c.prepare_cached("SELECT id, faults FROM hosts WHERE last_seen >= ?1 ORDER BY id")?
+        .query_map([since], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect()
 }
 
 /// Per-station figures for metrics.

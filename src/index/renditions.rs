@@ -48,32 +48,44 @@ pub fn plan(
 }
 
 /// Take the most urgent due job: it becomes `running`, one attempt more.
-pub fn claim(c: &Db, now_ms: i64) -> crate::index::db::Result<Option<Job>> {
-    let job = c
-        .prepare_cached(
-            "SELECT original_id, kind, plan, attempts FROM rendition_jobs WHERE state = 'queued' AND next_try <= ?1
-             ORDER BY next_try, original_id, kind LIMIT 1",
-        )?
-        .query_row([now_ms], |r| {
-            Ok(Job { original_id: r.get(0)?, kind: r.get(1)?, plan: r.get(2)?, attempts: r.get::<_, u32>(3)? + 1 })
+/// Claim the most urgent due job for `host`, in one statement: with
+/// PostgreSQL, hosts claiming at once skip each other's rows (`FOR UPDATE
+/// SKIP LOCKED`), so a job is claimed once.
+pub fn claim(c: &Db, host: &str, now_ms: i64) -> crate::index::db::Result<Option<Job>> {
+    let sql = c.pick(
+        "UPDATE rendition_jobs SET state = 'running', attempts = attempts + 1, updated_at = ?2, owner = ?1, heartbeat = ?2
+         WHERE (original_id, kind) = (SELECT original_id, kind FROM rendition_jobs WHERE state = 'queued' AND next_try <= ?2
+                                      ORDER BY next_try, original_id, kind LIMIT 1)
+         RETURNING original_id, kind, plan, attempts",
+        "UPDATE rendition_jobs SET state = 'running', attempts = attempts + 1, updated_at = ?2, owner = ?1, heartbeat = ?2
+         WHERE (original_id, kind) = (SELECT original_id, kind FROM rendition_jobs WHERE state = 'queued' AND next_try <= ?2
+                                      ORDER BY next_try, original_id, kind LIMIT 1 FOR UPDATE SKIP LOCKED)
+         RETURNING original_id, kind, plan, attempts",
+    );
+    c.prepare_cached(sql)?
+        .query_row(params![host, now_ms], |r| {
+            Ok(Job { original_id: r.get(0)?, kind: r.get(1)?, plan: r.get(2)?, attempts: r.get(3)? })
         })
-        .optional()?;
-    if let Some(j) = &job {
-        c.prepare_cached(
-            "UPDATE rendition_jobs SET state = 'running', attempts = attempts + 1, updated_at = ?3
-             WHERE original_id = ?1 AND kind = ?2",
-        )?
-        .execute(params![j.original_id, j.kind, now_ms])?;
-    }
-    Ok(job)
+        .optional()
 }
 
-/// Jobs a crash left running go back to the queue.
-pub fn requeue_running(c: &Db, now_ms: i64) -> crate::index::db::Result<usize> {
+/// A running job's host is still at it.
+pub fn heartbeat(c: &Db, host: &str, original: &str, kind: &str, now_ms: i64) -> crate::index::db::Result<()> {
     c.prepare_cached(
-        "UPDATE rendition_jobs SET state = 'queued', next_try = ?1, updated_at = ?1 WHERE state = 'running'",
+        "UPDATE rendition_jobs SET heartbeat = ?4 WHERE original_id = ?1 AND kind = ?2 AND owner = ?3 AND state = 'running'",
     )?
-    .execute([now_ms])
+    .execute(params![original, kind, host, now_ms])?;
+    Ok(())
+}
+
+/// Jobs left running by this host (a crash), or by any host that stopped
+/// saying it is at them before `stale_before`, go back to the queue.
+pub fn requeue_running(c: &Db, host: &str, stale_before: i64, now_ms: i64) -> crate::index::db::Result<usize> {
+    c.prepare_cached(
+        "UPDATE rendition_jobs SET state = 'queued', next_try = ?1, updated_at = ?1
+         WHERE state = 'running' AND (owner = ?2 OR owner IS NULL OR coalesce(heartbeat, 0) < ?3)",
+    )?
+    .execute(params![now_ms, host, stale_before])
 }
 
 /// Record a made rendition and close its job.

@@ -68,27 +68,58 @@ impl Alerting {
     }
 }
 
-/// Evaluate time-based alerts once.
+/// Evaluate time-based alerts once (on the leader: the whole district).
 pub async fn evaluate_once(ctx: &Arc<Ctx>) -> anyhow::Result<Vec<Transition>> {
     let now = ctx.clock.now();
     let ids: Vec<String> = ctx.stations.read().unwrap().keys().cloned().collect();
-    let (pending, stations, unarchived) = {
+    let shared = ctx.district.shared;
+    let stale_before = to_ms(now) - super::district::STALE_HOST.as_millis() as i64;
+    let (pending, stations, unarchived, host_faults) = {
         let index = ctx.index.clone();
         tokio::task::spawn_blocking(move || {
             index.read(|c| {
                 let unarchived = crate::index::custody::unarchived_closed_cases(c)?;
-                Ok((query::pending_snapshot(c)?, query::station_snapshot(c, &ids)?, unarchived))
+                let stations = if shared {
+                    query::station_snapshot(c, None, Some(stale_before))?
+                } else {
+                    query::station_snapshot(c, Some(&ids), None)?
+                };
+                let host_faults = if shared { query::host_faults(c, stale_before)? } else { Vec::new() };
+                Ok((query::pending_snapshot(c)?, stations, unarchived, host_faults))
             })
         })
         .await??
     };
     let unarchived = unarchived.into_iter().map(|(k, t)| (k, crate::clock::from_ms(t))).collect();
-    let faults = ctx
-        .faults
-        .current()
-        .into_iter()
-        .map(|(k, since, reason)| (k.alert(), k.subject().to_string(), since, reason))
-        .collect();
+    // One host's outages are its own; in a district each host reports its
+    // own (heartbeats), and the leader alerts them by host.
+    let faults = if shared {
+        host_faults
+            .iter()
+            .flat_map(|(host, json)| {
+                serde_json::from_str::<Vec<serde_json::Value>>(json)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|f| {
+                        let kind = crate::rules::alerts::AlertKind::parse(f["kind"].as_str()?)?;
+                        let since = crate::clock::from_ms(f["since"].as_i64()?);
+                        Some((
+                            kind,
+                            format!("{host}/{}", f["subject"].as_str()?),
+                            since,
+                            f["reason"].as_str()?.to_string(),
+                        ))
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    } else {
+        ctx.faults
+            .current()
+            .into_iter()
+            .map(|(k, since, reason)| (k.alert(), k.subject().to_string(), since, reason))
+            .collect()
+    };
     let snap = Snapshot { now, pending, stations, free_bytes: ctx.archive.free_bytes().ok(), unarchived, faults };
     let th = Thresholds {
         warn_before: chrono::Duration::from_std(ctx.deadlines.warn_before).unwrap_or(chrono::Duration::hours(2)),
@@ -106,11 +137,13 @@ pub async fn evaluate_once(ctx: &Arc<Ctx>) -> anyhow::Result<Vec<Transition>> {
 }
 
 /// Evaluate time-based alerts every `alerts.evaluate_every` and whenever
-/// poked, until shutdown.
+/// poked, until shutdown (on the district's leader only).
 pub async fn evaluator(ctx: Arc<Ctx>) {
     loop {
-        if let Err(e) = evaluate_once(&ctx).await {
-            tracing::error!(error = %e, "evaluating alerts failed");
+        if ctx.district.is_leader() {
+            if let Err(e) = evaluate_once(&ctx).await {
+                tracing::error!(error = %e, "evaluating alerts failed");
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(ctx.alerting.cfg.evaluate) => {}
@@ -138,6 +171,14 @@ pub async fn deliverer(ctx: Arc<Ctx>) {
     }
     let client = crate::webhook::client();
     loop {
+        // Once per district: on the leader.
+        if !ctx.district.is_leader() {
+            tokio::select! {
+                _ = tokio::time::sleep(DELIVERY_POLL) => continue,
+                _ = ctx.district.became_leader.notified() => continue,
+                _ = ctx.shutdown.cancelled() => break,
+            }
+        }
         let now_ms = chrono::Utc::now().timestamp_millis();
         let index = ctx.index.clone();
         let due = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {

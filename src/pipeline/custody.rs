@@ -56,8 +56,16 @@ pub async fn run(ctx: Arc<Ctx>, config: Arc<Config>, key: HostKey) {
     let mut head_tick = tokio::time::interval(head_every);
     loop {
         tokio::select! {
-            _ = head_tick.tick() => write_head(&ctx, &config.state_dir, &key).await,
+            _ = head_tick.tick() => {
+                if ctx.district.is_leader() {
+                    write_head(&ctx, &config.state_dir, &key).await;
+                }
+            }
             _ = tokio::time::sleep_until(next_retention) => {
+                if !ctx.district.is_leader() {
+                    next_retention = tokio::time::Instant::now() + Duration::from_secs(60).min(config.retention.every);
+                    continue;
+                }
                 if let Err(e) = retention_pass(&ctx, &config).await {
                     tracing::error!(error = %format!("{e:#}"), "retention pass failed; tried again in an hour");
                     next_retention = tokio::time::Instant::now() + Duration::from_secs(3600).min(config.retention.every);
@@ -68,5 +76,7 @@ pub async fn run(ctx: Arc<Ctx>, config: Arc<Config>, key: HostKey) {
             _ = ctx.shutdown.cancelled() => break,
         }
     }
-    write_head(&ctx, &config.state_dir, &key).await;
+    if ctx.district.is_leader() {
+        write_head(&ctx, &config.state_dir, &key).await;
+    }
 }

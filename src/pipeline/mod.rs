@@ -15,6 +15,7 @@
 pub mod alerting;
 pub mod custody;
 pub mod describe;
+pub mod district;
 pub mod faults;
 pub mod queue;
 pub mod recovery;
@@ -88,7 +89,7 @@ pub struct Ctx {
     pub rendering: AtomicUsize,
     pub stats: Stats,
     /// Outages met by store attempts (archive, index, descriptors).
-    pub faults: faults::Faults,
+    pub faults: Arc<faults::Faults>,
     /// `run --once`: a file blocked by an outage is left for the next run
     /// instead of being waited for.
     pub once: bool,
@@ -96,6 +97,8 @@ pub struct Ctx {
     pub retry_wake: Arc<tokio::sync::Notify>,
     /// Set when the shutdown grace ran out: copies still running stop.
     pub abandon: std::sync::atomic::AtomicBool,
+    /// This host in its district (its name, whether it leads).
+    pub district: district::District,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
 }
@@ -113,6 +116,7 @@ impl Ctx {
         shutdown: CancellationToken,
     ) -> (Arc<Ctx>, mpsc::UnboundedReceiver<MediaId>) {
         let (describe_tx, describe_rx) = mpsc::unbounded_channel();
+        let index_shared = index.engine() == crate::index::Engine::Postgres;
         let ctx = Ctx {
             archive,
             index,
@@ -130,10 +134,11 @@ impl Ctx {
             renditions,
             rendering: AtomicUsize::new(0),
             stats: Stats::default(),
-            faults: faults::Faults::default(),
+            faults: Arc::new(faults::Faults::default()),
             once,
             retry_wake: Arc::new(tokio::sync::Notify::new()),
             abandon: std::sync::atomic::AtomicBool::new(false),
+            district: district::District::new(config.host.clone(), index_shared),
             shutdown,
             tasks: TaskTracker::new(),
         };

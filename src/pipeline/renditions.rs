@@ -107,7 +107,8 @@ fn stream_action(v: &serde_json::Value) -> StreamAction {
 /// (fast: part of the start-up repairs).
 pub async fn prepare(ctx: &Arc<Ctx>) -> anyhow::Result<()> {
     let now = chrono::Utc::now().timestamp_millis();
-    let n = ctx.index.call(move |c| rx::requeue_running(c, now)).await?;
+    let (host, stale) = (ctx.district.host.clone(), now - super::district::STALE_HOST.as_millis() as i64);
+    let n = ctx.index.call(move |c| rx::requeue_running(c, &host, stale, now)).await?;
     if n > 0 {
         tracing::info!(count = n, "rendition jobs interrupted by a stop are queued again");
     }
@@ -338,11 +339,30 @@ pub async fn worker(ctx: Arc<Ctx>) {
             break;
         }
         let now = chrono::Utc::now().timestamp_millis();
-        let claimed = ctx.index.call(move |c| rx::claim(c, now)).await;
+        let host = ctx.district.host.clone();
+        let claimed = ctx.index.call(move |c| rx::claim(c, &host, now)).await;
         match claimed {
             Ok(Some(job)) => {
                 ctx.rendering.fetch_add(1, Ordering::SeqCst);
+                // The job's host says it is at it (other hosts take over a
+                // job whose host stopped saying so).
+                let beat = {
+                    let (ctx, original, kind) = (ctx.clone(), job.original_id.clone(), job.kind.clone());
+                    tokio::spawn(async move {
+                        loop {
+                            tokio::time::sleep(super::district::HEARTBEAT).await;
+                            let (host, o, k, now) = (
+                                ctx.district.host.clone(),
+                                original.clone(),
+                                kind.clone(),
+                                chrono::Utc::now().timestamp_millis(),
+                            );
+                            let _ = ctx.index.call(move |c| rx::heartbeat(c, &host, &o, &k, now)).await;
+                        }
+                    })
+                };
                 process(&ctx, job).await;
+                beat.abort();
                 ctx.rendering.fetch_sub(1, Ordering::SeqCst);
             }
             Ok(None) => {

@@ -57,6 +57,7 @@ pub struct Progress {
 }
 
 /// A write to the pending table, batched per loop turn.
+#[derive(Clone)]
 enum PendingOp {
     Upsert {
         rel: Vec<u8>,
@@ -125,6 +126,9 @@ struct Station {
     listed_once: bool,
     degraded: Option<String>,
     ops: Vec<PendingOp>,
+    /// Batches of pending-table writes, applied in order by one task; a
+    /// batch the index refused (an outage) is kept and sent again.
+    flusher: mpsc::UnboundedSender<Vec<PendingOp>>,
     progress: watch::Sender<Progress>,
 }
 
@@ -142,6 +146,76 @@ pub async fn run(ctx: Arc<Ctx>, cfg: Arc<StationConfig>, progress: watch::Sender
         }
     };
     st.main_loop().await;
+}
+
+/// Apply a station's pending-table writes, batch after batch, in order. A
+/// batch the index refuses (PostgreSQL unreachable, say) is kept and tried
+/// again with the next one: a lost file's record is never dropped.
+async fn write_pending(ctx: Arc<Ctx>, station: String, mut batches: mpsc::UnboundedReceiver<Vec<PendingOp>>) {
+    let mut held: Vec<PendingOp> = Vec::new();
+    let mut closed = false;
+    loop {
+        let more = tokio::select! {
+            b = batches.recv(), if !closed => b,
+            _ = tokio::time::sleep(Duration::from_secs(2)), if !held.is_empty() => Some(Vec::new()),
+        };
+        match more {
+            Some(b) => held.extend(b),
+            None if held.is_empty() => return,
+            None => closed = true,
+        }
+        while let Ok(b) = batches.try_recv() {
+            held.extend(b);
+        }
+        if held.is_empty() {
+            continue;
+        }
+        let ops = std::mem::take(&mut held);
+        let (st, hooks, now) = (station.clone(), ctx.alerting.hooks.clone(), to_ms(ctx.clock.now()));
+        let sent = ops.clone();
+        let r = ctx
+            .index
+            .call(move |c| {
+                let mut transitions = Vec::new();
+                for op in &sent {
+                    match op {
+                        PendingOp::Upsert { rel, first_seen, size, state, attempts, reason, deadline } => {
+                            let p = ix::PendingFile {
+                                station: &st,
+                                rel_path: rel,
+                                first_seen_ms: *first_seen,
+                                size: *size,
+                                state: *state,
+                                attempts: *attempts,
+                                reason: reason.as_deref(),
+                                deadline_ms: *deadline,
+                            };
+                            ix::upsert_pending(c, &p, now)?
+                        }
+                        PendingOp::Delete(rel) => ix::delete_pending(c, &st, rel)?,
+                        PendingOp::Vanished(v) => transitions.extend(ix::record_vanished(c, v, now, &hooks)?),
+                        PendingOp::FirstSeen { rel, first_seen, deadline } => {
+                            ix::set_pending_first_seen(c, &st, rel, *first_seen, *deadline)?
+                        }
+                    }
+                }
+                Ok(transitions)
+            })
+            .await;
+        match r {
+            Ok(t) => ctx.alerting.committed(&t),
+            Err(e) if closed => {
+                // Stopping: what is not recorded is found again at the next
+                // start (the files are still on the dock).
+                tracing::error!(station = %station, error = %e, "recording pending files failed at shutdown");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(station = %station, error = %e, "recording pending files failed; tried again");
+                held = ops;
+            }
+        }
+    }
 }
 
 impl Station {
@@ -183,6 +257,8 @@ impl Station {
             .collect();
         let (hints_tx, hints_rx) = mpsc::unbounded_channel();
         let (reports_tx, reports_rx) = mpsc::unbounded_channel();
+        let (flusher, batches) = mpsc::unbounded_channel();
+        ctx.tasks.spawn(write_pending(ctx.clone(), cfg.id.clone(), batches));
         Ok(Station {
             ctx,
             cfg,
@@ -208,6 +284,7 @@ impl Station {
             listed_once: false,
             degraded: None,
             ops: Vec::new(),
+            flusher,
             progress,
         })
     }
@@ -256,48 +333,7 @@ impl Station {
     /// Write batched pending-table changes and publish progress.
     fn flush(&mut self) {
         if !self.ops.is_empty() {
-            let ops = std::mem::take(&mut self.ops);
-            let station = self.cfg.id.clone();
-            let now = to_ms(self.ctx.clock.now());
-            let ctx = self.ctx.clone();
-            // Not awaited: the writer keeps the order of requests, so these
-            // land before any later record of the same files.
-            self.ctx.tasks.spawn(async move {
-                let hooks = ctx.alerting.hooks.clone();
-                let r = ctx
-                    .index
-                    .call(move |c| {
-                        let mut transitions = Vec::new();
-                        for op in &ops {
-                            match op {
-                                PendingOp::Upsert { rel, first_seen, size, state, attempts, reason, deadline } => {
-                                    let p = ix::PendingFile {
-                                        station: &station,
-                                        rel_path: rel,
-                                        first_seen_ms: *first_seen,
-                                        size: *size,
-                                        state: *state,
-                                        attempts: *attempts,
-                                        reason: reason.as_deref(),
-                                        deadline_ms: *deadline,
-                                    };
-                                    ix::upsert_pending(c, &p, now)?
-                                }
-                                PendingOp::Delete(rel) => ix::delete_pending(c, &station, rel)?,
-                                PendingOp::Vanished(v) => transitions.extend(ix::record_vanished(c, v, now, &hooks)?),
-                                PendingOp::FirstSeen { rel, first_seen, deadline } => {
-                                    ix::set_pending_first_seen(c, &station, rel, *first_seen, *deadline)?
-                                }
-                            }
-                        }
-                        Ok(transitions)
-                    })
-                    .await;
-                match r {
-                    Ok(t) => ctx.alerting.committed(&t),
-                    Err(e) => tracing::error!(error = %e, "recording pending files failed"),
-                }
-            });
+            let _ = self.flusher.send(std::mem::take(&mut self.ops));
         }
         let p = Progress {
             scanned: self.scanned_once,

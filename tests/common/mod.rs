@@ -18,6 +18,49 @@ pub struct Harness {
     pub dock: PathBuf,
     pub state: PathBuf,
     pub config: PathBuf,
+    /// The test's own PostgreSQL database, when the suite runs against
+    /// PostgreSQL (`BODYCAMD_TEST_ENGINE=postgres`).
+    pub pg: Option<PgDb>,
+}
+
+/// The PostgreSQL server the tests use (every development and CI machine
+/// has one).
+pub const PG_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
+
+/// Whether this run of the suite is against PostgreSQL.
+pub fn on_postgres() -> bool {
+    std::env::var("BODYCAMD_TEST_ENGINE").is_ok_and(|v| v == "postgres")
+}
+
+/// A database created for one test and dropped after it.
+pub struct PgDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl PgDb {
+    pub fn create() -> PgDb {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let name = format!(
+            "bodycamd_t_{}_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::SeqCst),
+            fastrand::u32(..)
+        );
+        let mut c = postgres::Client::connect(&format!("{PG_SERVER}/postgres"), postgres::NoTls).unwrap_or_else(|e| {
+            panic!("BODYCAMD_TEST_ENGINE=postgres, but no PostgreSQL server answers at {PG_SERVER}: {e}")
+        });
+        c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        PgDb { url: format!("{PG_SERVER}/{name}"), name }
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        if let Ok(mut c) = postgres::Client::connect(&format!("{PG_SERVER}/postgres"), postgres::NoTls) {
+            let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        }
+    }
 }
 
 impl Harness {
@@ -29,7 +72,8 @@ impl Harness {
         let state = dir.path().join("state");
         std::fs::create_dir_all(&dock).unwrap();
         let config = dir.path().join("bodycamd.toml");
-        let h = Harness { dir, dock, state, config };
+        let pg = on_postgres().then(PgDb::create);
+        let h = Harness { dir, dock, state, config, pg };
         h.write_config(station_extra, top_extra);
         h
     }
@@ -41,8 +85,12 @@ impl Harness {
                 defaults.push_str(&format!("{k} = {v}\n"));
             }
         }
+        let engine = match &self.pg {
+            Some(pg) => format!("[index]\nurl = \"{}\"\n[archive]\nshared = true\n", pg.url),
+            None => String::new(),
+        };
         let text = format!(
-            "state_dir = \"{}\"\n\
+            "state_dir = \"{}\"\n{engine}\
              [ingest]\nretry_base_secs = 0.05\nretry_max_secs = 0.5\nmin_free_mb = 0\n\
              [probe]\ntimeout_secs = 20\n\
              [api]\nlisten = \"127.0.0.1:0\"\n\
@@ -115,8 +163,17 @@ impl Harness {
         std::fs::read_dir(self.state.join("archive/tmp")).map(|d| d.count()).unwrap_or(0)
     }
 
-    pub fn sqlite(&self) -> rusqlite::Connection {
-        rusqlite::Connection::open(self.state.join("index.sqlite3")).unwrap()
+    /// Where the index is.
+    pub fn index_location(&self) -> bodycamd::index::Location {
+        match &self.pg {
+            Some(pg) => bodycamd::index::Location::Postgres(pg.url.clone()),
+            None => bodycamd::index::Location::Sqlite(self.state.join("index.sqlite3")),
+        }
+    }
+
+    /// A direct connection to the index, whichever engine it is.
+    pub fn db(&self) -> bodycamd::index::Reader {
+        bodycamd::index::open_direct(&self.index_location()).unwrap()
     }
 }
 
