@@ -116,7 +116,7 @@ fn docked_in_time_but_stored_late_is_late_processing() {
     // A full archive is an outage, not the file's fault: it waits, and the
     // outage is alerted once.
     let a = alerts(&h);
-    assert!(has(&a, "archive_unwritable", "archive", "open"), "{a:#?}");
+    assert!(has(&a, "archive_unwritable", &h.fault_subject("archive"), "open"), "{a:#?}");
     assert!(!a.iter().any(|x| x["kind"] == "ingest_failed"), "{a:#?}");
     let blocked = h.status()["blocked"][0]["path"].as_str().unwrap().to_string();
     assert!(blocked.ends_with(subject.trim_start_matches("dock-01/")), "{blocked}");

@@ -64,7 +64,7 @@ fn a_full_archive_is_an_outage_not_the_files_fault_and_they_are_stored_once_it_c
     // ...and the cause is alerted once.
     let a = h.alerts();
     assert_eq!(a.iter().filter(|x| x["kind"] == "archive_unwritable").count(), 1, "{a:#?}");
-    assert!(alert(&a, "archive_unwritable", "archive", Some("open")).is_some());
+    assert!(alert(&a, "archive_unwritable", &h.fault_subject("archive"), Some("open")).is_some());
     assert!(!a.iter().any(|x| x["kind"] == "ingest_failed"), "{a:#?}");
     // The cause clears: every waiting file is stored by itself.
     fs::remove_file(&filler).unwrap();
@@ -73,7 +73,7 @@ fn a_full_archive_is_an_outage_not_the_files_fault_and_they_are_stored_once_it_c
         find(&h.media(), &blake3_hex(f));
     }
     wait_until("the outage alert to resolve", Duration::from_secs(30), || {
-        alert(&h.alerts(), "archive_unwritable", "archive", Some("resolved")).is_some()
+        alert(&h.alerts(), "archive_unwritable", &h.fault_subject("archive"), Some("resolved")).is_some()
     });
     assert!(status_list(&h, "blocked").is_empty());
     d.stop();

@@ -86,8 +86,10 @@ fn kill_9_at_any_moment_then_a_restart_stores_every_file_once() {
     let left: Vec<_> = fs::read_dir(&h.dock).unwrap().flatten().map(|e| e.path()).collect();
     assert!(left.is_empty(), "delete mode: every dock file removed after verification: {left:?}");
     let c = h.db();
-    let ok: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
-    assert_eq!(ok, "ok");
+    if !common::on_postgres() {
+        let ok: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+        assert_eq!(ok, "ok");
+    }
     let pending: i64 = c.query_row("SELECT count(*) FROM pending", [], |r| r.get(0)).unwrap();
     assert_eq!(pending, 0);
     let undeleted: i64 =

@@ -312,7 +312,7 @@ pub fn list(
         StateFilter::Open => "resolved_at IS NULL",
         StateFilter::Acked => "resolved_at IS NULL AND acked_at IS NOT NULL",
         StateFilter::Resolved => "resolved_at IS NOT NULL",
-        StateFilter::All => "1",
+        StateFilter::All => "TRUE",
     };
     let hide = if hide_restricted && super::query::any_restricted(c)? {
         format!("AND NOT {}", about_restricted())
@@ -320,10 +320,10 @@ pub fn list(
         String::new()
     };
     let sql = format!(
-        "SELECT {COLUMNS} FROM alerts WHERE {cond} AND (?1 IS NULL OR kind = ?1) {hide}
+        "SELECT {COLUMNS} FROM alerts WHERE {cond} AND kind = coalesce(?1, kind) {hide}
          ORDER BY opened_at DESC, id DESC LIMIT ?2"
     );
-    let limit = limit.map(i64::from).unwrap_or(-1);
+    let limit = limit.map(i64::from).unwrap_or(i64::MAX);
     let rows = c.prepare(&sql)?.query_map(params![kind, limit], row)?.collect();
     rows
 }

@@ -34,6 +34,9 @@ pub enum Error {
     Sqlite(#[from] rusqlite::Error),
     #[error("postgres: {0}")]
     Pg(#[from] postgres::Error),
+    /// A statement PostgreSQL refused (with the statement, for the log).
+    #[error("postgres: {msg} (in: {sql})")]
+    PgIn { sql: String, msg: String, err: postgres::Error },
     #[error("column {0}: {1}")]
     Type(usize, String),
     #[error("{0}")]
@@ -50,7 +53,7 @@ impl Error {
     /// meet (serialization failure, deadlock).
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Pg(e) => e.code().is_some_and(|c| {
+            Error::Pg(e) | Error::PgIn { err: e, .. } => e.code().is_some_and(|c| {
                 *c == postgres::error::SqlState::T_R_SERIALIZATION_FAILURE
                     || *c == postgres::error::SqlState::T_R_DEADLOCK_DETECTED
             }),
@@ -62,7 +65,9 @@ impl Error {
     /// not a problem of the statement.
     pub fn is_connection(&self) -> bool {
         match self {
-            Error::Pg(e) => e.is_closed() || e.code().is_none() && e.as_db_error().is_none(),
+            Error::Pg(e) | Error::PgIn { err: e, .. } => {
+                e.is_closed() || e.code().is_none() && e.as_db_error().is_none()
+            }
             _ => false,
         }
     }
@@ -316,7 +321,8 @@ pub use crate::params;
 /// A PostgreSQL connection with its prepared statements and the audit
 /// entries waiting for the transaction's commit (see `audit::append`).
 pub struct PgConn {
-    pub client: postgres::Client,
+    /// (Closed on a blocking thread when dropped: see `Drop`.)
+    pub client: std::mem::ManuallyDrop<postgres::Client>,
     statements: HashMap<String, postgres::Statement>,
     /// Audit entries of the open transaction, chained at commit.
     pub pending_audit: Vec<crate::index::audit::AuditEntry>,
@@ -324,19 +330,29 @@ pub struct PgConn {
 
 impl PgConn {
     pub fn new(client: postgres::Client) -> PgConn {
-        PgConn { client, statements: HashMap::new(), pending_audit: Vec::new() }
+        PgConn { client: std::mem::ManuallyDrop::new(client), statements: HashMap::new(), pending_audit: Vec::new() }
     }
 
     fn statement(&mut self, sql: &str) -> Result<postgres::Statement> {
         if let Some(s) = self.statements.get(sql) {
             return Ok(s.clone());
         }
-        let st = self.client.prepare(&to_postgres(sql))?;
+        let text = to_postgres(sql);
+        let st = self.client.prepare(&text).map_err(|e| pg_error(&text, e))?;
         if self.statements.len() > 512 {
             self.statements.clear();
         }
         self.statements.insert(sql.to_string(), st.clone());
         Ok(st)
+    }
+}
+
+impl Drop for PgConn {
+    fn drop(&mut self) {
+        // SAFETY: the client is taken once, here, and never used again.
+        let client = unsafe { std::mem::ManuallyDrop::take(&mut self.client) };
+        // Closing the connection blocks on the client's own runtime.
+        super::pg::blocking(move || drop(client));
     }
 }
 
@@ -417,7 +433,7 @@ impl<'a> Db<'a> {
     pub fn execute_batch(&self, sql: &str) -> Result<()> {
         match &self.inner {
             Inner::Sqlite(c) => Ok(c.execute_batch(sql)?),
-            Inner::Pg(c) => Ok(c.borrow_mut().client.batch_execute(sql)?),
+            Inner::Pg(c) => Ok(super::pg::blocking(|| c.borrow_mut().client.batch_execute(sql))?),
         }
     }
 
@@ -442,23 +458,23 @@ impl<'a> Db<'a> {
                 }
                 Ok(())
             }
-            Inner::Pg(c) => {
+            Inner::Pg(c) => super::pg::blocking(|| {
                 let mut conn = c.borrow_mut();
                 let st = conn.statement(sql)?;
                 let n = st.columns().len();
-                let mut it = conn.client.query_raw(&st, p.iter().map(PgValue))?;
+                let mut it = conn.client.query_raw(&st, p.iter().map(PgValue)).map_err(|e| pg_error(sql, e))?;
                 use postgres::fallible_iterator::FallibleIterator;
-                while let Some(r) = it.next()? {
+                while let Some(r) = it.next().map_err(|e| pg_error(sql, e))? {
                     let mut vals = Vec::with_capacity(n);
                     for i in 0..n {
-                        vals.push(r.try_get::<_, PgValueOut>(i).map(|v| v.0)?);
+                        vals.push(r.try_get::<_, PgValueOut>(i).map(|v| v.0).map_err(|e| pg_error(sql, e))?);
                     }
                     if !each(Row(vals))? {
                         break;
                     }
                 }
                 Ok(())
-            }
+            }),
         }
     }
 
@@ -472,13 +488,13 @@ impl<'a> Db<'a> {
                 };
                 Ok(st.execute(rusqlite::params_from_iter(p.iter().map(SqliteValue)))?)
             }
-            Inner::Pg(c) => {
+            Inner::Pg(c) => super::pg::blocking(|| {
                 let mut conn = c.borrow_mut();
                 let st = conn.statement(sql)?;
                 let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
                     p.iter().map(|v| v as &(dyn postgres::types::ToSql + Sync)).collect();
-                Ok(conn.client.execute(&st, &refs)? as usize)
-            }
+                Ok(conn.client.execute(&st, &refs).map_err(|e| pg_error(sql, e))? as usize)
+            }),
         }
     }
 }
@@ -676,6 +692,7 @@ impl<'r> postgres::types::FromSql<'r> for PgValueOut {
             Type::FLOAT8 => Value::Real(f64::from_sql(ty, raw)?),
             Type::BYTEA => Value::Blob(raw.to_vec()),
             Type::JSONB => Value::Text(String::from_utf8_lossy(raw.get(1..).unwrap_or_default()).into_owned()),
+            Type::NUMERIC => numeric(raw)?,
             _ => Value::Text(String::from_utf8_lossy(raw).into_owned()),
         }))
     }
@@ -687,6 +704,47 @@ impl<'r> postgres::types::FromSql<'r> for PgValueOut {
     fn accepts(_: &postgres::types::Type) -> bool {
         true
     }
+}
+
+/// A PostgreSQL failure with its message and the statement it came from.
+fn pg_error(sql: &str, e: postgres::Error) -> Error {
+    let msg = match e.as_db_error() {
+        Some(d) => {
+            format!("{}: {}{}", d.code().code(), d.message(), d.detail().map(|x| format!(" ({x})")).unwrap_or_default())
+        }
+        None => e.to_string(),
+    };
+    Error::PgIn { sql: sql.chars().take(300).collect(), msg, err: e }
+}
+
+/// A NUMERIC (what PostgreSQL's `sum` of integers gives) in its binary
+/// form: an integer when it has no fraction, else a real.
+fn numeric(raw: &[u8]) -> std::result::Result<Value, Box<dyn std::error::Error + Sync + Send>> {
+    let word = |i: usize| -> std::result::Result<i64, Box<dyn std::error::Error + Sync + Send>> {
+        let b = raw.get(i * 2..i * 2 + 2).ok_or("a truncated NUMERIC")?;
+        Ok(i64::from(i16::from_be_bytes([b[0], b[1]])))
+    };
+    let (ndigits, weight, sign, dscale) = (word(0)?, word(1)?, word(2)? as u16, word(3)?);
+    if sign == 0xC000 {
+        return Ok(Value::Real(f64::NAN));
+    }
+    let mut v = 0f64;
+    let mut exact: Option<i128> = Some(0);
+    for i in 0..ndigits.max(0) as usize {
+        let d = word(4 + i)? as u16 as i64;
+        let p = weight - i as i64;
+        v += d as f64 * 10000f64.powi(p as i32);
+        exact = match (exact, p >= 0) {
+            (Some(e), true) => 10000i128.checked_pow(p as u32).and_then(|m| e.checked_add(i128::from(d) * m)),
+            (e, false) if d == 0 => e,
+            _ => None,
+        };
+    }
+    let neg = sign == 0x4000;
+    Ok(match exact.and_then(|e| i64::try_from(e).ok()) {
+        Some(i) if dscale == 0 || v.fract() == 0.0 => Value::Int(if neg { -i } else { i }),
+        _ => Value::Real(if neg { -v } else { v }),
+    })
 }
 
 /// SQLite's statement text as PostgreSQL takes it: `?N` (and bare `?`)
@@ -704,6 +762,14 @@ pub fn to_postgres(sql: &str) -> String {
     while i < b.len() {
         let c = b[i];
         match c {
+            // A comment may hold an apostrophe or a question mark: it is
+            // not SQL, and PostgreSQL need not see it.
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
             b'\'' | b'"' => {
                 let q = c;
                 let start = i;
@@ -804,6 +870,17 @@ mod tests {
         );
         assert_eq!(to_postgres("SELECT xmin(a, b), min(next_try)"), "SELECT xmin(a, b), min(next_try)");
         assert_eq!(to_postgres("max(coalesce(a, b), c)"), "GREATEST(coalesce(a, b), c)");
+        // Comments may hold quotes and question marks.
+        assert_eq!(to_postgres("SET a = ?2, -- the trash's view?\n b = ?1 -- end"), "SET a = $2, \n b = $1 ");
+    }
+
+    #[test]
+    fn numerics_decode() {
+        // 0; 12345678 = [1234, 5678] weight 1; -1.5 = [1, 5000] weight 0, dscale 1.
+        let enc = |w: &[i16]| w.iter().flat_map(|x| x.to_be_bytes()).collect::<Vec<u8>>();
+        assert_eq!(numeric(&enc(&[0, 0, 0, 0])).unwrap(), Value::Int(0));
+        assert_eq!(numeric(&enc(&[2, 1, 0, 0, 1234, 5678])).unwrap(), Value::Int(12_345_678));
+        assert_eq!(numeric(&enc(&[2, 0, 0x4000, 1, 1, 5000])).unwrap(), Value::Real(-1.5));
     }
 
     #[test]

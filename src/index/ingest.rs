@@ -146,10 +146,10 @@ pub fn set_station_state(
     c.prepare_cached(
         "UPDATE stations SET
             available = ?2,
-            unavailable_since = CASE WHEN ?2 THEN NULL ELSE coalesce(unavailable_since, ?5) END,
+            unavailable_since = CASE WHEN CAST(?2 AS BIGINT) = 1 THEN NULL ELSE coalesce(unavailable_since, ?5) END,
             last_error = ?3,
             pending_files = ?4,
-            last_scan_at = CASE WHEN ?6 THEN ?5 ELSE last_scan_at END,
+            last_scan_at = CASE WHEN CAST(?6 AS BIGINT) = 1 THEN ?5 ELSE last_scan_at END,
             updated_at = ?5
          WHERE id = ?1",
     )?
@@ -251,7 +251,7 @@ pub fn delete_pending(c: &Db, station: &str, rel_path: &[u8]) -> crate::index::d
 fn touch_party(c: &Db, table: &str, key: &str, value: &str, now_ms: i64) -> crate::index::db::Result<()> {
     c.prepare_cached(&format!(
         "INSERT INTO {table} ({key}, first_seen, last_seen) VALUES (?1, ?2, ?2)
-             ON CONFLICT ({key}) DO UPDATE SET last_seen = max(last_seen, excluded.last_seen)"
+             ON CONFLICT ({key}) DO UPDATE SET last_seen = max({table}.last_seen, excluded.last_seen)"
     ))?
     .execute(params![value, now_ms])?;
     Ok(())
@@ -605,7 +605,7 @@ pub fn request_retry(
 ) -> crate::index::db::Result<usize> {
     c.prepare_cached(
         "UPDATE pending SET retry_requested = ?3
-         WHERE state IN ('failed', 'blocked', 'retrying') AND (?1 IS NULL OR station = ?1) AND (?2 IS NULL OR rel_path = ?2)",
+         WHERE state IN ('failed', 'blocked', 'retrying') AND station = coalesce(?1, station) AND rel_path = coalesce(?2, rel_path)",
     )?
     .execute(params![station, rel_path, now_ms])
 }

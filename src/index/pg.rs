@@ -64,8 +64,23 @@ fn unavailable(url: &str, e: impl std::fmt::Display) -> IndexError {
     IndexError::Unavailable(format!("PostgreSQL at {} cannot be reached: {e}", redact(url)))
 }
 
+/// Run blocking PostgreSQL work from wherever the caller is: the sync
+/// client drives a small runtime of its own, which cannot start on a
+/// thread that is running the daemon's (async) runtime, so such a caller
+/// hands its thread over to blocking work first.
+pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// A new connection, configured for evidence.
 pub fn connect(url: &str) -> Result<PgConn, IndexError> {
+    blocking(|| connect_now(url))
+}
+
+fn connect_now(url: &str) -> Result<PgConn, IndexError> {
     let mut cfg: postgres::Config = url
         .parse()
         .map_err(|e| IndexError::Unavailable(format!("index.url {} is not a PostgreSQL URL: {e}", redact(url))))?;
@@ -101,7 +116,7 @@ fn version(c: &mut postgres::Client) -> Result<usize, IndexError> {
 /// readers and `check-config`, which never migrate).
 pub fn connect_checked(url: &str) -> Result<PgConn, IndexError> {
     let mut c = connect(url)?;
-    let found = version(&mut c.client)?;
+    let found = blocking(|| version(&mut c.client))?;
     let path = std::path::PathBuf::from(redact(url));
     if found == 0 {
         return Err(IndexError::Missing(path));
@@ -193,7 +208,7 @@ impl Pg {
     /// Connect, create or migrate the schema, and keep a pool.
     pub fn open(url: &str) -> Result<Pg, IndexError> {
         let mut first = connect(url)?;
-        migrate(&mut first.client, url)?;
+        blocking(|| migrate(&mut first.client, url))?;
         Ok(Pg {
             inner: Arc::new(Inner {
                 url: url.to_string(),
@@ -244,7 +259,11 @@ impl Pg {
     }
 
     /// One transaction, retried on serialization failures and deadlocks.
-    pub fn call_blocking<T>(&self, mut f: impl FnMut(&Db) -> db::Result<T>) -> Result<T, IndexError> {
+    pub fn call_blocking<T>(&self, f: impl FnMut(&Db) -> db::Result<T>) -> Result<T, IndexError> {
+        blocking(|| self.call_now(f))
+    }
+
+    fn call_now<T>(&self, mut f: impl FnMut(&Db) -> db::Result<T>) -> Result<T, IndexError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -304,6 +323,10 @@ impl Pg {
 
     /// Run `f` on a pooled connection, outside a transaction.
     pub fn read<T>(&self, f: impl FnOnce(&Db) -> db::Result<T>) -> Result<T, IndexError> {
+        blocking(|| self.read_now(f))
+    }
+
+    fn read_now<T>(&self, f: impl FnOnce(&Db) -> db::Result<T>) -> Result<T, IndexError> {
         let conn = RefCell::new(self.take()?);
         let r = f(&Db::pg(&conn)).map_err(IndexError::Db);
         let broken = matches!(&r, Err(IndexError::Db(e)) if e.is_connection());
@@ -328,7 +351,11 @@ impl Pg {
 }
 
 /// One transaction from another process (the CLI).
-pub fn write_once<T>(url: &str, mut f: impl FnMut(&Db) -> db::Result<T>) -> Result<T, IndexError> {
+pub fn write_once<T>(url: &str, f: impl FnMut(&Db) -> db::Result<T>) -> Result<T, IndexError> {
+    blocking(|| write_once_now(url, f))
+}
+
+fn write_once_now<T>(url: &str, mut f: impl FnMut(&Db) -> db::Result<T>) -> Result<T, IndexError> {
     let conn = RefCell::new(connect_checked(url)?);
     conn.borrow_mut().client.batch_execute("BEGIN")?;
     match f(&Db::pg(&conn)).and_then(|v| flush_audit(&conn).map(|()| v)) {

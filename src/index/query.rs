@@ -362,7 +362,7 @@ pub struct PendingDeletion {
 pub fn pending_deletions(c: &Db, due: Option<i64>) -> crate::index::db::Result<Vec<PendingDeletion>> {
     let mut stmt = c.prepare_cached(
         "SELECT media_id, station, rel_path, dev, ino, size, mtime_ns, ctime_ns FROM sightings
-         WHERE disposition = 'delete_pending' AND (?1 IS NULL OR dispose_retry_at <= ?1) ORDER BY id",
+         WHERE disposition = 'delete_pending' AND (CAST(?1 AS BIGINT) IS NULL OR dispose_retry_at <= ?1) ORDER BY id",
     )?;
     let rows = stmt.query_map([due], |r| {
         Ok(PendingDeletion {

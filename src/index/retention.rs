@@ -224,10 +224,12 @@ pub fn apply(c: &Db, cfg: &RetentionConfig, now_ms: i64, planned: &PassReport) -
         )?
         .execute(params![id, now_ms])?;
         let exports: Vec<String> = c
-            .prepare_cached(
+            .prepare_cached(c.pick(
                 "SELECT e.id FROM exports e WHERE e.voided_at IS NULL
                    AND EXISTS (SELECT 1 FROM json_each(e.media) j WHERE j.value = ?1)",
-            )?
+                "SELECT e.id FROM exports e WHERE e.voided_at IS NULL
+                   AND EXISTS (SELECT 1 FROM jsonb_array_elements_text(e.media::jsonb) j WHERE j = ?1)",
+            ))?
             .query_map([id], |row| row.get(0))?
             .collect::<Result<_, _>>()?;
         for e in &exports {

@@ -175,6 +175,25 @@ fn open_audio(octx: &mut ff::format::context::Output, a: &AudioSpec, duration: f
     })
 }
 
+/// Write all 64 bits of `seed` into the picture (blocks along its top
+/// rows), so that two seeds never give the same picture.
+fn stamp_seed(frame: &mut ff::frame::Video, seed: u64) {
+    let (w, h) = (frame.width() as usize, frame.height() as usize);
+    let stride = frame.stride(0);
+    let y = frame.data_mut(0);
+    // Two-pixel-wide blocks, 8 rows tall: they survive JPEG's quantising.
+    let per_row = (w / 2).max(1);
+    for bit in 0..64usize {
+        let (band, col) = (bit / per_row, (bit % per_row) * 2);
+        let v = if seed >> bit & 1 == 1 { 235 } else { 16 };
+        for row in band * 8..(band * 8 + 8).min(h) {
+            for c in col..(col + 2).min(w) {
+                y[row * stride + c] = v;
+            }
+        }
+    }
+}
+
 fn paint(frame: &mut ff::frame::Video, n: i64, seed: u64) {
     let (w, h) = (frame.width() as usize, frame.height() as usize);
     let bar = ((n as usize * 7) + seed as usize) % w.max(1);
@@ -296,6 +315,7 @@ pub fn encode_jpeg(width: u32, height: u32, seed: u64) -> Result<Vec<u8>, String
     let mut enc = enc.open_with(ff::Dictionary::new()).map_err(err("opening the jpeg encoder"))?;
     let mut frame = ff::frame::Video::new(Pixel::YUVJ420P, width, height);
     paint(&mut frame, seed as i64, seed);
+    stamp_seed(&mut frame, seed);
     frame.set_pts(Some(0));
     enc.send_frame(&frame).map_err(err("encoding a picture"))?;
     enc.send_eof().map_err(err("flushing"))?;

@@ -93,10 +93,18 @@ pub async fn evaluate_once(ctx: &Arc<Ctx>) -> anyhow::Result<Vec<Transition>> {
     let unarchived = unarchived.into_iter().map(|(k, t)| (k, crate::clock::from_ms(t))).collect();
     // One host's outages are its own; in a district each host reports its
     // own (heartbeats), and the leader alerts them by host.
+    // This host's own are read live, the others' from their heartbeats.
+    let own: Vec<_> = ctx
+        .faults
+        .current()
+        .into_iter()
+        .map(|(k, since, reason)| (k.alert(), k.subject().to_string(), since, reason))
+        .collect();
     let faults = if shared {
-        host_faults
-            .iter()
-            .flat_map(|(host, json)| {
+        let me = &ctx.district.host;
+        own.into_iter()
+            .map(|(k, subject, since, reason)| (k, format!("{me}/{subject}"), since, reason))
+            .chain(host_faults.iter().filter(|(host, _)| host != me).flat_map(|(host, json)| {
                 serde_json::from_str::<Vec<serde_json::Value>>(json)
                     .unwrap_or_default()
                     .into_iter()
@@ -111,14 +119,10 @@ pub async fn evaluate_once(ctx: &Arc<Ctx>) -> anyhow::Result<Vec<Transition>> {
                         ))
                     })
                     .collect::<Vec<_>>()
-            })
+            }))
             .collect()
     } else {
-        ctx.faults
-            .current()
-            .into_iter()
-            .map(|(k, since, reason)| (k.alert(), k.subject().to_string(), since, reason))
-            .collect()
+        own
     };
     let snap = Snapshot { now, pending, stations, free_bytes: ctx.archive.free_bytes().ok(), unarchived, faults };
     let th = Thresholds {

@@ -61,6 +61,11 @@ pub async fn run(ctx: Arc<Ctx>, config: Arc<Config>, key: HostKey) {
                     write_head(&ctx, &config.state_dir, &key).await;
                 }
             }
+            // A host that becomes the leader signs the head at once, not
+            // an interval later.
+            _ = ctx.district.became_leader.notified() => {
+                write_head(&ctx, &config.state_dir, &key).await;
+            }
             _ = tokio::time::sleep_until(next_retention) => {
                 if !ctx.district.is_leader() {
                     next_retention = tokio::time::Instant::now() + Duration::from_secs(60).min(config.retention.every);

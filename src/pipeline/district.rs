@@ -88,6 +88,8 @@ pub async fn heartbeat(ctx: Arc<Ctx>) {
         }
         tokio::select! {
             _ = tokio::time::sleep(HEARTBEAT) => {}
+            // An outage that begins or ends is told at once.
+            _ = ctx.faults.changed.notified() => {}
             _ = ctx.shutdown.cancelled() => return,
         }
     }

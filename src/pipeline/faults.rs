@@ -81,6 +81,9 @@ struct Active {
 #[derive(Debug, Default)]
 pub struct Faults {
     active: Mutex<HashMap<FaultKind, Active>>,
+    /// Wakes whoever publishes the outages (a district host's heartbeat)
+    /// when one begins or ends.
+    pub changed: tokio::sync::Notify,
 }
 
 /// How long an outage counts as current after it was last met, if nothing
@@ -100,6 +103,7 @@ impl Faults {
             }
             None => {
                 m.insert(f.kind, Active { since: now, last: Instant::now(), reason: f.reason.clone() });
+                self.changed.notify_waiters();
                 true
             }
         }
@@ -112,7 +116,11 @@ impl Faults {
         if m.is_empty() {
             return Vec::new();
         }
-        kinds.iter().filter_map(|k| m.remove(k).map(|a| (*k, a.since))).collect()
+        let ended: Vec<_> = kinds.iter().filter_map(|k| m.remove(k).map(|a| (*k, a.since))).collect();
+        if !ended.is_empty() {
+            self.changed.notify_waiters();
+        }
+        ended
     }
 
     pub fn is_active(&self, kind: FaultKind) -> bool {

@@ -33,6 +33,9 @@ pub fn on_postgres() -> bool {
 }
 
 /// A database created for one test and dropped after it.
+/// The host name tests on PostgreSQL run as.
+pub const PG_HOST: &str = "host-a";
+
 pub struct PgDb {
     pub name: String,
     pub url: String,
@@ -86,7 +89,9 @@ impl Harness {
             }
         }
         let engine = match &self.pg {
-            Some(pg) => format!("[index]\nurl = \"{}\"\n[archive]\nshared = true\n", pg.url),
+            Some(pg) => {
+                format!("[index]\nurl = \"{}\"\n[archive]\nshared = true\n[host]\nname = \"{PG_HOST}\"\n", pg.url)
+            }
             None => String::new(),
         };
         let text = format!(
@@ -100,6 +105,15 @@ impl Harness {
             self.dock.display()
         );
         std::fs::write(&self.config, text).unwrap();
+    }
+
+    /// The subject of an outage alert about this host's `what` (archive,
+    /// index, resources): in a district, outages are per host.
+    pub fn fault_subject(&self, what: &str) -> String {
+        match self.pg {
+            Some(_) => format!("{PG_HOST}/{what}"),
+            None => what.to_string(),
+        }
     }
 
     pub fn cmd(&self, args: &[&str]) -> Command {
