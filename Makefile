@@ -20,6 +20,14 @@ test: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test
+	@if ./scripts/pg-up.sh; then \
+		echo "== the suite again, on PostgreSQL =="; \
+		BODYCAMD_TEST_ENGINE=postgres $(CARGO) test --tests; \
+	elif [ -n "$${BODYCAMD_TEST_REQUIRE_PG:-}" ]; then \
+		echo "PostgreSQL is required (BODYCAMD_TEST_REQUIRE_PG) but not reachable" >&2; exit 1; \
+	else \
+		echo "SKIPPED: the PostgreSQL half of the suite (no server on 127.0.0.1:5432)"; \
+	fi
 	./scripts/api-fuzz.sh
 	FUZZ_SECS=10 ./scripts/fuzz.sh
 	./scripts/package-check.sh

@@ -182,16 +182,36 @@ pub async fn run(
     if !removed.is_empty() {
         tracing::warn!(count = removed.len(), "removed interrupted copies from the archive (their dock files remain)");
     }
+    let bucket = crate::store::open_bucket(&config)?;
+    let archive = match &bucket {
+        Some(b) => {
+            // Interrupted multipart uploads: everything begun before this
+            // start on a single host; in a district only what is a day old
+            // (another host may be uploading now).
+            let before = to_ms(clock.now())
+                - if matches!(config.index, crate::config::IndexLocation::Postgres(_)) { 86_400_000 } else { 0 };
+            match b.abort_stale_uploads(before) {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::warn!(count = n, "aborted interrupted uploads to the bucket (their dock files remain)")
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot list interrupted uploads in the bucket"),
+            }
+            tracing::info!(bucket = %b.bucket(), "archive: S3 bucket (the local folder is this host's cache)");
+            archive.with_remote(b.clone(), crate::store::s3::Tree::Originals, Some(crate::store::lock_span(&config)))
+        }
+        None => archive,
+    };
     let index = Index::connect(&config.index).with_context(|| match &config.index {
         crate::index::Location::Sqlite(p) => format!("cannot open the index at {}", p.display()),
         crate::index::Location::Postgres(u) => {
             format!("cannot open the index at {}", crate::index::pg::redact(u))
         }
     })?;
-    if index.engine() == crate::index::Engine::Postgres && !config.archive.shared {
+    if index.engine() == crate::index::Engine::Postgres && !config.archive.shared && bucket.is_none() {
         bail!(
             "index.url is a PostgreSQL district index, but the archive is this host's own folder ({}): any host \
-             must be able to serve any original. Use an S3 archive ([archive] kind = \"s3\") or a folder every \
+             must be able to serve any original. Use an S3 archive ([archive.s3] bucket = ...) or a folder every \
              host mounts at the same path ([archive] shared = true)",
             config.archive_dir().display()
         );
@@ -223,6 +243,10 @@ pub async fn run(
     });
     let rendition_store = Archive::open(&config.renditions_dir())
         .with_context(|| format!("cannot open the renditions store in {}", config.state_dir.display()))?;
+    let rendition_store = match &bucket {
+        Some(b) => rendition_store.with_remote(b.clone(), crate::store::s3::Tree::Renditions, None),
+        None => rendition_store,
+    };
     let runtime = renditions::Runtime {
         cfg: config.renditions.clone(),
         store: rendition_store,
@@ -274,6 +298,7 @@ pub async fn run(
             key: key.clone(),
             export_expire: config.exports.expire,
             retention_default: config.retention.default,
+            lock_span: crate::store::lock_span(&config),
             retry_wake: ctx.retry_wake.clone(),
             export_builds: Arc::new(tokio::sync::Mutex::new(())),
             unauthenticated: Arc::new(api::auth::Unauthenticated::new(config.api.auth_failures_per_minute)),

@@ -79,6 +79,36 @@ pub struct ArchiveConfig {
     /// The local archive folder is one every host of a district mounts at
     /// the same path (a shared file system).
     pub shared: bool,
+    /// The archive is an S3 bucket (the local folder is then a cache).
+    pub s3: Option<S3Config>,
+}
+
+/// Object Lock retention mode for originals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockMode {
+    /// Nobody, root included, can delete or shorten before the date.
+    Compliance,
+    /// Users with a special permission can; for trials only.
+    Governance,
+}
+
+/// An S3-compatible bucket with Object Lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Config {
+    pub bucket: String,
+    pub region: String,
+    /// `http(s)://host:port` of a non-AWS server (MinIO, Ceph, moto).
+    pub endpoint: Option<String>,
+    pub path_style: bool,
+    /// TOML with access_key_id, secret_access_key (and session_token);
+    /// without it, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY.
+    pub credentials_file: Option<PathBuf>,
+    pub lock_mode: LockMode,
+    /// Run against a bucket without Object Lock (explicit opt-out).
+    pub allow_without_object_lock: bool,
+    /// Files larger than this go up in parts of this size.
+    pub part_size: u64,
+    pub parallel_parts: usize,
 }
 
 /// Where the index is.
@@ -393,6 +423,21 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawArchive {
     shared: Option<bool>,
+    s3: Option<RawS3>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawS3 {
+    bucket: Spanned<String>,
+    region: Option<String>,
+    endpoint: Option<Spanned<String>>,
+    path_style: Option<bool>,
+    credentials_file: Option<Spanned<String>>,
+    lock_mode: Option<Spanned<String>>,
+    allow_without_object_lock: Option<bool>,
+    part_size_mb: Option<Spanned<i64>>,
+    parallel_parts: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1108,6 +1153,48 @@ fn resolve(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
             IndexLocation::Sqlite(state_dir.join("index.sqlite3"))
         }
     };
+    let s3 = raw.archive.s3.as_ref().map(|r| {
+        let bucket = r.bucket.get_ref().clone();
+        // S3 bucket naming: 3-63 of a-z 0-9 . -, starting and ending alphanumeric.
+        let ok = (3..=63).contains(&bucket.len())
+            && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+            && bucket.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+            && bucket.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
+        if !ok {
+            ctx.err(Some(r.bucket.span()), "archive.s3.bucket", format!("{bucket:?} is not a valid S3 bucket name"));
+        }
+        let endpoint = r.endpoint.as_ref().map(|e| {
+            let v = e.get_ref().trim_end_matches('/').to_string();
+            match url::Url::parse(&v) {
+                Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+                _ => {
+                    ctx.err(Some(e.span()), "archive.s3.endpoint", format!("{v:?} must be an http:// or https:// URL"))
+                }
+            }
+            v
+        });
+        let lock_mode = match r.lock_mode.as_ref().map(|m| (m.get_ref().to_ascii_lowercase(), m.span())) {
+            None => LockMode::Compliance,
+            Some((m, _)) if m == "compliance" => LockMode::Compliance,
+            Some((m, _)) if m == "governance" => LockMode::Governance,
+            Some((m, span)) => {
+                ctx.err(Some(span), "archive.s3.lock_mode", format!("{m:?} must be \"compliance\" or \"governance\""));
+                LockMode::Compliance
+            }
+        };
+        S3Config {
+            bucket,
+            region: r.region.clone().unwrap_or_else(|| "us-east-1".into()),
+            endpoint,
+            path_style: r.path_style.unwrap_or(true),
+            credentials_file: r.credentials_file.as_ref().map(|p| ctx.path(p, "archive.s3.credentials_file")),
+            lock_mode,
+            allow_without_object_lock: r.allow_without_object_lock.unwrap_or(false),
+            // S3 parts are 5 MiB to 5 GiB.
+            part_size: ctx.int(&r.part_size_mb, "archive.s3.part_size_mb", 16, 5, 5120) as u64 * 1024 * 1024,
+            parallel_parts: ctx.int(&r.parallel_parts, "archive.s3.parallel_parts", 4, 1, 64) as usize,
+        }
+    });
     let host = match &raw.host.name {
         Some(n) => {
             let name = n.get_ref().clone();
@@ -1124,7 +1211,7 @@ fn resolve(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
     Config {
         index,
         host,
-        archive: ArchiveConfig { shared: raw.archive.shared.unwrap_or(false) },
+        archive: ArchiveConfig { shared: raw.archive.shared.unwrap_or(false), s3 },
         deadlines,
         alerts,
         cases,

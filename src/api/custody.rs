@@ -82,6 +82,21 @@ async fn restored_file(s: &ApiState, id: &str, restored: bool) -> Result<(), Api
     Ok(())
 }
 
+/// Bring one original's bucket lock and legal hold in line with the index
+/// after an administrator changed why it is kept. A failure is logged; the
+/// retention pass tries again.
+async fn sync_bucket(s: &ApiState, id: &str) {
+    let Some(s3) = s.archive.remote().cloned() else { return };
+    let (index, id, span, now) = (s.index.clone(), id.to_string(), s.lock_span, to_ms(s.clock.now()));
+    let r = tokio::task::spawn_blocking(move || {
+        index.read_any(|c| retention::sync_bucket_locks(c, &s3, span, now, Some(&id)))
+    })
+    .await;
+    if let Ok(Err(e)) = r {
+        tracing::warn!(error = %format!("{e:#}"), "cannot update the bucket's lock now; the retention pass tries again");
+    }
+}
+
 /// Refuse, as the original route does, to serve anything of an original in
 /// the trash or purged (410 Gone, with when).
 pub async fn not_gone(s: &ApiState, hex: &str) -> Result<(), ApiError> {
@@ -164,6 +179,7 @@ pub async fn set_retention(
     let (important, reason) = (body.important, body.reason.clone());
     let restored = s.index.call(move |c| ixc::set_important(c, &h2, important, &by, &reason, now)).await?;
     restored_file(&s, &hex, restored).await?;
+    sync_bucket(&s, &hex).await;
     note.details = Some(format!("important = {}", body.important));
     Ok(with_note(Json(retention_of(&s, hex).await?), note))
 }
@@ -208,6 +224,7 @@ pub async fn place_hold(
     let reason = body.reason.clone();
     let (hold_id, restored) = s.index.call(move |c| ixc::place_hold(c, &h2, &reason, &by, now)).await?;
     restored_file(&s, &hex, restored).await?;
+    sync_bucket(&s, &hex).await;
     let hold = HoldJson {
         hold_id,
         media_id: hex,
@@ -240,6 +257,7 @@ pub async fn lift_hold(
     if !lifted {
         return Err(ApiError::not_found(format!("no active hold {hold_id} on {hex}")));
     }
+    sync_bucket(&s, &hex).await;
     Ok(with_note(Json(retention_of(&s, hex).await?), note))
 }
 
@@ -707,9 +725,26 @@ pub async fn download(
             approved_at: e.decided_at.clone(),
             media: e.media.clone(),
         };
+        let (archive, renditions) = (s.archive.clone(), s.renditions.clone());
         let built = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
             std::fs::create_dir_all(&dir)?;
-            index.read_any(|c| export::build(c, &state, &info, &key, &p2).map(|_| ()))
+            index.read_any(|c| {
+                // From a bucket, the objects are read into this host's cache
+                // first (one that cannot be read fails the build below).
+                if archive.remote().is_some() {
+                    for id in &info.media {
+                        if let Ok(mid) = id.parse() {
+                            let _ = archive.local(&mid);
+                        }
+                        for r in crate::index::renditions::of_original(c, id)? {
+                            if let Ok(rid) = r.id.parse() {
+                                let _ = renditions.local(&rid);
+                            }
+                        }
+                    }
+                }
+                export::build(c, &state, &info, &key, &p2).map(|_| ())
+            })
         })
         .await?;
         if let Err(err) = built {

@@ -238,8 +238,15 @@ pub async fn original(
     let row = row.ok_or_else(|| ApiError::not_found(format!("no original {hex}")))?;
     super::custody::not_gone(&s, &hex).await?;
     let name = row.sightings.first().and_then(|s| s.path.file_name()).map(|n| n.to_string_lossy().into_owned());
+    let path = crate::store::local_async(&s.archive, mid).await.map_err(|e| {
+        ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "archive_unavailable",
+            format!("the original cannot be read from the archive now: {e}"),
+        )
+    })?;
     let obj = Object {
-        path: s.archive.object_path(&mid),
+        path,
         etag_id: hex.clone(),
         content_type: content_type(row.kind.as_deref(), row.container.as_deref()).to_string(),
         filename: name.unwrap_or_else(|| hex.clone()),
@@ -352,8 +359,15 @@ async fn rendition_of(
     } else {
         "mp4"
     };
+    let path = crate::store::local_async(&s.renditions, rid).await.map_err(|e| {
+        ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "archive_unavailable",
+            format!("the rendition cannot be read from the archive now: {e}"),
+        )
+    })?;
     let obj = Object {
-        path: s.renditions.object_path(&rid),
+        path,
         etag_id: row.id.clone(),
         content_type: row.mime.clone(),
         filename: format!("{}-{kind}.{ext}", &hex[..16]),

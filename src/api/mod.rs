@@ -72,6 +72,8 @@ pub struct ApiState {
     pub export_expire: std::time::Duration,
     /// Ordinary recordings are kept this long.
     pub retention_default: std::time::Duration,
+    /// A bucket lock's span: retention plus the trash period.
+    pub lock_span: std::time::Duration,
     /// Wakes the stations to take retries an administrator asked for.
     pub retry_wake: Arc<tokio::sync::Notify>,
     /// Held while an export archive is built (once, whatever the number of

@@ -59,6 +59,16 @@ pub fn main(a: Args) -> anyhow::Result<i32> {
             );
         }
     }
+    // The bucket: reachable, with credentials that work, and Object Lock.
+    if let Some(s3) = &cfg.archive.s3 {
+        match crate::store::open_bucket(&cfg) {
+            Ok(_) => println!("archive: S3 bucket {} reachable, Object Lock checked", s3.bucket),
+            Err(e) => {
+                eprintln!("error: archive.s3: {e:#}");
+                return Ok(2);
+            }
+        }
+    }
     // The index: a PostgreSQL district index must be reachable, at a schema
     // this bodycamd knows, with the privileges it needs.
     if let crate::config::IndexLocation::Postgres(url) = &cfg.index {
@@ -69,7 +79,7 @@ pub fn main(a: Args) -> anyhow::Result<i32> {
                 return Ok(2);
             }
         }
-        if !cfg.archive.shared {
+        if !cfg.archive.shared && cfg.archive.s3.is_none() {
             eprintln!(
                 "error: archive: a PostgreSQL district index needs an archive every host can read (an S3 bucket, or a \
                  shared folder with [archive] shared = true)"

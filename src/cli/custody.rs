@@ -25,7 +25,8 @@ pub fn verify_main(a: VerifyArgs) -> anyhow::Result<i32> {
     };
     let reader = open_reader(&cfg.index)?;
     let c = reader.db();
-    let r = verify::run(&cfg.state_dir, &c, a.sample, None)?;
+    let bucket = crate::store::open_bucket(&cfg)?;
+    let r = verify::run(&cfg.state_dir, &c, a.sample, None, bucket.as_deref())?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {
@@ -154,6 +155,13 @@ pub fn retention_main(c: RetentionCommand) -> anyhow::Result<i32> {
                 let reader = open_reader(&cfg.index)?;
                 let c = reader.db();
                 let repaired = retention::repair(&c, &dir)?;
+                if let Some(s3) = crate::store::open_bucket(&cfg)? {
+                    retention::purge_from_bucket(&s3, &r);
+                    let s = retention::sync_bucket_locks(&c, &s3, crate::store::lock_span(&cfg), now, None)?;
+                    if !s.failed.is_empty() {
+                        eprintln!("warning: {} bucket lock(s) could not be updated: {:?}", s.failed.len(), s.failed);
+                    }
+                }
                 retention::PassReport { repaired, ..r }
             };
             if json {

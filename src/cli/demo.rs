@@ -190,7 +190,7 @@ after_ingest = "keep"
         println!("  #{:<3} {:<9} {:<17} {:<8} {}", a.id, a.severity, a.kind, a.state(), a.subject);
     }
     heading("7. Custody (bodycamd verify)");
-    let v = crate::custody::verify::run(&cfg.state_dir, &c, None, None)?;
+    let v = crate::custody::verify::run(&cfg.state_dir, &c, None, None, None)?;
     println!(
         "  {} originals and {} renditions re-hashed, {} audit entries in an unbroken chain (head #{}): {}",
         v.originals_checked,

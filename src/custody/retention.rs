@@ -182,3 +182,90 @@ pub async fn pass_in_batches(
     }
     Ok(done)
 }
+
+/// What a bucket lock sync did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct LockSync {
+    pub extended: Vec<String>,
+    pub holds_on: Vec<String>,
+    pub holds_off: Vec<String>,
+    pub failed: Vec<(String, String)>,
+}
+
+/// Make the bucket's locks agree with the index: a hold in the index is a
+/// legal hold in the bucket (and a lifted one is lifted there once no hold
+/// is left); a kept original's lock always reaches a whole retention span
+/// plus the trash period ahead; an original whose retention counts from
+/// later than it was stored is locked until that retention ends. Locks are
+/// only ever extended ([`crate::store::S3Store::extend_lock`]).
+///
+/// `span`: retention plus the trash period; `only`: one original.
+pub fn sync_bucket_locks(
+    c: &Db,
+    s3: &crate::store::S3Store,
+    span: std::time::Duration,
+    now_ms: i64,
+    only: Option<&str>,
+) -> anyhow::Result<LockSync> {
+    let span = span.as_millis() as i64;
+    let mut out = LockSync::default();
+    for t in crate::index::retention::lock_targets(c, only)? {
+        let Ok(id) = t.id.parse::<MediaId>() else { continue };
+        let r = (|| -> Result<(), crate::store::S3Error> {
+            let Some(head) = s3.head(crate::store::s3::Tree::Originals, &id)? else {
+                return Err(crate::store::S3Error::Request {
+                    op: "HeadObject",
+                    key: crate::store::s3::key(crate::store::s3::Tree::Originals, &id),
+                    msg: "not in the bucket".into(),
+                });
+            };
+            let have = head.retain_until_ms.unwrap_or(0);
+            // Kept: extended once less than half a span is left, to a full
+            // span ahead (so a pass does not touch every kept object).
+            let want = if t.kept {
+                if have < now_ms + span / 2 {
+                    now_ms + span
+                } else {
+                    have
+                }
+            } else {
+                t.retain_from + span
+            };
+            if want > have {
+                s3.extend_lock(&id, want)?;
+                out.extended.push(t.id.clone());
+            }
+            if t.held != head.legal_hold {
+                s3.set_legal_hold(&id, t.held)?;
+                if t.held { &mut out.holds_on } else { &mut out.holds_off }.push(t.id.clone());
+            }
+            Ok(())
+        })();
+        if let Err(e) = r {
+            tracing::warn!(media_id = %t.id, error = %e, "cannot bring the bucket's lock in line; tried again next pass");
+            out.failed.push((t.id.clone(), e.to_string()));
+        }
+    }
+    Ok(out)
+}
+
+/// Remove purged originals' (and renditions') copies from the bucket. A
+/// version whose lock has not passed is refused by the bucket and stays
+/// (kept longer, never lost); it is logged.
+pub fn purge_from_bucket(s3: &crate::store::S3Store, done: &PassReport) {
+    use crate::store::s3::Tree;
+    let items = done
+        .purged
+        .iter()
+        .map(|i| (Tree::Originals, i))
+        .chain(done.purged_renditions.iter().map(|i| (Tree::Renditions, i)));
+    for (tree, id) in items {
+        let Ok(mid) = id.parse::<MediaId>() else { continue };
+        match s3.delete_all_versions(tree, &mid) {
+            Ok(n) => tracing::info!(media_id = %id, versions = n, "purged from the bucket"),
+            Err(e) => {
+                tracing::warn!(media_id = %id, error = %e, "the bucket keeps this purged object (its lock has not passed)")
+            }
+        }
+    }
+}

@@ -99,21 +99,68 @@ pub fn write_head(state_dir: &Path, c: &Db, key: &HostKey) -> anyhow::Result<Sig
     Ok(head)
 }
 
+/// Check an object in the bucket: read back whole and hashed; an original
+/// must also be under a lock (or legal hold) that is in force.
+fn check_remote(
+    s3: &crate::store::S3Store,
+    tree: crate::store::s3::Tree,
+    id: &str,
+    what: &str,
+    faults: &mut Vec<Fault>,
+) {
+    let key = id.parse::<MediaId>().map(|m| crate::store::s3::key(tree, &m));
+    let problem = match id.parse::<MediaId>() {
+        Err(e) => e.to_string(),
+        Ok(mid) => match s3.hash_remote(tree, &mid) {
+            Ok(h) if h != mid => {
+                format!("{} in bucket {} has changed: its BLAKE3 is now {h}", key.unwrap_or_default(), s3.bucket())
+            }
+            Err(e) => format!("cannot be read from the bucket: {e}"),
+            Ok(_) if tree == crate::store::s3::Tree::Originals => match s3.head(tree, &mid) {
+                Ok(Some(h))
+                    if h.legal_hold || h.retain_until_ms.is_some_and(|t| t > chrono::Utc::now().timestamp_millis()) =>
+                {
+                    return
+                }
+                Ok(Some(_)) => {
+                    format!("{} is in bucket {} without a lock in force", key.unwrap_or_default(), s3.bucket())
+                }
+                Ok(None) => "is gone from the bucket".into(),
+                Err(e) => e.to_string(),
+            },
+            Ok(_) => return,
+        },
+    };
+    faults.push(Fault { what: what.into(), id: id.into(), problem });
+}
+
 /// Verify. `sample`: check only this many random originals and renditions.
-pub fn run(state_dir: &Path, c: &Db, sample: Option<u32>, pubkey: Option<&str>) -> anyhow::Result<Report> {
+/// `bucket`: the archive is this S3 bucket (checked there, not in the
+/// local cache).
+pub fn run(
+    state_dir: &Path,
+    c: &Db,
+    sample: Option<u32>,
+    pubkey: Option<&str>,
+    bucket: Option<&crate::store::S3Store>,
+) -> anyhow::Result<Report> {
+    use crate::store::s3::Tree;
     let mut r = Report::default();
     let originals = crate::index::custody::originals_to_verify(c, sample)?;
     for (id, trashed) in &originals {
-        match id.parse::<MediaId>() {
-            Ok(mid) => check_object(&original_path(state_dir, &mid, *trashed), id, "original", &mut r.faults),
-            Err(e) => r.faults.push(Fault { what: "original".into(), id: id.clone(), problem: e.to_string() }),
+        match (id.parse::<MediaId>(), bucket) {
+            (Ok(_), Some(s3)) => check_remote(s3, Tree::Originals, id, "original", &mut r.faults),
+            (Ok(mid), None) => check_object(&original_path(state_dir, &mid, *trashed), id, "original", &mut r.faults),
+            (Err(e), _) => r.faults.push(Fault { what: "original".into(), id: id.clone(), problem: e.to_string() }),
         }
         r.originals_checked += 1;
     }
     // Renditions of purged originals went with them.
     let renditions = crate::index::custody::renditions_to_verify(c, sample)?;
     for id in &renditions {
-        if let Ok(mid) = id.parse::<MediaId>() {
+        if let Some(s3) = bucket {
+            check_remote(s3, Tree::Renditions, id, "rendition", &mut r.faults);
+        } else if let Ok(mid) = id.parse::<MediaId>() {
             check_object(&Archive::object_path_in(&state_dir.join("renditions"), &mid), id, "rendition", &mut r.faults);
         }
         r.renditions_checked += 1;

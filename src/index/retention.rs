@@ -289,3 +289,40 @@ pub fn keep_reasons(c: &Db, id: &str) -> crate::index::db::Result<Vec<String>> {
     out.extend(cases.into_iter().map(|k| format!("case {k}")));
     Ok(out)
 }
+
+/// An original whose bucket lock may need more than it was stored with:
+/// one with a hold (placed or lifted), a case link or importance, or whose
+/// retention counts from later than it was stored (a clock ahead).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockTarget {
+    pub id: String,
+    /// Kept for a reason (hold, case, importance): locked on a rolling span.
+    pub kept: bool,
+    /// An active hold: the bucket's legal hold must be on.
+    pub held: bool,
+    pub retain_from: i64,
+}
+
+/// Every original whose bucket lock the retention pass checks.
+/// `only`: just this original (after an API change), if it is one.
+pub fn lock_targets(c: &Db, only: Option<&str>) -> crate::index::db::Result<Vec<LockTarget>> {
+    let sql = format!(
+        "SELECT o.id, CASE WHEN {KEEP} THEN 1 ELSE 0 END,
+                CASE WHEN EXISTS (SELECT 1 FROM holds h WHERE h.media_id = o.id AND h.lifted_at IS NULL) THEN 1 ELSE 0 END,
+                o.retain_from
+           FROM originals o
+          WHERE o.purged_at IS NULL AND (CAST(?1 AS TEXT) IS NULL OR o.id = ?1)
+            AND (EXISTS (SELECT 1 FROM holds h WHERE h.media_id = o.id) OR {KEEP} OR o.retain_from > o.ingested_at)
+          ORDER BY o.id"
+    );
+    let mut st = c.prepare(&sql)?;
+    let rows = st.query_map([only], |r| {
+        Ok(LockTarget {
+            id: r.get(0)?,
+            kept: r.get::<_, i64>(1)? == 1,
+            held: r.get::<_, i64>(2)? == 1,
+            retain_from: r.get(3)?,
+        })
+    })?;
+    rows.collect()
+}

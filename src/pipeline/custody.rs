@@ -28,6 +28,27 @@ pub async fn write_head(ctx: &Arc<Ctx>, state_dir: &std::path::Path, key: &HostK
 pub async fn retention_pass(ctx: &Arc<Ctx>, config: &Config) -> anyhow::Result<retention::PassReport> {
     let (dir, cfg, now) = (config.state_dir.clone(), config.retention.clone(), to_ms(ctx.clock.now()));
     let r = retention::pass_in_batches(&ctx.index, &dir, &cfg, now).await?;
+    if let Some(s3) = ctx.archive.remote().cloned() {
+        let (index, done, span) = (ctx.index.clone(), r.clone(), crate::store::lock_span(config));
+        let sync = tokio::task::spawn_blocking(move || {
+            retention::purge_from_bucket(&s3, &done);
+            index.read_any(|c| retention::sync_bucket_locks(c, &s3, span, now, None))
+        })
+        .await?;
+        match sync {
+            Ok(s) if !(s.extended.is_empty() && s.holds_on.is_empty() && s.holds_off.is_empty()) => tracing::info!(
+                extended = s.extended.len(),
+                holds_on = s.holds_on.len(),
+                holds_off = s.holds_off.len(),
+                failed = s.failed.len(),
+                "bucket locks brought in line with the index"
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "cannot check the bucket's locks; tried again next pass")
+            }
+        }
+    }
     for id in &r.trashed {
         tracing::warn!(media_id = %id, "retention over: moved to the trash");
     }

@@ -153,7 +153,19 @@ pub fn media_alerts(id: &str, d: &Described, inputs: &DescribeInputs, extra: &se
 }
 
 async fn describe_one(ctx: &Arc<Ctx>, id: MediaId) {
-    let path = ctx.archive.object_path(&id);
+    let path = match crate::store::local_async(&ctx.archive, id).await {
+        Ok(p) => p,
+        Err(e) => {
+            // Left undescribed: the next sweep tries again.
+            tracing::warn!(media_id = %id, error = %e, "cannot read the original to describe it; tried again later");
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                ctx.describe_later(id);
+            });
+            return;
+        }
+    };
     let desc = ctx.prober.describe(&path).await;
     let hex = id.to_hex();
     let tzs: std::collections::HashMap<String, Tz> =

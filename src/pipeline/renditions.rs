@@ -213,7 +213,19 @@ async fn process(ctx: &Arc<Ctx>, job: Job) {
     let rt = &ctx.renditions;
     let plan: serde_json::Value = serde_json::from_str(&job.plan).unwrap_or_default();
     let Ok(mid) = job.original_id.parse::<crate::domain::MediaId>() else { return };
-    let input = ctx.archive.object_path(&mid);
+    let input = match crate::store::local_async(&ctx.archive, mid).await {
+        Ok(p) => p,
+        Err(e) => {
+            // The bucket could not give the original now: not the
+            // original's fault; the job waits and is tried again.
+            tracing::warn!(media_id = %job.original_id, error = %e, "cannot read the original for a rendition; tried again later");
+            let now = chrono::Utc::now().timestamp_millis();
+            let (id, kind, msg) = (job.original_id.clone(), job.kind.clone(), format!("cannot read the original: {e}"));
+            let retry_at = now + backoff(&rt.cfg, job.attempts).as_millis() as i64;
+            let _ = ctx.index.call(move |c| rx::failed(c, &id, &kind, &msg, Some(retry_at), now)).await;
+            return;
+        }
+    };
     let (ext, mime) = if job.kind == "thumbnail" { ("jpg", "image/jpeg") } else { ("mp4", "") };
     let output = rt.store.tmp_path(ext);
     let render_job = if job.kind == "thumbnail" {

@@ -93,7 +93,7 @@ fn store_outcome(e: StoreError) -> Outcome {
         StoreError::Write(ref io) if is_full_error(io) => {
             Outcome::Blocked(Fault::new(FaultKind::Archive, format!("archive full: {e}")))
         }
-        StoreError::Write(_) => Outcome::Blocked(Fault::new(FaultKind::Archive, e.to_string())),
+        StoreError::Write(_) | StoreError::Remote(_) => Outcome::Blocked(Fault::new(FaultKind::Archive, e.to_string())),
         StoreError::Read(_) => Outcome::Failed(e.to_string()),
     }
 }

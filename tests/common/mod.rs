@@ -567,3 +567,77 @@ impl Drop for Mount {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
 }
+
+/// An S3 server (moto, in memory) on an ephemeral loopback port, with a
+/// boto3 client for what the tests do to the bucket behind bodycamd's back.
+pub struct Moto {
+    child: std::process::Child,
+    pub endpoint: String,
+    dir: tempfile::TempDir,
+}
+
+impl Moto {
+    /// None (and a message) when moto_server is not installed.
+    pub fn start() -> Option<Moto> {
+        if Command::new("moto_server").arg("--help").output().is_err() {
+            eprintln!("SKIPPED: moto_server is not installed (pip install 'moto[server]')");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let m = Moto { child, endpoint, dir: tempfile::tempdir().unwrap() };
+        wait_until("moto_server to listen", Duration::from_secs(30), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        std::fs::write(m.credentials(), "access_key_id = \"test\"\nsecret_access_key = \"test\"\n").unwrap();
+        Some(m)
+    }
+
+    pub fn credentials(&self) -> PathBuf {
+        self.dir.path().join("s3.toml")
+    }
+
+    /// Run Python with `s3` (a boto3 client), `B` (the bucket name given)
+    /// and `json` defined; returns what it printed. Panics on failure.
+    pub fn py(&self, bucket: &str, code: &str) -> String {
+        let prelude = format!(
+            "import boto3, json, datetime\nfrom botocore.exceptions import ClientError\n\
+             s3 = boto3.client('s3', endpoint_url='{}', region_name='us-east-1', \
+             aws_access_key_id='test', aws_secret_access_key='test')\nB = '{bucket}'\n",
+            self.endpoint
+        );
+        let out = Command::new("python3").arg("-c").arg(format!("{prelude}{code}")).output().unwrap();
+        assert!(out.status.success(), "python failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A bucket, with Object Lock or without.
+    pub fn bucket(&self, name: &str, lock: bool) {
+        self.py(
+            name,
+            &format!("s3.create_bucket(Bucket=B, ObjectLockEnabledForBucket={})", if lock { "True" } else { "False" }),
+        );
+    }
+
+    /// The `[archive.s3]` section for this server and bucket.
+    pub fn config(&self, bucket: &str, extra: &str) -> String {
+        format!(
+            "[archive.s3]\nbucket = \"{bucket}\"\nendpoint = \"{}\"\ncredentials_file = \"{}\"\n{extra}\n",
+            self.endpoint,
+            self.credentials().display()
+        )
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

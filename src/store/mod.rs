@@ -21,6 +21,65 @@ use std::path::{Path, PathBuf};
 
 use crate::domain::MediaId;
 
+pub mod s3;
+pub use s3::{S3Error, S3Store, Sha256s};
+
+/// Connect to the configured bucket, if any, and check it: a bucket
+/// without Object Lock is refused unless the operator opted out.
+pub fn open_bucket(cfg: &crate::config::Config) -> anyhow::Result<Option<std::sync::Arc<S3Store>>> {
+    let Some(s3cfg) = &cfg.archive.s3 else { return Ok(None) };
+    let s3 = S3Store::connect(s3cfg)?;
+    let locked = s3.check_bucket()?;
+    if !locked {
+        if !s3cfg.allow_without_object_lock {
+            anyhow::bail!(
+                "bucket {} does not have Object Lock enabled: nothing would stop an original from being deleted or \
+                 overwritten there. Create the bucket with Object Lock (versioning on), or set \
+                 [archive.s3] allow_without_object_lock = true to run without it (not for evidence)",
+                s3cfg.bucket
+            );
+        }
+        tracing::warn!(bucket = %s3cfg.bucket, "bucket has no Object Lock; running without it as configured");
+    }
+    Ok(Some(s3))
+}
+
+/// [`Archive::local`] from async code.
+pub async fn local_async(a: &Archive, id: MediaId) -> io::Result<PathBuf> {
+    let a = a.clone();
+    tokio::task::spawn_blocking(move || a.local(&id)).await.map_err(io::Error::other)?
+}
+
+/// How long an original is locked in the bucket when it is stored: its
+/// retention plus the trash period (the retention pass extends it).
+pub fn lock_span(cfg: &crate::config::Config) -> std::time::Duration {
+    cfg.retention.default + std::time::Duration::from_secs(u64::from(cfg.retention.trash_days) * 86_400)
+}
+
+/// The hashes taken while a copy is made: always BLAKE3 (the address);
+/// for an S3 archive also SHA-256 of the whole and of each part.
+struct Hashes {
+    blake3: blake3::Hasher,
+    sha: Option<s3::ShaParts>,
+}
+
+impl Hashes {
+    fn new(part_size: Option<u64>) -> Hashes {
+        Hashes { blake3: blake3::Hasher::new(), sha: part_size.map(s3::ShaParts::new) }
+    }
+
+    fn update(&mut self, b: &[u8]) {
+        self.blake3.update(b);
+        if let Some(s) = &mut self.sha {
+            s.update(b);
+        }
+    }
+
+    fn finish(self) -> (MediaId, Option<Sha256s>) {
+        (MediaId::from_hash(self.blake3.finalize()), self.sha.map(s3::ShaParts::finish))
+    }
+}
+
 /// Size of one read/hash/write step: large enough that BLAKE3 hashes many
 /// chunks in parallel (SIMD) and the device sees large writes; small enough
 /// to keep the memory of a copy constant whatever the file size.
@@ -75,13 +134,15 @@ pub enum StoreError {
     Write(#[source] io::Error),
     #[error("the dock file changed while it was being copied (expected {expected} bytes, read {read})")]
     SizeChanged { expected: u64, read: u64 },
+    #[error("cannot store in the bucket: {0}")]
+    Remote(#[source] S3Error),
 }
 
 impl StoreError {
     /// Whether the failure says something about the archive rather than the
     /// file (retrying other files will not help either).
     pub fn is_archive_side(&self) -> bool {
-        matches!(self, StoreError::NoSpace { .. } | StoreError::Write(_))
+        matches!(self, StoreError::NoSpace { .. } | StoreError::Write(_) | StoreError::Remote(_))
     }
 }
 
@@ -90,6 +151,17 @@ pub struct Archive {
     root: PathBuf,
     objects: PathBuf,
     tmp: PathBuf,
+    remote: Option<Remote>,
+}
+
+/// The bucket behind a local archive folder (which is then its cache).
+#[derive(Debug, Clone)]
+struct Remote {
+    s3: std::sync::Arc<S3Store>,
+    tree: s3::Tree,
+    /// Originals are locked for this long from when they are stored (the
+    /// retention plus the trash period); the retention pass extends it.
+    lock_ms: Option<i64>,
 }
 
 /// A complete, fsynced copy in `tmp/`, not yet visible under its address.
@@ -99,6 +171,9 @@ pub struct Staged {
     tmp_path: Option<PathBuf>,
     pub id: MediaId,
     pub size: u64,
+    /// SHA-256 of the whole copy and of each upload part, computed in the
+    /// same pass as BLAKE3 when the archive is S3 (the server checks them).
+    pub sha256: Option<Sha256s>,
 }
 
 /// The result of persisting a staged copy.
@@ -124,7 +199,8 @@ impl Drop for Staged {
 impl Archive {
     /// Open (and create) the archive below `root`.
     pub fn open(root: &Path) -> io::Result<Archive> {
-        let a = Archive { root: root.to_path_buf(), objects: root.join("objects"), tmp: root.join("tmp") };
+        let a =
+            Archive { root: root.to_path_buf(), objects: root.join("objects"), tmp: root.join("tmp"), remote: None };
         for d in [&a.root, &a.objects, &a.tmp] {
             fs::create_dir_all(d)?;
         }
@@ -133,6 +209,70 @@ impl Archive {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Put this archive in front of a bucket: every object persisted is
+    /// also put there (create-once, checksummed, locked for `lock` from
+    /// now when given), objects are read from it when this host lacks
+    /// them, and [`Archive::verify`] also confirms the bucket's copy.
+    pub fn with_remote(
+        mut self,
+        s3: std::sync::Arc<S3Store>,
+        tree: s3::Tree,
+        lock: Option<std::time::Duration>,
+    ) -> Archive {
+        self.remote = Some(Remote { s3, tree, lock_ms: lock.map(|d| d.as_millis() as i64) });
+        self
+    }
+
+    /// The bucket, if the archive has one.
+    pub fn remote(&self) -> Option<&std::sync::Arc<S3Store>> {
+        self.remote.as_ref().map(|r| &r.s3)
+    }
+
+    /// A readable local path for an object: the cached copy, or one just
+    /// read from the bucket (checked against its hash before it is used).
+    pub fn local(&self, id: &MediaId) -> io::Result<PathBuf> {
+        let path = self.object_path(id);
+        let Some(r) = &self.remote else { return Ok(path) };
+        if path.is_file() {
+            return Ok(path);
+        }
+        let tmp = self.tmp_path("fetch");
+        let fetch = |version: Option<&str>| -> io::Result<()> {
+            r.s3.fetch(r.tree, id, &tmp, version).map_err(io::Error::other)?;
+            let h = hash_reader(File::open(&tmp)?)?;
+            if h != *id {
+                return Err(io::Error::other(format!(
+                    "the bucket's copy of {id} does not match its hash (BLAKE3 {h})"
+                )));
+            }
+            Ok(())
+        };
+        // The current version, or (hidden by a delete marker or a newer
+        // version someone put over it) the version bodycamd wrote.
+        let got = fetch(None).or_else(|first| {
+            let versions = r.s3.versions(r.tree, id).map_err(io::Error::other)?;
+            versions.iter().find_map(|v| fetch(Some(v)).ok()).ok_or(first)
+        });
+        let got = got.and_then(|()| {
+            fs::set_permissions(&tmp, fs::Permissions::from_mode(0o444))?;
+            if let Some(shard) = path.parent() {
+                fs::create_dir_all(shard)?;
+            }
+            match rustix::fs::renameat_with(
+                rustix::fs::CWD,
+                &tmp,
+                rustix::fs::CWD,
+                &path,
+                rustix::fs::RenameFlags::NOREPLACE,
+            ) {
+                Ok(()) | Err(rustix::io::Errno::EXIST) => Ok(()),
+                Err(e) => Err(io::Error::from(e)),
+            }
+        });
+        let _ = fs::remove_file(&tmp);
+        got.map(|()| path)
     }
 
     /// Remove copies that a crash left in `tmp/`. Returns what was removed.
@@ -185,11 +325,11 @@ impl Archive {
             return Err(StoreError::NoSpace { needed: expected_size, reserve, available });
         }
         let (tmp_path, out) = self.create_tmp().map_err(StoreError::Write)?;
-        let mut staged = Staged { tmp_path: Some(tmp_path), id: MediaId([0; 32]), size: 0 };
+        let mut staged = Staged { tmp_path: Some(tmp_path), id: MediaId([0; 32]), size: 0, sha256: None };
         // Small files (photos) gain nothing from O_DIRECT and need no large
         // buffer; one byte more than expected shows a file still growing.
         let cap = (expected_size as usize).saturating_add(1).next_multiple_of(ALIGN).clamp(ALIGN, BUF_SIZE);
-        let mut hasher = blake3::Hasher::new();
+        let mut hasher = Hashes::new(self.remote.as_ref().map(|r| r.s3.part_size()));
         let total = if expected_size >= DIRECT_MIN {
             copy_pipelined(src, &out, cap, expected_size, reserve, &mut hasher)?
         } else {
@@ -199,14 +339,27 @@ impl Archive {
             return Err(StoreError::SizeChanged { expected: expected_size, read: total });
         }
         out.sync_all().map_err(|e| write_error(e, expected_size, reserve))?;
-        staged.id = MediaId::from_hash(hasher.finalize());
+        let (id, sha) = hasher.finish();
+        staged.id = id;
         staged.size = total;
+        staged.sha256 = sha;
         Ok(staged)
     }
 
     /// Make a staged copy visible at its content address (read-only), or
     /// discard it if the archive already holds these bytes.
-    pub fn persist(&self, mut staged: Staged) -> Result<Stored, StoreError> {
+    pub fn persist(&self, staged: Staged) -> Result<Stored, StoreError> {
+        let sha = staged.sha256.clone();
+        let stored = self.persist_local(staged)?;
+        if let Some(r) = &self.remote {
+            let lock = r.lock_ms.map(|ms| s3::Lock { until_ms: chrono::Utc::now().timestamp_millis() + ms });
+            r.s3.put(r.tree, &stored.id, &self.object_path(&stored.id), stored.size, sha.as_ref(), lock)
+                .map_err(StoreError::Remote)?;
+        }
+        Ok(stored)
+    }
+
+    fn persist_local(&self, mut staged: Staged) -> Result<Stored, StoreError> {
         let target = self.object_path(&staged.id);
         let shard = target.parent().expect("object paths have a shard directory");
         let new_shard = !shard.exists();
@@ -218,7 +371,8 @@ impl Archive {
         if let Ok(meta) = fs::symlink_metadata(&target) {
             // The same name: the stored copy must hold these very bytes, not
             // only as many of them. It is read back from the disk and hashed.
-            if meta.is_file() && meta.len() == staged.size && self.verify(&staged.id).unwrap_or(false) {
+            if meta.is_file() && meta.len() == staged.size && self.hash_object(&staged.id).is_ok_and(|h| h == staged.id)
+            {
                 return Ok(Stored { id: staged.id, size: staged.size, new: false, replaced_damaged: None });
             }
             // Damaged after it was written (or unreadable): keep it aside for
@@ -275,8 +429,33 @@ impl Archive {
     ///
     /// The object's cached pages are dropped first (they are clean after the
     /// fsync), so the bytes checked are the bytes on the disk.
+    ///
+    /// With a bucket, its copy must also be there with this hash and size,
+    /// and (for originals) under a lock that has not passed; a bucket that
+    /// cannot confirm it is an error (the caller keeps the dock file).
     pub fn verify(&self, id: &MediaId) -> io::Result<bool> {
-        Ok(self.hash_object(id)? == *id)
+        if self.hash_object(id)? != *id {
+            return Ok(false);
+        }
+        if let Some(r) = &self.remote {
+            let size = fs::metadata(self.object_path(id))?.len();
+            let head = r.s3.head(r.tree, id).map_err(io::Error::other)?;
+            let Some(h) = head else {
+                return Err(io::Error::other(format!("{id} is not in bucket {}", r.s3.bucket())));
+            };
+            if h.size != size || h.blake3.as_deref() != Some(id.to_hex().as_str()) {
+                return Err(io::Error::other(format!(
+                    "bucket {} holds {} bytes with BLAKE3 {:?} under {id}",
+                    r.s3.bucket(),
+                    h.size,
+                    h.blake3
+                )));
+            }
+            if r.lock_ms.is_some() && h.retain_until_ms.is_none_or(|t| t <= chrono::Utc::now().timestamp_millis()) {
+                return Err(io::Error::other(format!("{id} is in bucket {} without a lock in force", r.s3.bucket())));
+            }
+        }
+        Ok(true)
     }
 
     /// Hash a stored object's bytes as they are on disk now.
@@ -302,7 +481,7 @@ impl Archive {
         f.sync_all()?;
         let size = f.metadata()?.len();
         let id = hash_reader(f)?;
-        Ok(Staged { tmp_path: Some(tmp_path.to_path_buf()), id, size })
+        Ok(Staged { tmp_path: Some(tmp_path.to_path_buf()), id, size, sha256: None })
     }
 
     fn create_tmp(&self) -> io::Result<(PathBuf, File)> {
@@ -325,7 +504,7 @@ fn copy_simple(
     cap: usize,
     expected: u64,
     reserve: u64,
-    hasher: &mut blake3::Hasher,
+    hasher: &mut Hashes,
 ) -> Result<u64, StoreError> {
     let mut buf = Buffer::new(cap, false).map_err(StoreError::Write)?;
     let mut total = 0u64;
@@ -354,7 +533,7 @@ fn copy_pipelined(
     cap: usize,
     expected: u64,
     reserve: u64,
-    hasher: &mut blake3::Hasher,
+    hasher: &mut Hashes,
 ) -> Result<u64, StoreError> {
     use std::sync::mpsc::sync_channel;
     let mut direct = set_direct(out, true);
