@@ -6,6 +6,8 @@
 #   2. GET /api/v1/media?officer={random}&from=…&to=… (one day)
 # Prints p50 and p99. Every request is authenticated and audited, as in
 # production. Usage: scripts/api-bench.sh [ORIGINALS] [CASES] [SECONDS]
+# ENGINE=postgres: the same data in a PostgreSQL index (a fresh database
+# on 127.0.0.1:5432, dropped at the end).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-1000000}
@@ -19,8 +21,20 @@ PID=""
 trap '[ -n "$PID" ] && kill $PID 2>/dev/null; [ -n "${BENCH_DIR:-}" ] || rm -rf "$WORK"' EXIT
 
 TOKEN=bench-token
+ENGINE=${ENGINE:-sqlite}
+INDEX=""
+if [ "$ENGINE" = postgres ]; then
+    PGDB=bodycamd_apibench_$$
+    psql -q -h 127.0.0.1 -U postgres -c "CREATE DATABASE $PGDB" postgres
+    trap '[ -n "$PID" ] && kill $PID 2>/dev/null; sleep 1; psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $PGDB WITH (FORCE)" postgres; [ -n "${BENCH_DIR:-}" ] || rm -rf "$WORK"' EXIT
+    INDEX="[index]
+url = \"postgres://postgres@127.0.0.1:5432/$PGDB\"
+[archive]
+shared = true"
+fi
 cat > "$WORK/bodycamd.toml" <<TOML
 state_dir = "$WORK/state"
+$INDEX
 # The generated originals are index rows without bytes: nothing to render.
 [renditions]
 enabled = false
@@ -32,7 +46,42 @@ role = "case_system"
 token_sha256 = "$(printf %s $TOKEN | sha256sum | cut -d' ' -f1)"
 TOML
 DB=$WORK/state/index.sqlite3
-if [ ! -e "$DB" ]; then
+if [ "$ENGINE" = postgres ]; then
+"$BIN" run --once --config "$WORK/bodycamd.toml" >/dev/null 2>&1
+BASE=1764115200000
+T0=$(date +%s)
+psql -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -U postgres "$PGDB" <<SQL
+SET synchronous_commit = off;
+INSERT INTO stations (id, path, updated_at) VALUES ('bench', '/nonexistent', $BASE);
+INSERT INTO officers SELECT lpad(i::text, 6, '0'), $BASE, $BASE FROM generate_series(0, 4999) i;
+INSERT INTO devices SELECT 'CAM' || lpad(i::text, 5, '0'), $BASE, $BASE FROM generate_series(0, 4999) i;
+INSERT INTO originals (id, size, station, device, officer, seq, name_start, first_seen, ingested_at, kind,
+    container, video_codec, audio_codec, width, height, duration_secs, recorded_start, recorded_end,
+    start_source, clock_trusted, described_at, deadline, on_time)
+SELECT lpad(to_hex(i), 64, '0'), 50000000 + i, 'bench', 'CAM' || lpad((i % 5000)::text, 5, '0'), lpad((i % 5000)::text, 6, '0'), i / 5000,
+    $BASE + i * 30000::bigint, $BASE + i * 30000::bigint + 600000, $BASE + i * 30000::bigint + 700000, 'video',
+    'mov,mp4,m4a,3gp,3g2,mj2', 'h264', 'aac', 1920, 1080, 300.0, $BASE + i * 30000::bigint, $BASE + i * 30000::bigint + 300000,
+    'file_name', 1, $BASE + i * 30000::bigint + 700000, $BASE + i * 30000::bigint + 300000 + 86400000, 1
+FROM generate_series(0, $N - 1) i;
+INSERT INTO sightings (media_id, station, rel_path, size, mtime_ns, ctime_ns, ino, dev, first_seen, ingested_at, disposition)
+SELECT id, 'bench', convert_to(device || '/' || device || '_' || officer || '_' || seq || '.mp4', 'UTF8'), size, 0, 0,
+    row_number() OVER (), 1, first_seen, ingested_at, 'keep' FROM originals;
+INSERT INTO cases (id, title, status, buffer_minutes, created_at, updated_at, updated_by)
+SELECT 'C-' || lpad(j::text, 6, '0'), 'bench case', 'open', 5, $BASE, $BASE, 'bench' FROM generate_series(0, $CASES - 1) j;
+INSERT INTO case_officers SELECT id, lpad(((substr(id, 3)::int * 10) % 5000)::text, 6, '0') FROM cases;
+INSERT INTO case_officers SELECT id, lpad(((substr(id, 3)::int * 10 + 1) % 5000)::text, 6, '0') FROM cases;
+INSERT INTO case_windows (case_id, start, "end")
+SELECT id, $BASE + substr(id, 3)::bigint * 10 * 30000, $BASE + substr(id, 3)::bigint * 10 * 30000 + 12 * 3600000 FROM cases;
+INSERT INTO case_links (case_id, media_id, how, state, linked_by, linked_at)
+SELECT w.case_id, o.id, 'rule', 'linked', 'bench', $BASE FROM case_windows w
+JOIN case_officers co ON co.case_id = w.case_id
+JOIN originals o ON o.officer = co.officer AND o.start_at BETWEEN w.start - 300000 AND w."end" + 300000
+ON CONFLICT DO NOTHING;
+VACUUM ANALYZE;
+SQL
+echo "generated $N originals and $CASES cases in PostgreSQL in $(( $(date +%s) - T0 )) s;" \
+    "$(psql -At -h 127.0.0.1 -U postgres -c 'SELECT count(*) FROM case_links' "$PGDB") links"
+elif [ ! -e "$DB" ]; then
 # Create and migrate the index (no stations: nothing to ingest).
 "$BIN" run --once --config "$WORK/bodycamd.toml" >/dev/null 2>&1
 BASE=1764115200000   # 2025-11-26T00:00:00Z; one recording every 30 s, 5000 officers
@@ -76,7 +125,7 @@ echo "generated $N originals and $CASES cases in $(( $(date +%s) - T0 )) s;" \
 fi
 
 # A production index is hot in the page cache; so is this one.
-cat "$DB" > /dev/null
+[ "$ENGINE" = postgres ] || cat "$DB" > /dev/null
 "$BIN" run --config "$WORK/bodycamd.toml" --log-format text 2>"$WORK/daemon.log" &
 PID=$!
 ADDR=""
@@ -108,6 +157,6 @@ LUA
 wrk -t2 -c8 -d10s -s "$WORK/cases.lua" "http://$ADDR" >/dev/null
 wrk -t2 -c8 -d10s -s "$WORK/officer.lua" "http://$ADDR" >/dev/null
 for what in cases officer; do
-    echo "== $what: wrk -t2 -c8 -d${SECS}s --latency"
+    echo "== $ENGINE, $what: wrk -t2 -c8 -d${SECS}s --latency"
     wrk -t2 -c8 -d"${SECS}s" --latency -s "$WORK/$what.lua" "http://$ADDR" | grep -E "Latency|50%|75%|90%|99%|Requests/sec|Non-2xx|Socket errors"
 done

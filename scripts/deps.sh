@@ -32,3 +32,10 @@ if ! command -v cargo >/dev/null 2>&1; then
     echo "error: cargo (Rust) is not installed; install it from https://rustup.rs" >&2
     exit 1
 fi
+
+# The S3 tests and benchmarks talk to moto_server (an in-memory S3 with
+# Object Lock) and use boto3 to act on the bucket behind bodycamd's back.
+if ! command -v moto_server >/dev/null 2>&1 || ! python3 -c "import boto3" >/dev/null 2>&1; then
+    echo "installing moto[server] (S3 for the tests) with pip" >&2
+    python3 -m pip install -q 'moto[server]>=5' || echo "warning: moto could not be installed; the S3 tests will say SKIPPED" >&2
+fi

@@ -5,7 +5,10 @@
 # Without a server the PostgreSQL tests say they skipped, and CI fails
 # (BODYCAMD_TEST_REQUIRE_PG=1) rather than pass on half the suite.
 set -u
-if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+up() {
+    python3 -c "import socket; socket.create_connection(('127.0.0.1', 5432), timeout=1).close()" 2>/dev/null
+}
+if up; then
     exit 0
 fi
 if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
@@ -15,7 +18,7 @@ if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
 fi
 i=0
 while [ $i -lt 30 ]; do
-    pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null && exit 0
+    up && exit 0
     sleep 1
     i=$((i + 1))
 done
