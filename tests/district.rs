@@ -183,3 +183,37 @@ fn two_hosts_one_index_one_bucket() {
     assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let _ = a.name;
 }
+
+#[test]
+fn two_index_handles_writing_at_once_keep_one_gapless_audit_chain() {
+    if !pg_reachable() {
+        return;
+    }
+    let db = PgDb::create();
+    let loc = bodycamd::index::Location::Postgres(db.url.clone());
+    // Two hosts' worth of index handles, each with writers of its own.
+    let handles = [bodycamd::index::Index::connect(&loc).unwrap(), bodycamd::index::Index::connect(&loc).unwrap()];
+    std::thread::scope(|s| {
+        for (h, index) in handles.iter().enumerate() {
+            for w in 0..3 {
+                s.spawn(move || {
+                    for i in 0..60 {
+                        let action = format!("test.host{h}.writer{w}");
+                        index
+                            .call_blocking(move |c| {
+                                bodycamd::index::audit::event(c, 1_700_000_000_000 + i, &action, None, None, None)
+                            })
+                            .unwrap();
+                    }
+                });
+            }
+        }
+    });
+    let (n, (last, _), faults) = handles[0].read(bodycamd::index::audit::verify_chain).unwrap();
+    assert!(faults.is_empty(), "{faults:?}");
+    assert_eq!(n as i64, last, "ids are gapless: {n} entries end at {last}");
+    let mine: i64 = handles[1]
+        .read(|c| c.query_row("SELECT count(*) FROM audit WHERE action LIKE 'test.host%'", [], |r| r.get(0)))
+        .unwrap();
+    assert_eq!(mine, 2 * 3 * 60, "every append is in the chain once");
+}
