@@ -44,6 +44,8 @@ def main():
     ap.add_argument("--files", type=int, default=4)
     ap.add_argument("--size-mb", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--part-mb", type=int, default=None, help="archive.s3.part_size_mb (default: bodycamd's)")
+    ap.add_argument("--parallel", type=int, default=None, help="archive.s3.parallel_parts (default: bodycamd's)")
     a = ap.parse_args()
     subprocess.run(["cargo", "build", "--release", "-q"], cwd=ROOT, check=True)
     port = free_port()
@@ -82,6 +84,10 @@ def main():
                 s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
                 s3cfg = (f'[archive.s3]\nbucket = "{bucket}"\nendpoint = "{endpoint}"\n'
                          f'credentials_file = "{creds}"\n')
+                if a.part_mb:
+                    s3cfg += f"part_size_mb = {a.part_mb}\n"
+                if a.parallel:
+                    s3cfg += f"parallel_parts = {a.parallel}\n"
             cfg = os.path.join(d, "bodycamd.toml")
             with open(cfg, "w") as f:
                 f.write(f'state_dir = "{d}/state"\n[renditions]\nenabled = false\n'

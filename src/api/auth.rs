@@ -229,7 +229,7 @@ pub async fn authenticate(
         outcome: outcome_of(status).into(),
         details: note.details.or(query).map(|d| d.chars().take(1000).collect()),
     };
-    if let Err(e) = s.index.call(move |c| audit::append(c, &entry)).await {
+    if let Err(e) = s.index.append_audit(entry).await {
         // Refuse to answer what cannot be audited.
         return ApiError::internal(format!("cannot record the audit entry: {e}")).into_response();
     }

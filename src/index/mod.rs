@@ -155,6 +155,16 @@ impl Index {
         }
     }
 
+    /// Append one audit entry (an API request's), committed before this
+    /// returns. Concurrent appends share a commit: SQLite's writer batches
+    /// every call; PostgreSQL groups audit appends on this host.
+    pub async fn append_audit(&self, entry: audit::AuditEntry) -> Result<(), IndexError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.call(move |c| audit::append(c, &entry).map(|_| ())).await,
+            Backend::Postgres(p) => p.append_audit(entry).await,
+        }
+    }
+
     /// [`Index::call`] for code outside the async runtime.
     pub fn call_blocking<T, F>(&self, f: F) -> Result<T, IndexError>
     where

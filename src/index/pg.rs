@@ -39,7 +39,15 @@ struct Inner {
     freed: Condvar,
     fail_begin: AtomicBool,
     fail_commit: AtomicBool,
+    /// Audit entries waiting for the next group commit (started on first use).
+    audit_q: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<AuditRequest>>,
 }
+
+/// One audit entry to append, and who waits for its commit.
+type AuditRequest = (super::audit::AuditEntry, tokio::sync::oneshot::Sender<Result<(), (bool, String)>>);
+
+/// Most entries in one group commit.
+const AUDIT_BATCH: usize = 256;
 
 /// The PostgreSQL index. Cheap to clone.
 #[derive(Clone)]
@@ -216,6 +224,7 @@ impl Pg {
                 freed: Condvar::new(),
                 fail_begin: AtomicBool::new(false),
                 fail_commit: AtomicBool::new(false),
+                audit_q: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -321,6 +330,26 @@ impl Pg {
         tokio::task::spawn_blocking(move || me.call_blocking(f)).await.map_err(|_| IndexError::Closed)?
     }
 
+    /// Append one audit entry, committed before this returns. Entries from
+    /// concurrent requests on this host are committed together: one lock of
+    /// the chain's head and one commit for all that arrived while the
+    /// previous group was committing (every API request is audited, and
+    /// the head is the district's one serial point).
+    pub async fn append_audit(&self, entry: super::audit::AuditEntry) -> Result<(), IndexError> {
+        let q = self.inner.audit_q.get_or_init(|| {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            tokio::spawn(audit_committer(self.clone(), rx));
+            tx
+        });
+        let (done, wait) = tokio::sync::oneshot::channel();
+        q.send((entry, done)).map_err(|_| IndexError::Closed)?;
+        match wait.await.map_err(|_| IndexError::Closed)? {
+            Ok(()) => Ok(()),
+            Err((true, msg)) => Err(IndexError::Unavailable(msg)),
+            Err((false, msg)) => Err(IndexError::Commit(msg)),
+        }
+    }
+
     /// Run `f` on a pooled connection, outside a transaction.
     pub fn read<T>(&self, f: impl FnOnce(&Db) -> db::Result<T>) -> Result<T, IndexError> {
         blocking(|| self.read_now(f))
@@ -347,6 +376,36 @@ impl Pg {
 
     pub fn inject_commit_failure(&self, fail: bool) {
         self.inner.fail_commit.store(fail, Ordering::SeqCst);
+    }
+}
+
+/// Commits queued audit entries in groups: whatever arrived while the
+/// last group was being committed goes in the next one.
+async fn audit_committer(pg: Pg, mut rx: tokio::sync::mpsc::UnboundedReceiver<AuditRequest>) {
+    while let Some(first) = rx.recv().await {
+        let mut group = vec![first];
+        while group.len() < AUDIT_BATCH {
+            match rx.try_recv() {
+                Ok(r) => group.push(r),
+                Err(_) => break,
+            }
+        }
+        let entries: Vec<super::audit::AuditEntry> = group.iter().map(|(e, _)| e.clone()).collect();
+        let me = pg.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            me.call_blocking(|c| {
+                for e in &entries {
+                    super::audit::append(c, e)?;
+                }
+                Ok(())
+            })
+        })
+        .await
+        .unwrap_or(Err(IndexError::Closed));
+        let r = r.map_err(|e| (e.is_unavailable(), e.to_string()));
+        for (_, done) in group {
+            let _ = done.send(r.clone());
+        }
     }
 }
 
