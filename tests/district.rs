@@ -217,3 +217,42 @@ fn two_index_handles_writing_at_once_keep_one_gapless_audit_chain() {
         .unwrap();
     assert_eq!(mine, 2 * 3 * 60, "every append is in the chain once");
 }
+
+#[test]
+fn the_same_events_make_the_same_audit_chain_on_both_engines() {
+    if !pg_reachable() {
+        return;
+    }
+    let db = PgDb::create();
+    let dir = tempfile::tempdir().unwrap();
+    let engines = [
+        bodycamd::index::Index::connect(&bodycamd::index::Location::Sqlite(dir.path().join("index.sqlite3"))).unwrap(),
+        bodycamd::index::Index::connect(&bodycamd::index::Location::Postgres(db.url.clone())).unwrap(),
+    ];
+    let heads: Vec<(u64, (i64, String))> = engines
+        .iter()
+        .map(|index| {
+            // Start from an empty chain, as a new site does.
+            let before = index.read(bodycamd::index::audit::verify_chain).unwrap().0;
+            assert_eq!(before, 0);
+            for i in 0..5i64 {
+                index
+                    .call_blocking(move |c| {
+                        bodycamd::index::audit::event(
+                            c,
+                            1_764_115_200_000 + i * 1000,
+                            "ingest.stored",
+                            Some(&format!("{i:064x}")),
+                            None,
+                            Some(format!("station dock-01, path CAM1/é_{i}.mp4")),
+                        )
+                    })
+                    .unwrap();
+            }
+            let (n, head, faults) = index.read(bodycamd::index::audit::verify_chain).unwrap();
+            assert!(faults.is_empty());
+            (n, head)
+        })
+        .collect();
+    assert_eq!(heads[0], heads[1], "SQLite and PostgreSQL chain the same content to the same hashes");
+}
