@@ -238,41 +238,31 @@ impl Archive {
         if path.is_file() {
             return Ok(path);
         }
-        let tmp = self.tmp_path("fetch");
-        let fetch = |version: Option<&str>| -> io::Result<()> {
-            r.s3.fetch(r.tree, id, &tmp, version).map_err(io::Error::other)?;
-            let h = hash_reader(File::open(&tmp)?)?;
-            if h != *id {
-                return Err(io::Error::other(format!(
-                    "the bucket's copy of {id} does not match its hash (BLAKE3 {h})"
-                )));
-            }
-            Ok(())
-        };
         // The current version, or (hidden by a delete marker or a newer
-        // version someone put over it) the version bodycamd wrote.
-        let got = fetch(None).or_else(|first| {
+        // version someone put over it) the version bodycamd wrote: the one
+        // whose bytes hash to its name. It goes in as any copy does.
+        let fetch = |version: Option<&str>| -> io::Result<Staged> {
+            let tmp = self.tmp_path("fetch");
+            let staged =
+                r.s3.fetch(r.tree, id, &tmp, version).map_err(io::Error::other).and_then(|()| self.adopt(&tmp));
+            match staged {
+                Ok(st) if st.id == *id => Ok(st),
+                Ok(st) => Err(io::Error::other(format!(
+                    "the bucket's copy of {id} does not match its hash (BLAKE3 {})",
+                    st.id
+                ))),
+                Err(e) => {
+                    let _ = fs::remove_file(&tmp);
+                    Err(e)
+                }
+            }
+        };
+        let staged = fetch(None).or_else(|first| {
             let versions = r.s3.versions(r.tree, id).map_err(io::Error::other)?;
             versions.iter().find_map(|v| fetch(Some(v)).ok()).ok_or(first)
-        });
-        let got = got.and_then(|()| {
-            fs::set_permissions(&tmp, fs::Permissions::from_mode(0o444))?;
-            if let Some(shard) = path.parent() {
-                fs::create_dir_all(shard)?;
-            }
-            match rustix::fs::renameat_with(
-                rustix::fs::CWD,
-                &tmp,
-                rustix::fs::CWD,
-                &path,
-                rustix::fs::RenameFlags::NOREPLACE,
-            ) {
-                Ok(()) | Err(rustix::io::Errno::EXIST) => Ok(()),
-                Err(e) => Err(io::Error::from(e)),
-            }
-        });
-        let _ = fs::remove_file(&tmp);
-        got.map(|()| path)
+        })?;
+        self.persist_local(staged).map_err(|e| io::Error::other(e.to_string()))?;
+        Ok(path)
     }
 
     /// Remove copies that a crash left in `tmp/`. Returns what was removed.

@@ -206,6 +206,14 @@ impl S3Store {
             .credentials_provider(creds)
             .force_path_style(cfg.path_style)
             .http_client(http)
+            // A bucket that hangs must not hold a store worker or an API
+            // request for ever: it becomes an outage, retried.
+            .timeout_config(
+                aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(std::time::Duration::from_secs(5))
+                    .read_timeout(std::time::Duration::from_secs(60))
+                    .build(),
+            )
             // Several S3-compatible servers reject the SDK's default CRC32
             // trailers; bodycamd sends its own SHA-256 where it matters.
             .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
@@ -588,13 +596,17 @@ impl S3Store {
         Ok(done)
     }
 
-    /// Read an object into `dst` (created), streaming. The caller checks
-    /// its hash.
-    /// `version`: a given version rather than the current one.
-    pub fn fetch(&self, tree: Tree, id: &MediaId, dst: &Path, version: Option<&str>) -> Result<u64, S3Error> {
+    /// Stream an object's bytes (the current version, or `version`) to
+    /// `each`, chunk by chunk.
+    fn read_each(
+        &self,
+        tree: Tree,
+        id: &MediaId,
+        version: Option<&str>,
+        mut each: impl FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<(), S3Error> {
         let k = key(tree, id);
         self.block(async {
-            use tokio::io::AsyncWriteExt;
             let out = self
                 .client
                 .get_object()
@@ -605,68 +617,71 @@ impl S3Store {
                 .await
                 .map_err(|e| S3Error::Request { op: "GetObject", key: k.clone(), msg: sdk_msg(&e) })?;
             let mut body = out.body;
-            let mut f = tokio::fs::File::create(dst).await?;
-            let mut n = 0u64;
             while let Some(chunk) = body.try_next().await.map_err(|e| S3Error::Request {
                 op: "GetObject",
                 key: k.clone(),
                 msg: e.to_string(),
             })? {
-                f.write_all(&chunk).await?;
-                n += chunk.len() as u64;
+                each(&chunk)?;
             }
-            f.sync_all().await?;
-            Ok(n)
+            Ok(())
+        })
+    }
+
+    /// Read an object into `dst` (created) and fsync it. The caller checks
+    /// its hash. `version`: a given version rather than the current one.
+    pub fn fetch(&self, tree: Tree, id: &MediaId, dst: &Path, version: Option<&str>) -> Result<(), S3Error> {
+        use std::io::Write;
+        let mut f = std::fs::File::create(dst)?;
+        self.read_each(tree, id, version, |b| f.write_all(b))?;
+        f.sync_all()?;
+        Ok(())
+    }
+
+    /// BLAKE3 of an object's bytes as the bucket serves them now.
+    pub fn hash_remote(&self, tree: Tree, id: &MediaId) -> Result<MediaId, S3Error> {
+        let mut h = blake3::Hasher::new();
+        self.read_each(tree, id, None, |b| {
+            h.update(b);
+            Ok(())
+        })?;
+        Ok(MediaId::from_hash(h.finalize()))
+    }
+
+    /// Every version (and delete marker, `true`) under an object's key,
+    /// newest first.
+    fn list_versions(&self, k: &str) -> Result<Vec<(String, bool)>, S3Error> {
+        self.block(async {
+            let out = self
+                .client
+                .list_object_versions()
+                .bucket(&self.bucket)
+                .prefix(k)
+                .send()
+                .await
+                .map_err(|e| S3Error::Request { op: "ListObjectVersions", key: k.to_string(), msg: sdk_msg(&e) })?;
+            let when = |t: Option<&DateTime>| t.and_then(|t| t.to_millis().ok()).unwrap_or(0);
+            let mut v: Vec<(i64, String, bool)> = out
+                .versions()
+                .iter()
+                .filter(|v| v.key() == Some(k))
+                .filter_map(|v| Some((when(v.last_modified()), v.version_id()?.to_string(), false)))
+                .chain(
+                    out.delete_markers()
+                        .iter()
+                        .filter(|m| m.key() == Some(k))
+                        .filter_map(|m| Some((when(m.last_modified()), m.version_id()?.to_string(), true))),
+                )
+                .collect();
+            v.sort_by_key(|x| std::cmp::Reverse(x.0));
+            Ok(v.into_iter().map(|(_, id, marker)| (id, marker)).collect())
         })
     }
 
     /// The versions held under an object's key, newest first (delete
     /// markers left out).
     pub fn versions(&self, tree: Tree, id: &MediaId) -> Result<Vec<String>, S3Error> {
-        let k = key(tree, id);
-        self.block(async {
-            let out = self
-                .client
-                .list_object_versions()
-                .bucket(&self.bucket)
-                .prefix(&k)
-                .send()
-                .await
-                .map_err(|e| S3Error::Request { op: "ListObjectVersions", key: k.clone(), msg: sdk_msg(&e) })?;
-            let mut v: Vec<(i64, String)> = out
-                .versions()
-                .iter()
-                .filter(|v| v.key() == Some(k.as_str()))
-                .filter_map(|v| {
-                    Some((v.last_modified().and_then(|t| t.to_millis().ok()).unwrap_or(0), v.version_id()?.to_string()))
-                })
-                .collect();
-            v.sort_by_key(|x| std::cmp::Reverse(x.0));
-            Ok(v.into_iter().map(|(_, id)| id).collect())
-        })
-    }
-
-    /// BLAKE3 of an object's bytes as the bucket serves them now.
-    pub fn hash_remote(&self, tree: Tree, id: &MediaId) -> Result<MediaId, S3Error> {
-        let k = key(tree, id);
-        self.block(async {
-            let out =
-                self.client.get_object().bucket(&self.bucket).key(&k).send().await.map_err(|e| S3Error::Request {
-                    op: "GetObject",
-                    key: k.clone(),
-                    msg: sdk_msg(&e),
-                })?;
-            let mut body = out.body;
-            let mut h = blake3::Hasher::new();
-            while let Some(chunk) = body.try_next().await.map_err(|e| S3Error::Request {
-                op: "GetObject",
-                key: k.clone(),
-                msg: e.to_string(),
-            })? {
-                h.update(&chunk);
-            }
-            Ok(MediaId::from_hash(h.finalize()))
-        })
+        Ok(self.list_versions(&key(tree, id))?.into_iter().filter(|(_, marker)| !marker).map(|(v, _)| v).collect())
     }
 
     /// Place or lift a legal hold on an original.
@@ -734,40 +749,19 @@ impl S3Store {
     /// that error is returned). Returns how many versions went.
     pub fn delete_all_versions(&self, tree: Tree, id: &MediaId) -> Result<usize, S3Error> {
         let k = key(tree, id);
+        let versions = self.list_versions(&k)?;
         self.block(async {
-            let out = self
-                .client
-                .list_object_versions()
-                .bucket(&self.bucket)
-                .prefix(&k)
-                .send()
-                .await
-                .map_err(|e| S3Error::Request { op: "ListObjectVersions", key: k.clone(), msg: sdk_msg(&e) })?;
-            let mut versions: Vec<String> = out
-                .versions()
-                .iter()
-                .filter(|v| v.key() == Some(k.as_str()))
-                .filter_map(|v| v.version_id().map(str::to_string))
-                .collect();
-            versions.extend(
-                out.delete_markers()
-                    .iter()
-                    .filter(|v| v.key() == Some(k.as_str()))
-                    .filter_map(|v| v.version_id().map(str::to_string)),
-            );
-            let mut n = 0;
-            for v in versions {
+            for (v, _) in &versions {
                 self.client
                     .delete_object()
                     .bucket(&self.bucket)
                     .key(&k)
-                    .version_id(&v)
+                    .version_id(v)
                     .send()
                     .await
                     .map_err(|e| S3Error::Request { op: "DeleteObject", key: k.clone(), msg: sdk_msg(&e) })?;
-                n += 1;
             }
-            Ok(n)
+            Ok(versions.len())
         })
     }
 }
