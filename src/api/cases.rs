@@ -193,22 +193,28 @@ pub fn items(
     archive: &std::path::Path,
     see_restricted: bool,
 ) -> crate::index::db::Result<Vec<MediaItem>> {
-    let hide = !see_restricted && query::any_restricted(c)?;
-    rows.iter()
+    let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+    let mut links = ix::media_links_many(c, &ids)?;
+    // Links to restricted cases are hidden from a caller without the grant
+    // (one probe for every case the page names, not one per link).
+    let hidden = if !see_restricted && !links.is_empty() && query::any_restricted(c)? {
+        let mut cases: Vec<String> = links.values().flatten().map(|l| l.case_id.clone()).collect();
+        cases.sort();
+        cases.dedup();
+        query::restricted_cases_among(c, &cases)?
+    } else {
+        Default::default()
+    };
+    Ok(rows
+        .iter()
         .map(|r| {
-            let mut links = ix::media_links(c, &r.id)?;
-            if hide {
-                let mut visible = Vec::with_capacity(links.len());
-                for l in links {
-                    if query::case_restricted(c, &l.case_id)? != Some(true) {
-                        visible.push(l);
-                    }
-                }
-                links = visible;
+            let links = links.remove(&r.id).unwrap_or_default();
+            MediaItem {
+                media: MediaJson::from_row(r, archive),
+                links: links.iter().filter(|l| !hidden.contains(&l.case_id)).map(LinkJson::from).collect(),
             }
-            Ok(MediaItem { media: MediaJson::from_row(r, archive), links: links.iter().map(LinkJson::from).collect() })
         })
-        .collect()
+        .collect())
 }
 
 /// Every original linked to a case, by recording start, with full metadata.
@@ -234,8 +240,7 @@ pub async fn case_media(
     let found = tokio::task::spawn_blocking(move || {
         index.read(|c| {
             let Some(restricted) = query::case_restricted(c, &id)? else { return Ok(None) };
-            let ids = query::visible_case_media(c, &id, see)?;
-            let rows = query::media_by_ids(c, &ids)?;
+            let rows = query::visible_case_rows(c, &id, see)?;
             Ok(Some((restricted, items(c, &rows, &archive, see)?)))
         })
     })

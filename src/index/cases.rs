@@ -405,6 +405,22 @@ pub fn media_links(c: &Db, media_id: &str) -> crate::index::db::Result<Vec<LinkR
         .collect()
 }
 
+/// Every link (linked and removed) of each of `ids`, by original.
+pub fn media_links_many(
+    c: &Db,
+    ids: &[String],
+) -> crate::index::db::Result<std::collections::HashMap<String, Vec<LinkRecord>>> {
+    let mut out: std::collections::HashMap<String, Vec<LinkRecord>> = std::collections::HashMap::new();
+    let sql =
+        format!("SELECT {LINK_COLUMNS} FROM case_links l WHERE l.media_id IN ({{ids}}) ORDER BY l.media_id, l.case_id");
+    crate::index::query::for_ids(c, &sql, ids, |r| {
+        let link = link_row(r)?;
+        out.entry(link.media_id.clone()).or_default().push(link);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
 /// What registering `case` as a new case would answer (the originals it
 /// would link that nobody restricted), without keeping anything: the write
 /// is played in a savepoint under a private id and rolled back.

@@ -117,22 +117,54 @@ fn abs_path(stations: &HashMap<String, PathBuf>, station: &str, rel: &[u8]) -> P
 }
 
 fn attach_sightings(c: &Db, rows: &mut [MediaRow]) -> crate::index::db::Result<()> {
-    let stations = station_paths(c)?;
-    let mut stmt = c.prepare_cached(
-        "SELECT station, rel_path, first_seen, disposition FROM sightings WHERE media_id = ?1 ORDER BY id",
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+    let mut by_media: HashMap<String, Vec<SightingRow>> = HashMap::new();
+    // The station's path comes in the same query (one round trip).
+    for_ids(
+        c,
+        "SELECT s.media_id, s.station, s.rel_path, s.first_seen, s.disposition, st.path
+         FROM sightings s LEFT JOIN stations st ON st.id = s.station WHERE s.media_id IN ({ids}) ORDER BY s.id",
+        &ids,
+        |r| {
+            let rel: Vec<u8> = r.get(2)?;
+            let rel = std::ffi::OsStr::from_bytes(&rel);
+            let path = match r.get::<_, Option<String>>(5)? {
+                Some(root) => PathBuf::from(root).join(rel),
+                None => PathBuf::from(rel),
+            };
+            by_media.entry(r.get(0)?).or_default().push(SightingRow {
+                path,
+                station: r.get(1)?,
+                first_seen: r.get(3)?,
+                disposition: r.get(4)?,
+            });
+            Ok(())
+        },
     )?;
     for row in rows.iter_mut() {
-        let sightings = stmt.query_map([&row.id], |r| {
-            let station: String = r.get(0)?;
-            let rel: Vec<u8> = r.get(1)?;
-            Ok(SightingRow {
-                path: abs_path(&stations, &station, &rel),
-                station,
-                first_seen: r.get(2)?,
-                disposition: r.get(3)?,
-            })
-        })?;
-        row.sightings = sightings.collect::<Result<_, _>>()?;
+        row.sightings = by_media.remove(&row.id).unwrap_or_default();
+    }
+    Ok(())
+}
+
+/// Runs `sql` once per chunk of `ids` (its `{ids}` replaced by that many
+/// placeholders) and hands `f` every row: one round trip for a page of
+/// records instead of one per record, within every engine's parameter limit.
+pub fn for_ids(
+    c: &Db,
+    sql: &str,
+    ids: &[String],
+    mut f: impl FnMut(&Row) -> crate::index::db::Result<()>,
+) -> crate::index::db::Result<()> {
+    const CHUNK: usize = 500;
+    for chunk in ids.chunks(CHUNK) {
+        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("?{i}")).collect();
+        let text = sql.replace("{ids}", &marks.join(","));
+        let args = crate::index::db::params_from_iter(chunk.iter().map(|s| crate::index::db::Value::Text(s.clone())));
+        c.prepare_cached(&text)?.for_each(args, |r| f(&r).map(|()| true))?;
     }
     Ok(())
 }
@@ -687,15 +719,43 @@ pub fn media_page(c: &Db, q: &MediaQuery) -> crate::index::db::Result<Vec<MediaR
 
 /// Originals by id, with their sightings, in the order given.
 pub fn media_by_ids(c: &Db, ids: &[String]) -> crate::index::db::Result<Vec<MediaRow>> {
-    let mut out = Vec::with_capacity(ids.len());
-    let sql = format!("SELECT {MEDIA_COLUMNS} FROM originals o WHERE o.id = ?1");
-    let mut stmt = c.prepare_cached(&sql)?;
-    for id in ids {
-        if let Some(r) = stmt.query_map([id], media_row)?.next() {
-            out.push(r?);
-        }
-    }
+    let mut found: HashMap<String, MediaRow> = HashMap::with_capacity(ids.len());
+    for_ids(c, &format!("SELECT {MEDIA_COLUMNS} FROM originals o WHERE o.id IN ({{ids}})"), ids, |r| {
+        let row = media_row(r)?;
+        found.insert(row.id.clone(), row);
+        Ok(())
+    })?;
+    let mut out: Vec<MediaRow> = ids.iter().filter_map(|id| found.remove(id)).collect();
     attach_sightings(c, &mut out)?;
+    Ok(out)
+}
+
+/// The originals linked to a case that a caller may see, in recording
+/// order, with their sightings: one query for the rows (not one per
+/// original), one for the sightings.
+pub fn visible_case_rows(c: &Db, case_id: &str, see_restricted: bool) -> crate::index::db::Result<Vec<MediaRow>> {
+    let mut rows: Vec<MediaRow> = c
+        .prepare_cached(&format!(
+            "SELECT {MEDIA_COLUMNS} FROM case_links l JOIN originals o ON o.id = l.media_id
+             WHERE l.case_id = ?1 AND l.state = 'linked' ORDER BY o.start_at, o.id"
+        ))?
+        .query_map([case_id], media_row)?
+        .collect::<Result<_, _>>()?;
+    if !see_restricted && any_restricted(c)? {
+        let hidden = restricted_in_case(c, case_id)?;
+        rows.retain(|m| !hidden.contains(&m.id));
+    }
+    attach_sightings(c, &mut rows)?;
+    Ok(rows)
+}
+
+/// Which of `ids` are restricted cases.
+pub fn restricted_cases_among(c: &Db, ids: &[String]) -> crate::index::db::Result<std::collections::HashSet<String>> {
+    let mut out = std::collections::HashSet::new();
+    for_ids(c, "SELECT id FROM cases WHERE restricted = 1 AND id IN ({ids})", ids, |r| {
+        out.insert(r.get(0)?);
+        Ok(())
+    })?;
     Ok(out)
 }
 
