@@ -17,8 +17,8 @@ use crate::clock::{to_ms, SharedClock};
 use crate::config::Config;
 use crate::custody::key::HostKey;
 use crate::index::Index;
-use crate::media::worker::RenderLimits;
 use crate::media::worker::{ProberPool, ProberSettings};
+use crate::media::worker::{RenderLimits, RenderPool};
 use crate::pipeline::station::Progress;
 use crate::pipeline::{alerting, custody, describe, recovery, renditions, service, station, store, Ctx, Stats};
 use crate::store::Archive;
@@ -250,11 +250,12 @@ pub async fn run(
     let runtime = renditions::Runtime {
         cfg: config.renditions.clone(),
         store: rendition_store,
-        limits: RenderLimits {
+        pool: RenderPool::start(RenderLimits {
             exe: opts.prober_exe.clone(),
+            workers: config.renditions.workers,
             timeout: config.renditions.timeout,
             memory_limit_bytes: config.renditions.memory_limit_bytes,
-        },
+        }),
         wake: tokio::sync::Notify::new(),
     };
     let (ctx, describe_rx) =
@@ -271,7 +272,10 @@ pub async fn run(
         tracing::info!(count = undescribed, "describing originals stored before a restart");
     }
     ctx.tasks.spawn(describe::run(ctx.clone(), describe_rx, config.probe.workers));
-    for _ in 0..config.ingest.workers {
+    // With a bucket, twice as many store jobs as copies (`ctx.staging`):
+    // an upload waits on the network, and the next file's copy runs meanwhile.
+    let store_jobs = config.ingest.workers * if ctx.archive.remote().is_some() { 2 } else { 1 };
+    for _ in 0..store_jobs {
         ctx.tasks.spawn(store::worker(ctx.clone()));
     }
     let mut progress = Vec::new();

@@ -84,6 +84,13 @@ pub struct Ctx {
     pub describing: AtomicUsize,
     /// Store jobs running.
     pub storing: AtomicUsize,
+    /// Copies into the archive's staging area running at once
+    /// (`ingest.workers`); with a bucket, twice as many store jobs run, so
+    /// that one file's upload overlaps the next file's copy.
+    pub staging: tokio::sync::Semaphore,
+    /// Persists (with a bucket: uploads) running at once, also
+    /// `ingest.workers`: more uploads at once would only share the link.
+    pub persisting: tokio::sync::Semaphore,
     pub renditions: renditions::Runtime,
     /// Renditions being made.
     pub rendering: AtomicUsize,
@@ -131,6 +138,8 @@ impl Ctx {
             describe_tx,
             describing: AtomicUsize::new(0),
             storing: AtomicUsize::new(0),
+            staging: tokio::sync::Semaphore::new(config.ingest.workers.max(1)),
+            persisting: tokio::sync::Semaphore::new(config.ingest.workers.max(1)),
             renditions,
             rendering: AtomicUsize::new(0),
             stats: Stats::default(),

@@ -21,7 +21,7 @@ use crate::config::RenditionConfig;
 use crate::index::alerts as ax;
 use crate::index::renditions::{self as rx, Job, RenditionRow};
 use crate::media::render::{PlayableSpec, RenderError, RenderJob, RenderReport, StreamAction};
-use crate::media::worker::{self, RenderLimits};
+use crate::media::worker::RenderPool;
 use crate::rules::alerts::{AlertKind, AlertSpec};
 use crate::rules::renditions::{self as policy, Action, Playable, Policy, Source};
 use crate::store::Archive;
@@ -31,7 +31,8 @@ pub struct Runtime {
     pub cfg: RenditionConfig,
     /// The renditions' own content-addressed store (apart from originals).
     pub store: Archive,
-    pub limits: RenderLimits,
+    /// Long-lived render workers (`renditions.workers` of them).
+    pub pool: RenderPool,
     pub wake: Notify,
 }
 
@@ -256,7 +257,9 @@ async fn process(ctx: &Arc<Ctx>, job: Job) {
         .and_then(|r| r.ok());
     let (original_duration, original_kind) = original.unwrap_or((None, None));
     let started = std::time::Instant::now();
-    let result = worker::render(&rt.limits, &render_job)
+    let result = rt
+        .pool
+        .render(render_job)
         .await
         // What the original yields does not change: a rendition that does not
         // match it will not match it next time either.

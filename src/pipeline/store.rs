@@ -115,8 +115,8 @@ impl std::io::Read for Abandonable<'_> {
     }
 }
 
-/// Copy, hash, check and persist (blocking).
-fn copy_into_archive(ctx: &Ctx, st: &StationConfig, ready: &Ready) -> Result<(crate::store::Stored, FileSig), Outcome> {
+/// Copy, hash and check (blocking): the staged copy, not yet persisted.
+fn copy_into_archive(ctx: &Ctx, st: &StationConfig, ready: &Ready) -> Result<(crate::store::Staged, FileSig), Outcome> {
     let (file, sig) = dock::open(&st.path, &ready.rel).map_err(dock_outcome)?;
     if sig != ready.sig {
         return Err(Outcome::Changed(Some(sig)));
@@ -134,19 +134,36 @@ fn copy_into_archive(ctx: &Ctx, st: &StationConfig, ready: &Ready) -> Result<(cr
         Ok(now) => return Err(Outcome::Changed(Some(now))),
         Err(e) => return Err(dock_outcome(e)),
     }
-    let stored = ctx.archive.persist(staged).map_err(store_outcome)?;
-    Ok((stored, sig))
+    Ok((staged, sig))
 }
 
 async fn store_one(ctx: &Arc<Ctx>, job: StoreJob) -> Outcome {
     let st = job.station.clone();
     let ready = job.ready.clone();
+    // The copy holds one of `ingest.workers` staging permits and persisting
+    // (with a bucket: the upload) one of as many others, so that the next
+    // file's copy runs while this one goes up.
     let copy = {
+        let Ok(_permit) = ctx.staging.acquire().await else {
+            return Outcome::Failed("store worker stopped".into());
+        };
         let ctx = ctx.clone();
         let st = st.clone();
         tokio::task::spawn_blocking(move || copy_into_archive(&ctx, &st, &ready)).await
     };
-    let (stored, sig) = match copy {
+    let (staged, sig) = match copy {
+        Ok(Ok(v)) => v,
+        Ok(Err(outcome)) => return outcome,
+        Err(e) => return Outcome::Failed(format!("store worker failed: {e}")),
+    };
+    let persisted = {
+        let Ok(_permit) = ctx.persisting.acquire().await else {
+            return Outcome::Failed("store worker stopped".into());
+        };
+        let ctx = ctx.clone();
+        tokio::task::spawn_blocking(move || ctx.archive.persist(staged).map_err(store_outcome)).await
+    };
+    let stored = match persisted {
         Ok(Ok(v)) => v,
         Ok(Err(outcome)) => return outcome,
         Err(e) => return Outcome::Failed(format!("store worker failed: {e}")),
