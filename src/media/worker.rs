@@ -1,11 +1,15 @@
-//! Prober child processes: libav parses untrusted files, so it runs in
-//! `bodycamd probe-worker` children with an address-space limit, no core
-//! dumps, and a time limit per file. A child that crashes, hangs or runs out
-//! of memory costs only the file it was reading (which gets a `probe_error`)
-//! and is replaced for the next one.
+//! Child processes for everything that parses untrusted media: libav runs
+//! in `bodycamd probe-worker` and `bodycamd render-worker` children with an
+//! address-space limit, no core dumps, death with the daemon and a time
+//! limit per job (render workers also at the lowest CPU and I/O priority).
+//! Both kinds are long-lived and share one pool ([`ChildPool`]): each child
+//! does many jobs over its pipes, and is replaced after a crash, a time-out,
+//! nonsense on its pipe, or `max_jobs` jobs. A job that kills its child
+//! costs only that job (it gets the reason); the child is started afresh for
+//! the next one, so a hostile file never takes other jobs with it.
 //!
-//! Protocol: one JSON request per line on the child's stdin
-//! (`{"path": "..."}`), one [`Description`] per line on its stdout.
+//! Protocol: one JSON request per line on the child's stdin, one JSON answer
+//! per line on its stdout.
 
 use std::io::{BufRead, Write};
 use std::os::unix::process::ExitStatusExt;
@@ -14,12 +18,31 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use super::Description;
+
+/// How to run one kind of child.
+#[derive(Debug, Clone)]
+pub struct ChildSpec {
+    /// The executable, run as `EXE <arg>` (normally bodycamd itself).
+    pub exe: PathBuf,
+    /// `probe-worker` or `render-worker`.
+    pub arg: &'static str,
+    /// What the child is called in reasons (`prober`, `render worker`).
+    pub name: &'static str,
+    pub workers: usize,
+    /// Per job.
+    pub timeout: Duration,
+    pub memory_limit_bytes: u64,
+    /// Lowest CPU and I/O priority.
+    pub background: bool,
+    /// Jobs before a child is replaced (bounds what a leak can grow to).
+    pub max_jobs: u32,
+}
 
 #[derive(Debug, Clone)]
 pub struct ProberSettings {
@@ -35,21 +58,25 @@ struct Request {
     path: String,
 }
 
-struct Job {
-    path: PathBuf,
-    reply: oneshot::Sender<Description>,
+type Reply<A> = oneshot::Sender<Result<A, String>>;
+
+/// A pool of long-lived, confined children answering requests of type `Q`
+/// with answers of type `A`. Cheap to clone.
+pub struct ChildPool<Q, A> {
+    tx: mpsc::Sender<(Q, Reply<A>)>,
 }
 
-/// A pool of prober processes. Cheap to clone.
-#[derive(Clone)]
-pub struct ProberPool {
-    tx: mpsc::Sender<Job>,
+impl<Q, A> Clone for ChildPool<Q, A> {
+    fn clone(&self) -> Self {
+        ChildPool { tx: self.tx.clone() }
+    }
 }
 
 struct Proc {
     child: Child,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
+    jobs: u32,
 }
 
 fn signal_name(sig: i32) -> &'static str {
@@ -89,106 +116,134 @@ pub fn confine(cmd: &mut Command, memory_limit: u64, background: bool) {
     }
 }
 
-fn spawn(s: &ProberSettings) -> std::io::Result<Proc> {
+fn spawn(s: &ChildSpec) -> std::io::Result<Proc> {
     let mut cmd = Command::new(&s.exe);
-    cmd.arg("probe-worker").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true);
-    confine(&mut cmd, s.memory_limit_bytes, false);
+    cmd.arg(s.arg).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true);
+    confine(&mut cmd, s.memory_limit_bytes, s.background);
     let mut child = cmd.spawn()?;
     let stdin = child.stdin.take().expect("stdin is piped");
     let stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
-    Ok(Proc { child, stdin, stdout })
+    Ok(Proc { child, stdin, stdout, jobs: 0 })
 }
 
 /// Why a child stopped answering.
-async fn exit_reason(mut p: Proc) -> String {
+async fn exit_reason(name: &str, mut p: Proc) -> String {
     let status = match tokio::time::timeout(Duration::from_secs(5), p.child.wait()).await {
         Ok(Ok(s)) => s,
         _ => {
             let _ = p.child.kill().await;
-            return "prober stopped answering".into();
+            return format!("the {name} stopped answering");
         }
     };
     match (status.signal(), status.code()) {
-        (Some(sig), _) => format!("prober crashed ({} {sig})", signal_name(sig)),
-        (None, Some(code)) => format!("prober exited with status {code} (out of memory?)"),
-        _ => "prober stopped".into(),
+        (Some(sig), _) => format!("the {name} crashed ({} {sig})", signal_name(sig)),
+        (None, Some(code)) => format!("the {name} exited with status {code} (out of memory?)"),
+        _ => format!("the {name} stopped"),
     }
 }
 
-async fn probe_one(s: &ProberSettings, slot: &mut Option<Proc>, path: &Path) -> Description {
+/// One request to the child in `slot` (started first if there is none).
+/// Any failure other than a well-formed answer retires the child.
+async fn exchange<Q: Serialize, A: DeserializeOwned>(
+    s: &ChildSpec,
+    slot: &mut Option<Proc>,
+    req: &Q,
+) -> Result<A, String> {
     if slot.is_none() {
-        match spawn(s) {
-            Ok(p) => *slot = Some(p),
-            Err(e) => return Description::fallback(path, format!("cannot start the prober {}: {e}", s.exe.display())),
-        }
+        *slot = Some(spawn(s).map_err(|e| format!("cannot start the {} {}: {e}", s.name, s.exe.display()))?);
     }
     let p = slot.as_mut().expect("spawned above");
-    let mut line = serde_json::to_string(&Request { path: path.to_string_lossy().into_owned() }).expect("serialisable");
-    line.push('\n');
-    let exchange = async {
-        p.stdin.write_all(line.as_bytes()).await?;
+    let mut line = serde_json::to_vec(req).map_err(|e| format!("cannot encode the request: {e}"))?;
+    line.push(b'\n');
+    let talk = async {
+        p.stdin.write_all(&line).await?;
         p.stdin.flush().await?;
         let mut answer = String::new();
         let n = p.stdout.read_line(&mut answer).await?;
         Ok::<_, std::io::Error>((n, answer))
     };
-    match tokio::time::timeout(s.timeout, exchange).await {
-        Ok(Ok((n, answer))) if n > 0 => match serde_json::from_str::<Description>(&answer) {
-            Ok(d) => d,
+    let result = match tokio::time::timeout(s.timeout, talk).await {
+        Ok(Ok((n, answer))) if n > 0 => match serde_json::from_str::<A>(&answer) {
+            Ok(a) => {
+                let p = slot.as_mut().expect("present");
+                p.jobs += 1;
+                if p.jobs >= s.max_jobs.max(1) {
+                    // Retire it; closing its stdin ends it.
+                    drop(slot.take());
+                }
+                return Ok(a);
+            }
             Err(e) => {
-                let p = slot.take().expect("present");
-                let _ = exit_reason_kill(p).await;
-                Description::fallback(path, format!("prober answered nonsense: {e}"))
+                let _ = slot.take().expect("present").child.kill().await;
+                format!("the {} answered nonsense: {e}", s.name)
             }
         },
-        Ok(_) => {
-            let p = slot.take().expect("present");
-            Description::fallback(path, exit_reason(p).await)
-        }
+        // End of its output or a broken pipe: it died on this job.
+        Ok(_) => exit_reason(s.name, slot.take().expect("present")).await,
         Err(_) => {
-            let p = slot.take().expect("present");
-            exit_reason_kill(p).await;
-            Description::fallback(
-                path,
-                format!("prober timed out after {:.0} s and was killed", s.timeout.as_secs_f64()),
-            )
+            let _ = slot.take().expect("present").child.kill().await;
+            format!("the {} timed out after {:.0} s and was killed", s.name, s.timeout.as_secs_f64())
         }
-    }
+    };
+    Err(result)
 }
 
-async fn exit_reason_kill(mut p: Proc) {
-    let _ = p.child.kill().await;
-}
-
-impl ProberPool {
-    pub fn start(settings: ProberSettings) -> ProberPool {
-        let (tx, rx) = mpsc::channel::<Job>(1024);
+impl<Q, A> ChildPool<Q, A>
+where
+    Q: Serialize + Send + Sync + 'static,
+    A: DeserializeOwned + Send + 'static,
+{
+    pub fn start(spec: ChildSpec) -> ChildPool<Q, A> {
+        let (tx, rx) = mpsc::channel::<(Q, Reply<A>)>(1024);
         let rx = Arc::new(Mutex::new(rx));
-        let settings = Arc::new(settings);
-        for _ in 0..settings.workers.max(1) {
-            let rx = rx.clone();
-            let settings = settings.clone();
+        let spec = Arc::new(spec);
+        for _ in 0..spec.workers.max(1) {
+            let (rx, spec) = (rx.clone(), spec.clone());
             tokio::spawn(async move {
                 let mut slot: Option<Proc> = None;
                 loop {
                     let job = rx.lock().await.recv().await;
-                    let Some(job) = job else { break };
-                    let d = probe_one(&settings, &mut slot, &job.path).await;
-                    let _ = job.reply.send(d);
+                    let Some((req, reply)) = job else { break };
+                    let answer = exchange(&spec, &mut slot, &req).await;
+                    let _ = reply.send(answer);
                 }
             });
         }
-        ProberPool { tx }
+        ChildPool { tx }
+    }
+
+    /// Ask a child; `Err` says in words why no answer came.
+    pub async fn call(&self, req: Q) -> Result<A, String> {
+        let (reply, rx) = oneshot::channel();
+        let stopped = || "the worker pool has stopped".to_string();
+        self.tx.send((req, reply)).await.map_err(|_| stopped())?;
+        rx.await.unwrap_or_else(|_| Err(stopped()))
+    }
+}
+
+/// A pool of prober processes. Cheap to clone.
+#[derive(Clone)]
+pub struct ProberPool(ChildPool<Request, Description>);
+
+impl ProberPool {
+    pub fn start(s: ProberSettings) -> ProberPool {
+        ProberPool(ChildPool::start(ChildSpec {
+            exe: s.exe,
+            arg: "probe-worker",
+            name: "prober",
+            workers: s.workers,
+            timeout: s.timeout,
+            memory_limit_bytes: s.memory_limit_bytes,
+            background: false,
+            max_jobs: 10_000,
+        }))
     }
 
     /// Describe a file in a prober process. Never fails: a crash, hang or
     /// missing prober becomes the description's `probe_error`.
     pub async fn describe(&self, path: &Path) -> Description {
-        let (reply, rx) = oneshot::channel();
-        if self.tx.send(Job { path: path.to_path_buf(), reply }).await.is_err() {
-            return Description::fallback(path, "the prober pool has stopped".into());
-        }
-        rx.await.unwrap_or_else(|_| Description::fallback(path, "the prober pool has stopped".into()))
+        let req = Request { path: path.to_string_lossy().into_owned() };
+        self.0.call(req).await.unwrap_or_else(|reason| Description::fallback(path, reason))
     }
 }
 
@@ -196,6 +251,7 @@ impl ProberPool {
 #[derive(Debug, Clone)]
 pub struct RenderLimits {
     pub exe: PathBuf,
+    pub workers: usize,
     pub timeout: Duration,
     pub memory_limit_bytes: u64,
 }
@@ -207,58 +263,58 @@ enum RenderAnswer {
     Error(super::render::RenderError),
 }
 
-/// Make one rendition in a `bodycamd render-worker` child (confined, in
-/// the background priority classes, killed after the time limit).
-pub async fn render(
-    l: &RenderLimits,
-    job: &super::render::RenderJob,
-) -> Result<super::render::RenderReport, super::render::RenderError> {
-    let mut cmd = Command::new(&l.exe);
-    cmd.arg("render-worker").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true);
-    confine(&mut cmd, l.memory_limit_bytes, true);
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start the render worker {}: {e}", l.exe.display()))?;
-    let mut stdin = child.stdin.take().expect("stdin is piped");
-    let request = serde_json::to_vec(job).expect("serialisable");
-    let mut stdout = child.stdout.take().expect("stdout is piped");
-    let exchange = async {
-        stdin.write_all(&request).await?;
-        drop(stdin);
-        let mut out = Vec::new();
-        tokio::io::AsyncReadExt::read_to_end(&mut stdout, &mut out).await?;
-        let status = child.wait().await?;
-        Ok::<_, std::io::Error>((status, out))
-    };
-    match tokio::time::timeout(l.timeout, exchange).await {
-        Err(_) => {
-            Err(format!("the render worker timed out after {:.0} s and was killed", l.timeout.as_secs_f64()).into())
-        }
-        Ok(Err(e)) => Err(format!("the render worker failed: {e}").into()),
-        Ok(Ok((status, out))) => match serde_json::from_slice::<RenderAnswer>(&out) {
+/// Render workers: long-lived `bodycamd render-worker` children (confined,
+/// in the background priority classes, killed after the time limit).
+#[derive(Clone)]
+pub struct RenderPool(ChildPool<super::render::RenderJob, RenderAnswer>);
+
+impl RenderPool {
+    /// Jobs a render worker does before it is replaced.
+    pub const MAX_JOBS: u32 = 500;
+
+    pub fn start(l: RenderLimits) -> RenderPool {
+        RenderPool(ChildPool::start(ChildSpec {
+            exe: l.exe,
+            arg: "render-worker",
+            name: "render worker",
+            workers: l.workers,
+            timeout: l.timeout,
+            memory_limit_bytes: l.memory_limit_bytes,
+            background: true,
+            max_jobs: Self::MAX_JOBS,
+        }))
+    }
+
+    /// Make one rendition in a render worker.
+    pub async fn render(
+        &self,
+        job: super::render::RenderJob,
+    ) -> Result<super::render::RenderReport, super::render::RenderError> {
+        match self.0.call(job).await {
             Ok(RenderAnswer::Ok(r)) => Ok(r),
             Ok(RenderAnswer::Error(e)) => Err(e),
-            Err(_) => Err(match (status.signal(), status.code()) {
-                (Some(sig), _) => format!("the render worker crashed ({} {sig})", signal_name(sig)),
-                (None, Some(code)) => format!("the render worker exited with status {code} (out of memory?)"),
-                _ => "the render worker stopped".to_string(),
-            }
-            .into()),
-        },
+            Err(reason) => Err(reason.into()),
+        }
     }
 }
 
-/// The render worker's side: one job from stdin, its answer on stdout.
-pub fn serve_render(mut input: impl std::io::Read, mut output: impl Write) -> std::io::Result<()> {
-    let mut buf = Vec::new();
-    input.read_to_end(&mut buf)?;
-    let answer = match serde_json::from_slice::<super::render::RenderJob>(&buf) {
-        Ok(job) => match super::render::run_job(&job) {
-            Ok(r) => RenderAnswer::Ok(r),
-            Err(e) => RenderAnswer::Error(e),
-        },
-        Err(e) => RenderAnswer::Error(format!("bad request: {e}").into()),
-    };
-    serde_json::to_writer(&mut output, &answer)?;
-    output.flush()
+/// The render worker's side: one job per line from stdin, its answer on
+/// one line of stdout, until stdin closes.
+pub fn serve_render(input: impl BufRead, mut output: impl Write) -> std::io::Result<()> {
+    for line in input.lines() {
+        let line = line?;
+        let answer = match serde_json::from_str::<super::render::RenderJob>(&line) {
+            Ok(job) => match super::render::run_job(&job) {
+                Ok(r) => RenderAnswer::Ok(r),
+                Err(e) => RenderAnswer::Error(e),
+            },
+            Err(e) => RenderAnswer::Error(format!("bad request: {e}").into()),
+        };
+        serde_json::to_writer(&mut output, &answer)?;
+        output.write_all(b"\n")?;
+        output.flush()?;
+    }
+    Ok(())
 }
 
 /// The child side: answer requests from stdin until it closes.
@@ -352,6 +408,60 @@ mod tests {
         let pool = ProberPool::start(settings(d.path().join("nope"), 1000, 1 << 30));
         let desc = pool.describe(&media(d.path())).await;
         assert!(desc.probe_error.as_deref().unwrap().contains("cannot start"), "{desc:?}");
+    }
+
+    fn pool(exe: PathBuf, max_jobs: u32) -> ChildPool<serde_json::Value, serde_json::Value> {
+        ChildPool::start(ChildSpec {
+            exe,
+            arg: "worker",
+            name: "test worker",
+            workers: 1,
+            timeout: Duration::from_secs(10),
+            memory_limit_bytes: 1 << 30,
+            background: true,
+            max_jobs,
+        })
+    }
+
+    #[tokio::test]
+    async fn one_child_does_many_jobs_and_is_replaced_after_max_jobs() {
+        let d = tempfile::tempdir().unwrap();
+        let exe = script(d.path(), r#"while read line; do echo "{\"pid\":$$}"; done"#);
+        let p = pool(exe, 3);
+        let mut pids = Vec::new();
+        for _ in 0..6 {
+            pids.push(p.call(serde_json::json!({})).await.unwrap()["pid"].as_u64().unwrap());
+        }
+        assert_eq!(pids[0], pids[1]);
+        assert_eq!(pids[1], pids[2]);
+        assert_ne!(pids[2], pids[3], "replaced after three jobs: {pids:?}");
+        assert_eq!(pids[3], pids[5]);
+    }
+
+    #[tokio::test]
+    async fn a_job_that_kills_its_child_fails_alone_and_the_next_job_gets_a_new_child() {
+        let d = tempfile::tempdir().unwrap();
+        let exe = script(
+            d.path(),
+            r#"while read line; do case "$line" in *crash*) kill -SEGV $$;; esac; echo "{\"pid\":$$}"; done"#,
+        );
+        let p = pool(exe, 100);
+        let first = p.call(serde_json::json!({"file": "a"})).await.unwrap();
+        let crash = p.call(serde_json::json!({"file": "crash"})).await.unwrap_err();
+        assert!(crash.contains("test worker crashed (SIGSEGV"), "{crash}");
+        let after = p.call(serde_json::json!({"file": "b"})).await.unwrap();
+        assert_ne!(first["pid"], after["pid"]);
+    }
+
+    #[test]
+    fn the_render_worker_answers_each_line() {
+        let input = "not json\n{\"thumbnail\":{}}\n";
+        let mut out = Vec::new();
+        serve_render(input.as_bytes(), &mut out).unwrap();
+        let lines: Vec<serde_json::Value> =
+            out.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines.iter().all(|l| l.get("error").is_some()), "{lines:?}");
     }
 
     #[test]
