@@ -3,6 +3,11 @@
 
 Usage: scripts/bench.py [--bin target/release/bodycamd] [--work DIR] [--only NAME ...]
                         [--video-gib 2] [--photos 10000] [--big-gib 4] [--latency-files 200]
+                        [--quick]
+
+--quick runs every benchmark small and once (about a minute and a half on
+2 cores) and ends with each result on one line: run it before committing a
+change to the copy, index, describe or render paths, to notice a 2x slowdown.
 
 Benchmarks (names for --only):
   video    store >= 2 GiB of video-sized files; throughput vs `cp` + `sync`
@@ -51,6 +56,15 @@ def write_config(path, state, dock, settle="0.5", extra=""):
             f'[log]\nlevel = "warn"\n[[stations]]\nid = "bench"\npath = "{dock}"\n'
             f"settle_secs = {settle}\n{extra}\n"
         )
+
+
+SUMMARY = []
+
+
+def summary(line):
+    """A benchmark's result line: printed now, and again at the end."""
+    print(line)
+    SUMMARY.append(line)
 
 
 def timed(fn):
@@ -108,7 +122,7 @@ def bench_video(a, work):
             f"  {'cold cache' if cold else 'warm cache'}"
         )
     ratios = [c / b for c, b in results]
-    print(f"VIDEO: throughput ratio bodycamd / (cp+sync) = {statistics.median(ratios):.2f} (median of {len(ratios)}; goal >= 0.9)")
+    summary(f"VIDEO: throughput ratio bodycamd / (cp+sync) = {statistics.median(ratios):.2f} (median of {len(ratios)}; goal >= 0.9)")
     shutil.rmtree(dock)
 
 
@@ -161,14 +175,14 @@ def bench_photos(a, work):
     print(f"photos: bodycamd run --once {t_b:.2f} s ({count / t_b:.0f} files/s, including start-up and describing every photo)")
     print(f"photos: bodycamd start -> last stored {store_secs:.2f} s ({stored / store_secs:.0f} files/s stored and indexed)")
     print(f"photos: {thumbs} thumbnails made in the same run")
-    print(f"PHOTOS: {count / t_b:.0f} files/s end to end with thumbnails, {t_pipe / t_b:.1f}x the shell pipeline")
+    summary(f"PHOTOS: {count / t_b:.0f} files/s end to end with thumbnails, {t_pipe / t_b:.1f}x the shell pipeline")
     assert stored == count, (stored, count)
     # The same files without renditions: storing and describing alone.
     fresh(state)
     write_config(cfg, state, dock, extra="[renditions]\nenabled = false")
     drop_caches()
     t_n = timed(lambda: sh(f"{a.bin} run --once --config {cfg} > /dev/null 2>&1"))
-    print(f"PHOTOS: {count / t_n:.0f} files/s end to end without renditions (run --once, renditions.enabled = false), "
+    summary(f"PHOTOS: {count / t_n:.0f} files/s end to end without renditions (run --once, renditions.enabled = false), "
           f"{t_pipe / t_n:.1f}x the shell pipeline")
     for p in (dock, dest, state):
         shutil.rmtree(p)
@@ -193,7 +207,7 @@ def bench_memory(a, work):
     ).stderr
     rss_kib = int(next(l for l in out.splitlines() if "Maximum resident set size" in l).split(":")[1])
     wall = next(l for l in out.splitlines() if "Elapsed (wall clock)" in l).split("): ")[1]
-    print(f"MEMORY: peak RSS storing one {gib} GiB file: {rss_kib / 1024:.1f} MiB (goal < 150 MiB), wall {wall}")
+    summary(f"MEMORY: peak RSS storing one {gib} GiB file: {rss_kib / 1024:.1f} MiB (goal < 150 MiB), wall {wall}")
     for p in (dock, state):
         shutil.rmtree(p)
 
@@ -235,7 +249,7 @@ def bench_latency(a, work):
     lat = sorted(ing / 1000.0 - written[bytes(rel)] for rel, ing in rows)
     p50 = lat[len(lat) // 2]
     p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
-    print(
+    summary(
         f"LATENCY: {len(lat)} files, last write -> row visible: p50 {p50:.3f} s, p99 {p99:.3f} s, max {lat[-1]:.3f} s"
         f" (settle {settle:.1f} s; goal p99 < {settle + 1:.1f} s)"
     )
@@ -286,16 +300,16 @@ def bench_renditions(a, work):
 
     # Remux: bodycamd vs `ffmpeg -c copy -movflags +faststart`.
     rem, cli = [], []
-    for _ in range(3):
+    for _ in range(a.inner_rounds):
         rem.append(timed(lambda: render(a, playable_job(h264, out, "copy", "copy"))))
         cli.append(timed(lambda: sh(f"ffmpeg -hide_banner -loglevel error -y -i {h264} -c copy -movflags +faststart {out}")))
     r, c = statistics.median(rem), statistics.median(cli)
-    print(f"REMUX: 1080p H.264 {secs} s: bodycamd {r:.3f} s = {secs / r:.0f}x real time; "
+    summary(f"REMUX: 1080p H.264 {secs} s: bodycamd {r:.3f} s = {secs / r:.0f}x real time; "
           f"ffmpeg -c copy {c:.3f} s; ratio bodycamd/ffmpeg {r / c:.2f}")
 
     # Transcode: H.265 -> H.264 veryfast CRF 23, audio copied, fast start: same settings for both.
     rounds = []
-    for rnd in range(3):
+    for rnd in range(a.inner_rounds):
         def ours():
             return timed(lambda: render(a, playable_job(hevc, out, "encode", "copy")))
 
@@ -310,7 +324,7 @@ def bench_renditions(a, work):
         rounds.append((t_b, t_c))
         print(f"transcode round {rnd + 1}: bodycamd {t_b:.2f} s  ffmpeg CLI {t_c:.2f} s  ratio {t_b / t_c:.3f}")
     ratio = statistics.median([b / c for b, c in rounds])
-    print(f"TRANSCODE: wall time bodycamd / ffmpeg CLI = {ratio:.3f} (median of 3; goal <= 1.05)")
+    summary(f"TRANSCODE: wall time bodycamd / ffmpeg CLI = {ratio:.3f} (median of {a.inner_rounds}; goal <= 1.05)")
 
     # Storing while a large transcode runs: the daemon, watching a dock; N files
     # are renamed into it at once and timed until all are stored.
@@ -368,7 +382,7 @@ def bench_renditions(a, work):
         return t
 
     res = []
-    for rnd in range(3):
+    for rnd in range(a.inner_rounds):
         drop_caches()
         t_u = storing(False)
         drop_caches()
@@ -377,7 +391,7 @@ def bench_renditions(a, work):
         mb = n * size_mb
         print(f"storing round {rnd + 1}: {mb} MiB unloaded {t_u:.2f} s ({mb / t_u:.0f} MiB/s), during a 1080p transcode "
               f"{t_l:.2f} s ({mb / t_l:.0f} MiB/s), kept {t_u / t_l:.2f}")
-    print(f"STORING UNDER TRANSCODE: throughput kept = {statistics.median(res):.2f} of unloaded (median of 3; goal >= 0.8)")
+    summary(f"STORING UNDER TRANSCODE: throughput kept = {statistics.median(res):.2f} of unloaded (median of {a.inner_rounds}; goal >= 0.8)")
     shutil.rmtree(d)
 
 
@@ -392,7 +406,13 @@ def main():
     ap.add_argument("--latency-files", type=int, default=200)
     ap.add_argument("--rounds", type=int, default=5, help="rounds of the video benchmark")
     ap.add_argument("--render-secs", type=int, default=30, help="length of the rendition benchmark's clips")
+    ap.add_argument("--quick", action="store_true",
+                    help="a one-minute version of every benchmark: smaller sizes, one round each")
     a = ap.parse_args()
+    a.inner_rounds = 3
+    if a.quick:
+        a.video_gib, a.photos, a.big_gib, a.latency_files = 0.25, 1000, 1, 40
+        a.rounds, a.inner_rounds, a.render_secs = 1, 1, 5
     a.bin = os.path.abspath(a.bin)
     work = a.work or tempfile.mkdtemp(prefix="bodycamd-bench-", dir="/var/tmp")
     os.makedirs(work, exist_ok=True)
@@ -406,6 +426,10 @@ def main():
         sys.stdout.flush()
     if not a.work:
         shutil.rmtree(work, ignore_errors=True)
+    if len(SUMMARY) > 1:
+        print("\n== results ==")
+        for line in SUMMARY:
+            print(line)
 
 
 if __name__ == "__main__":

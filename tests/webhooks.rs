@@ -111,8 +111,11 @@ fn metrics_are_valid_prometheus_text_with_the_figures() {
     wait_until("the file to be stored", Duration::from_secs(20), || h.media().len() == 1);
     wait_until("metrics to show it", Duration::from_secs(20), || {
         let t = http_get(addr, "/metrics").1;
+        // The station forgets the file as pending once it hears of the
+        // commit, a moment after the ingest counter moves.
         t.contains("bodycamd_files_ingested_total 1")
             && t.contains("bodycamd_alerts_open{kind=\"media_unreadable\",severity=\"warning\"} 1")
+            && t.contains("bodycamd_pending_files{station=\"dock-01\"} 0")
     });
     let (status, text) = http_get(addr, "/metrics");
     assert_eq!(status, 200);
