@@ -5,7 +5,7 @@ Usage: scripts/bench.py [--bin target/release/bodycamd] [--work DIR] [--only NAM
                         [--video-gib 2] [--photos 10000] [--big-gib 4] [--latency-files 200]
                         [--quick]
 
---quick runs every benchmark small and once (about a minute and a half on
+--quick runs every benchmark small and once (48 s on
 2 cores) and ends with each result on one line: run it before committing a
 change to the copy, index, describe or render paths, to notice a 2x slowdown.
 
