@@ -12,7 +12,8 @@ change to the copy, index, describe or render paths, to notice a 2x slowdown.
 Benchmarks (names for --only):
   video    store >= 2 GiB of video-sized files; throughput vs `cp` + `sync`
   photos   10,000 small photos; files/s vs a shell pipeline (b3sum, cp, sqlite3 insert per file)
-  memory   peak RSS of the daemon while storing one 4 GiB file (GNU time)
+  memory   peak RSS of the daemon while storing one 4 GiB file, and with
+           50,000 small files pending at once (GNU time)
   latency  watch mode: last write -> row visible, p50/p99, vs settle time + 1 s
   renditions
            remux of a 1080p H.264 file (times real time, vs `ffmpeg -c copy`);
@@ -210,6 +211,30 @@ def bench_memory(a, work):
     summary(f"MEMORY: peak RSS storing one {gib} GiB file: {rss_kib / 1024:.1f} MiB (goal < 150 MiB), wall {wall}")
     for p in (dock, state):
         shutil.rmtree(p)
+    # Many files pending at once: every one is found by the first scan and
+    # waits on the store queue together.
+    fresh(dock)
+    fresh(state)
+    for d in range(a.pending_files // 1000 + 1):
+        sub = os.path.join(dock, f"CAM{d:04d}")
+        os.makedirs(sub)
+        for i in range(min(1000, a.pending_files - d * 1000)):
+            with open(os.path.join(sub, f"IMG_{i:04d}.jpg"), "wb") as f:
+                f.write(os.urandom(512))
+    write_config(cfg, state, dock, extra="[renditions]\nenabled = false")
+    out = subprocess.run(
+        f"/usr/bin/time -v {a.bin} run --once --config {cfg}",
+        shell=True,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stderr
+    rss_kib = int(next(l for l in out.splitlines() if "Maximum resident set size" in l).split(":")[1])
+    wall = next(l for l in out.splitlines() if "Elapsed (wall clock)" in l).split("): ")[1]
+    summary(f"MEMORY: peak RSS with {a.pending_files} files pending at once: {rss_kib / 1024:.1f} MiB "
+            f"(goal < 100 MiB), wall {wall}")
+    for p in (dock, state):
+        shutil.rmtree(p)
 
 
 def bench_latency(a, work):
@@ -404,6 +429,7 @@ def main():
     ap.add_argument("--photos", type=int, default=10000)
     ap.add_argument("--big-gib", type=int, default=4)
     ap.add_argument("--latency-files", type=int, default=200)
+    ap.add_argument("--pending-files", type=int, default=50000, help="files pending at once in the memory benchmark")
     ap.add_argument("--rounds", type=int, default=5, help="rounds of the video benchmark")
     ap.add_argument("--render-secs", type=int, default=30, help="length of the rendition benchmark's clips")
     ap.add_argument("--quick", action="store_true",
@@ -411,7 +437,7 @@ def main():
     a = ap.parse_args()
     a.inner_rounds = 3
     if a.quick:
-        a.video_gib, a.photos, a.big_gib, a.latency_files = 0.25, 1000, 1, 40
+        a.video_gib, a.photos, a.big_gib, a.latency_files, a.pending_files = 0.25, 1000, 1, 40, 5000
         a.rounds, a.inner_rounds, a.render_secs = 1, 1, 5
     a.bin = os.path.abspath(a.bin)
     work = a.work or tempfile.mkdtemp(prefix="bodycamd-bench-", dir="/var/tmp")
