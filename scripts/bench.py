@@ -189,6 +189,20 @@ def bench_photos(a, work):
         shutil.rmtree(p)
 
 
+def peak_rss(a, cfg):
+    """`run --once` under GNU time: its peak RSS (KiB) and wall time."""
+    out = subprocess.run(
+        f"/usr/bin/time -v {a.bin} run --once --config {cfg}",
+        shell=True,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stderr
+    rss_kib = int(next(l for l in out.splitlines() if "Maximum resident set size" in l).split(":")[1])
+    wall = next(l for l in out.splitlines() if "Elapsed (wall clock)" in l).split("): ")[1]
+    return rss_kib, wall
+
+
 def bench_memory(a, work):
     dock = os.path.join(work, "big-dock")
     fresh(dock)
@@ -199,15 +213,7 @@ def bench_memory(a, work):
     cfg = os.path.join(work, "big.toml")
     write_config(cfg, state, dock)
     drop_caches()
-    out = subprocess.run(
-        f"/usr/bin/time -v {a.bin} run --once --config {cfg}",
-        shell=True,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stderr
-    rss_kib = int(next(l for l in out.splitlines() if "Maximum resident set size" in l).split(":")[1])
-    wall = next(l for l in out.splitlines() if "Elapsed (wall clock)" in l).split("): ")[1]
+    rss_kib, wall = peak_rss(a, cfg)
     summary(f"MEMORY: peak RSS storing one {gib} GiB file: {rss_kib / 1024:.1f} MiB (goal < 150 MiB), wall {wall}")
     for p in (dock, state):
         shutil.rmtree(p)
@@ -222,15 +228,7 @@ def bench_memory(a, work):
             with open(os.path.join(sub, f"IMG_{i:04d}.jpg"), "wb") as f:
                 f.write(os.urandom(512))
     write_config(cfg, state, dock, extra="[renditions]\nenabled = false")
-    out = subprocess.run(
-        f"/usr/bin/time -v {a.bin} run --once --config {cfg}",
-        shell=True,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stderr
-    rss_kib = int(next(l for l in out.splitlines() if "Maximum resident set size" in l).split(":")[1])
-    wall = next(l for l in out.splitlines() if "Elapsed (wall clock)" in l).split("): ")[1]
+    rss_kib, wall = peak_rss(a, cfg)
     summary(f"MEMORY: peak RSS with {a.pending_files} files pending at once: {rss_kib / 1024:.1f} MiB "
             f"(goal < 100 MiB), wall {wall}")
     for p in (dock, state):

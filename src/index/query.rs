@@ -109,8 +109,14 @@ fn station_paths(c: &Db) -> crate::index::db::Result<HashMap<String, PathBuf>> {
 }
 
 fn abs_path(stations: &HashMap<String, PathBuf>, station: &str, rel: &[u8]) -> PathBuf {
+    under_station(stations.get(station).map(PathBuf::as_path), rel)
+}
+
+/// A dock path: `rel` under its station's folder (as stored, when the
+/// station is no longer configured).
+fn under_station(root: Option<&std::path::Path>, rel: &[u8]) -> PathBuf {
     let rel = std::ffi::OsStr::from_bytes(rel);
-    match stations.get(station) {
+    match root {
         Some(root) => root.join(rel),
         None => PathBuf::from(rel),
     }
@@ -129,12 +135,8 @@ fn attach_sightings(c: &Db, rows: &mut [MediaRow]) -> crate::index::db::Result<(
          FROM sightings s LEFT JOIN stations st ON st.id = s.station WHERE s.media_id IN ({ids}) ORDER BY s.id",
         &ids,
         |r| {
-            let rel: Vec<u8> = r.get(2)?;
-            let rel = std::ffi::OsStr::from_bytes(&rel);
-            let path = match r.get::<_, Option<String>>(5)? {
-                Some(root) => PathBuf::from(root).join(rel),
-                None => PathBuf::from(rel),
-            };
+            let (rel, root): (Vec<u8>, Option<String>) = (r.get(2)?, r.get(5)?);
+            let path = under_station(root.as_deref().map(std::path::Path::new), &rel);
             by_media.entry(r.get(0)?).or_default().push(SightingRow {
                 path,
                 station: r.get(1)?,
@@ -150,7 +152,7 @@ fn attach_sightings(c: &Db, rows: &mut [MediaRow]) -> crate::index::db::Result<(
     Ok(())
 }
 
-/// Runs `sql` once per chunk of `ids` (its `{ids}` replaced by that many
+/// Runs `sql` once per chunk of `ids` (its `{ids}` replaced by as many
 /// placeholders) and hands `f` every row: one round trip for a page of
 /// records instead of one per record, within every engine's parameter limit.
 pub fn for_ids(
@@ -159,11 +161,17 @@ pub fn for_ids(
     ids: &[String],
     mut f: impl FnMut(&Row) -> crate::index::db::Result<()>,
 ) -> crate::index::db::Result<()> {
-    const CHUNK: usize = 500;
+    const CHUNK: usize = 512;
     for chunk in ids.chunks(CHUNK) {
-        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("?{i}")).collect();
+        // Padded to a power of two (repeating the last id, which `IN`
+        // ignores) so that a query has at most ten shapes and the
+        // statement caches of both engines stay small and hit.
+        let width = chunk.len().next_power_of_two();
+        let marks: Vec<String> = (1..=width).map(|i| format!("?{i}")).collect();
         let text = sql.replace("{ids}", &marks.join(","));
-        let args = crate::index::db::params_from_iter(chunk.iter().map(|s| crate::index::db::Value::Text(s.clone())));
+        let last = chunk.last().expect("chunks are never empty");
+        let padded = chunk.iter().chain(std::iter::repeat(last)).take(width);
+        let args = crate::index::db::params_from_iter(padded.map(|s| crate::index::db::Value::Text(s.clone())));
         c.prepare_cached(&text)?.for_each(args, |r| f(&r).map(|()| true))?;
     }
     Ok(())
@@ -621,11 +629,24 @@ pub const RESTRICTED_IDS: &str = "(SELECT id FROM originals WHERE restricted = 1
 /// the grant), in recording order.
 pub fn visible_case_media(c: &Db, case_id: &str, see_restricted: bool) -> crate::index::db::Result<Vec<String>> {
     let mut ids: Vec<String> = crate::index::cases::case_media(c, case_id)?.into_iter().map(|l| l.media_id).collect();
-    if !see_restricted && any_restricted(c)? {
-        let hidden = restricted_in_case(c, case_id)?;
+    if let Some(hidden) = hidden_in_case(c, case_id, see_restricted)? {
         ids.retain(|m| !hidden.contains(m));
     }
     Ok(ids)
+}
+
+/// The restricted originals of a case that a caller without the grant must
+/// not see; `None` when nothing needs hiding (the grant, or nothing
+/// restricted anywhere).
+fn hidden_in_case(
+    c: &Db,
+    case_id: &str,
+    see_restricted: bool,
+) -> crate::index::db::Result<Option<std::collections::HashSet<String>>> {
+    if see_restricted || !any_restricted(c)? {
+        return Ok(None);
+    }
+    restricted_in_case(c, case_id).map(Some)
 }
 
 /// Whether an original is restricted; `None` when there is no such original.
@@ -741,8 +762,7 @@ pub fn visible_case_rows(c: &Db, case_id: &str, see_restricted: bool) -> crate::
         ))?
         .query_map([case_id], media_row)?
         .collect::<Result<_, _>>()?;
-    if !see_restricted && any_restricted(c)? {
-        let hidden = restricted_in_case(c, case_id)?;
+    if let Some(hidden) = hidden_in_case(c, case_id, see_restricted)? {
         rows.retain(|m| !hidden.contains(&m.id));
     }
     attach_sightings(c, &mut rows)?;
