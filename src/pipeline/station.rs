@@ -907,9 +907,13 @@ impl Station {
         let (reason, retry_sig) = match r.outcome {
             Outcome::Stored { sig, .. } => {
                 self.tracker.stored_ok(&rel, r.gen, sig);
+                // The ingest commit removed its pending row, but an upsert
+                // of ours may still be on its way (pending writes are
+                // batched, on another connection) and would bring the row
+                // back: this delete comes after it in our own order.
+                self.ops.push(PendingOp::Delete(rel_bytes(&rel)));
                 if self.missing.remove(&rel).is_some() {
                     // Its copy finished before its folder was replaced.
-                    self.ops.push(PendingOp::Delete(rel_bytes(&rel)));
                     self.update_missing_state();
                 }
                 return;
