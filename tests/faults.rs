@@ -195,8 +195,11 @@ fn a_replaced_dock_leaves_its_files_unaccounted_for_not_gone_and_they_keep_their
     d.api_addr();
     let a = random_bytes(50_000, 1);
     fs::write(h.dock.join("a.mp4"), &a).unwrap();
-    wait_until("a.mp4 to be seen", Duration::from_secs(10), || d.log().contains("new file"));
-    let seen_at = h.db().query_row("SELECT first_seen FROM pending", [], |r| r.get::<_, i64>(0)).unwrap();
+    // The station logs a new file before its batched pending write lands:
+    // wait for the row itself.
+    let pending_first_seen = || h.db().query_row("SELECT first_seen FROM pending", [], |r| r.get::<_, i64>(0)).ok();
+    wait_until("a.mp4 to be seen", Duration::from_secs(10), || pending_first_seen().is_some());
+    let seen_at = pending_first_seen().unwrap();
     // The folder is replaced by another (empty) one before it is stored.
     let away = h.dir.path().join("away");
     fs::rename(&h.dock, &away).unwrap();
