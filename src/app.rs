@@ -29,7 +29,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub struct RunOptions {
     /// Ingest what is on the stations now, wait until done, return.
     pub once: bool,
-    /// The executable started as `EXE probe-worker` (bodycamd itself).
+    /// The executable started as `EXE probe-worker` and `EXE render-worker`
+    /// (`bodycamd-media`, beside bodycamd).
     pub prober_exe: PathBuf,
     /// How long shutdown waits for in-flight work.
     pub shutdown_grace: Duration,
@@ -46,7 +47,7 @@ impl RunOptions {
     pub fn new(once: bool) -> anyhow::Result<RunOptions> {
         Ok(RunOptions {
             once,
-            prober_exe: std::env::current_exe().context("cannot find the bodycamd executable")?,
+            prober_exe: crate::cli::media_exe().context("cannot find the bodycamd executable")?,
             shutdown_grace: Duration::from_secs(30),
             renditions: true,
             reloading: Arc::new(AtomicBool::new(false)),
@@ -272,10 +273,9 @@ pub async fn run(
         tracing::info!(count = undescribed, "describing originals stored before a restart");
     }
     ctx.tasks.spawn(describe::run(ctx.clone(), describe_rx, config.probe.workers));
-    // With a bucket, twice as many store jobs as copies (`ctx.staging`):
-    // an upload waits on the network, and the next file's copy runs meanwhile.
-    let store_jobs = config.ingest.workers * if ctx.archive.remote().is_some() { 2 } else { 1 };
-    for _ in 0..store_jobs {
+    // Each worker copies one file at a time; what follows the copy (commit,
+    // index, upload) runs beside the next copy.
+    for _ in 0..config.ingest.workers.max(1) {
         ctx.tasks.spawn(store::worker(ctx.clone()));
     }
     let mut progress = Vec::new();

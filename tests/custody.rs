@@ -267,7 +267,11 @@ fn retention_trashes_only_what_may_go_keeps_cases_holds_and_important_and_trash_
     let important = photo(&h, "004700", "20261126040000", 4);
     let mut d = h.spawn_daemon();
     let addr = d.api_addr();
-    wait_until("photos stored", Duration::from_secs(30), || h.media().len() == 4);
+    // Retention counts from the recording, once the original is described.
+    wait_until("photos stored and described", Duration::from_secs(30), || {
+        let m = h.media();
+        m.len() == 4 && m.iter().all(|o| o["described"] == json!(true))
+    });
     let case =
         json!({"officers": ["004711"], "windows": [{"start": "2026-11-26T00:00:00Z", "end": "2026-11-26T05:00:00Z"}]});
     assert_eq!(call(addr, "PUT", "/api/v1/cases/K-1", CMS, Some(case)).status, 201);

@@ -21,7 +21,7 @@ fn run_at(h: &Harness, at: DateTime<Utc>) -> RunReport {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let opts = RunOptions {
-            prober_exe: bin().into(),
+            prober_exe: media_bin().into(),
             shutdown_grace: StdDuration::from_secs(30),
             renditions: false,
             ..RunOptions::new(true).unwrap()

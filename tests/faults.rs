@@ -152,8 +152,10 @@ fn failed_files_are_tried_again_by_themselves_and_when_an_administrator_asks() {
     let addr2 = d.api_addr();
     assert_ne!(addr, addr2);
     wait_until("two failed files", Duration::from_secs(30), || status_list(&h, "failed").len() == 2);
-    let a = h.alerts();
-    assert!(alert(&a, "ingest_failed", "dock-01/cli.mp4", Some("open")).is_some(), "{a:#?}");
+    // The alert follows the failure (the evaluator is poked by it).
+    wait_until("the ingest_failed alert", Duration::from_secs(30), || {
+        alert(&h.alerts(), "ingest_failed", "dock-01/cli.mp4", Some("open")).is_some()
+    });
     unlock(&h, "cli.mp4");
     unlock(&h, "api.mp4");
     std::thread::sleep(Duration::from_secs(1));

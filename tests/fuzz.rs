@@ -250,7 +250,7 @@ fn fuzz_prober_on_arbitrary_bytes() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let pool = rt.block_on(async {
         ProberPool::start(ProberSettings {
-            exe: bin().into(),
+            exe: media_bin().into(),
             workers: 2,
             timeout: Duration::from_secs(10),
             memory_limit_bytes: 1 << 30,

@@ -92,15 +92,87 @@ pub fn load_config(path: &Path) -> Result<Config, i32> {
     })
 }
 
-pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() { 2 } else { 0 };
+/// The name of the executable that does the media work: the probe and
+/// render workers, and the commands that encode media (`simulate`, `demo`).
+/// Only it links libav, so the daemon (`bodycamd run`) never maps those
+/// libraries: they would cost it some 35 MiB of memory for nothing, since
+/// it never parses media itself.
+pub const MEDIA_EXE: &str = "bodycamd-media";
+
+fn parse() -> Result<Cli, i32> {
+    Cli::try_parse().map_err(|e| {
+        let _ = e.print();
+        if e.use_stderr() {
+            2
+        } else {
+            0
         }
+    })
+}
+
+/// Where the media executable is: this one if it is it, else beside it.
+pub fn media_exe() -> std::io::Result<PathBuf> {
+    let me = std::env::current_exe()?;
+    if me.file_name().is_some_and(|n| n == MEDIA_EXE) {
+        return Ok(me);
+    }
+    Ok(me.with_file_name(MEDIA_EXE))
+}
+
+/// `bodycamd`: every command; the media ones are handed to
+/// [`MEDIA_EXE`] (same arguments).
+pub fn main() -> i32 {
+    let cli = match parse() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match cli.command {
+        Command::Simulate(_) | Command::Demo(_) | Command::ProbeWorker | Command::RenderWorker => exec_media(),
+        other => finish(common(other)),
+    }
+}
+
+/// `bodycamd-media`: the same commands, the media ones done here.
+pub fn media_main() -> i32 {
+    let cli = match parse() {
+        Ok(c) => c,
+        Err(code) => return code,
     };
     let result = match cli.command {
+        Command::Simulate(a) => simulate::main(a),
+        Command::Demo(a) => demo::main(a),
+        Command::RenderWorker => {
+            let stdin = std::io::stdin().lock();
+            let stdout = std::io::stdout().lock();
+            crate::media::worker::serve_render(stdin, stdout).map(|()| 0).map_err(anyhow::Error::from)
+        }
+        Command::ProbeWorker => {
+            let stdin = std::io::stdin().lock();
+            let stdout = std::io::stdout().lock();
+            crate::media::worker::serve(stdin, stdout).map(|()| 0).map_err(|e| anyhow::anyhow!(e))
+        }
+        other => common(other),
+    };
+    finish(result)
+}
+
+/// Replace this process by the media executable, same arguments.
+fn exec_media() -> i32 {
+    use std::os::unix::process::CommandExt;
+    let exe = match media_exe() {
+        Ok(p) => p,
+        Err(e) => return finish(Err(anyhow::anyhow!("cannot find this executable: {e}"))),
+    };
+    let e = std::process::Command::new(&exe).args(std::env::args_os().skip(1)).exec();
+    finish(Err(anyhow::anyhow!(
+        "cannot start {} ({e}); it is installed beside bodycamd and does its media work",
+        exe.display()
+    )))
+}
+
+/// The commands that do not touch media.
+fn common(command: Command) -> anyhow::Result<i32> {
+    match command {
         Command::Run(a) => run::main(a),
         Command::CheckConfig(a) => check_config::main(a),
         Command::Status(a) => status::main(a),
@@ -114,22 +186,13 @@ pub fn main() -> i32 {
         Command::Key(c) => custody::key_main(c),
         Command::Receipt(c) => custody::receipt_main(c),
         Command::Retention(c) => custody::retention_main(c),
-        Command::Simulate(a) => simulate::main(a),
-        Command::Demo(a) => demo::main(a),
-        Command::RenderWorker => {
-            let stdin = std::io::stdin().lock();
-            let stdout = std::io::stdout().lock();
-            crate::media::worker::serve_render(stdin, stdout).map(|()| 0).map_err(anyhow::Error::from)
+        Command::Simulate(_) | Command::Demo(_) | Command::ProbeWorker | Command::RenderWorker => {
+            Err(anyhow::anyhow!("{MEDIA_EXE} runs this command"))
         }
-        Command::ProbeWorker => {
-            let stdin = std::io::stdin().lock();
-            let stdout = std::io::stdout().lock();
-            match crate::media::worker::serve(stdin, stdout) {
-                Ok(()) => Ok(0),
-                Err(e) => Err(anyhow::anyhow!(e)),
-            }
-        }
-    };
+    }
+}
+
+fn finish(result: anyhow::Result<i32>) -> i32 {
     match result {
         Ok(code) => code,
         Err(e) => {

@@ -126,7 +126,23 @@ fn raise_nofile_limit() {
     }
 }
 
+/// At most one malloc arena per CPU (at least 2). glibc's default allows
+/// eight per CPU, and the daemon's threads (runtime workers, blocking-pool
+/// threads that come and go, the index writer) each end up with one: memory
+/// freed in one arena is not reused by another, and a dock of many small
+/// files left the daemon some 20 MiB larger for it (BENCHMARKS.md, memory).
+/// Set before the runtime starts any thread.
+fn limit_malloc_arenas() {
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2);
+    // SAFETY: mallopt only changes allocator parameters; no other thread
+    // exists yet.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, cpus as libc::c_int);
+    }
+}
+
 pub fn main(a: Args) -> anyhow::Result<i32> {
+    limit_malloc_arenas();
     let cfg = match load_config(&a.config.config) {
         Ok(c) => c,
         Err(code) => return Ok(code),

@@ -192,6 +192,10 @@ impl Sqlite {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // Evidence: a commit is on disk when it returns.
         conn.pragma_update(None, "synchronous", "FULL")?;
+        // Each request runs in a savepoint (one failing request does not
+        // undo its neighbours); the pages a savepoint may have to restore
+        // are kept in memory rather than written to a temporary file.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
         configure(&conn)?;
         migrate(&mut conn, path)?;
         let chained = super::audit::chain_unhashed(&Db::sqlite(&conn))?;

@@ -152,7 +152,10 @@ pub fn media_alerts(id: &str, d: &Described, inputs: &DescribeInputs, extra: &se
     out
 }
 
-async fn describe_one(ctx: &Arc<Ctx>, id: MediaId) {
+/// Probe one original (in a prober child) and hand the description to the
+/// writer. Returns without a description when the original cannot be read
+/// now (it is described again later).
+async fn probe_one(ctx: &Arc<Ctx>, id: MediaId) -> Option<Description> {
     let path = match crate::store::local_async(&ctx.archive, id).await {
         Ok(p) => p,
         Err(e) => {
@@ -163,11 +166,40 @@ async fn describe_one(ctx: &Arc<Ctx>, id: MediaId) {
                 tokio::time::sleep(std::time::Duration::from_secs(30)).await;
                 ctx.describe_later(id);
             });
-            return;
+            return None;
         }
     };
-    let desc = ctx.prober.describe(&path).await;
-    let hex = id.to_hex();
+    Some(ctx.prober.describe(&path).await)
+}
+
+/// Descriptions written in one index transaction at most.
+const WRITE_BATCH: usize = 256;
+/// How long the first description of a batch waits for others: a
+/// description is not on the storage deadline's path (the original is
+/// stored and indexed already), and one commit for many descriptions
+/// instead of one each is what lets a dock of photos be described as fast
+/// as it is stored.
+const WRITE_LINGER: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Record descriptions, many per transaction: each with its recording
+/// times, assessment, case links, rendition plan and alerts.
+async fn write_descriptions(ctx: Arc<Ctx>, mut rx: mpsc::UnboundedReceiver<(MediaId, Description)>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        let until = tokio::time::Instant::now() + WRITE_LINGER;
+        while batch.len() < WRITE_BATCH {
+            match tokio::time::timeout_at(until, rx.recv()).await {
+                Ok(Some(d)) => batch.push(d),
+                _ => break,
+            }
+        }
+        write_batch(&ctx, batch).await;
+    }
+}
+
+async fn write_batch(ctx: &Arc<Ctx>, batch: Vec<(MediaId, Description)>) {
+    let n = batch.len();
+    let ids: Vec<MediaId> = batch.iter().map(|(id, _)| *id).collect();
     let tzs: std::collections::HashMap<String, Tz> =
         ctx.stations.read().unwrap().iter().map(|(k, v)| (k.clone(), v.timezone)).collect();
     let now = to_ms(ctx.clock.now());
@@ -177,52 +209,67 @@ async fn describe_one(ctx: &Arc<Ctx>, id: MediaId) {
     let result = ctx
         .index
         .call(move |c| {
-            let Some(inputs) = ix::describe_inputs(c, &hex)? else {
-                return Ok(None);
-            };
-            let tz = tzs.get(&inputs.station).copied().unwrap_or(chrono_tz::UTC);
-            let described = to_described(&desc, &inputs, tz, storage);
-            ix::record_description(c, &hex, &described, now)?;
-            // Its start may have changed: the cases it belongs to may too.
-            crate::index::cases::match_media(c, &hex, now)?;
-            super::renditions::plan(c, &hex, &rcfg, now)?;
-            // The alerts it raises commit with it.
-            let extra = ix::media_context(c, &hex)?;
-            let mut transitions = Vec::new();
-            for spec in media_alerts(&hex, &described, &inputs, &extra) {
-                transitions.extend(ax::open(c, &spec, now, &hooks)?);
+            let mut out = Vec::with_capacity(batch.len());
+            for (id, desc) in &batch {
+                let hex = id.to_hex();
+                let Some(inputs) = ix::describe_inputs(c, &hex)? else {
+                    out.push(None);
+                    continue;
+                };
+                let tz = tzs.get(&inputs.station).copied().unwrap_or(chrono_tz::UTC);
+                let described = to_described(desc, &inputs, tz, storage);
+                ix::record_description(c, &hex, &described, now)?;
+                // Its start may have changed: the cases it belongs to may too.
+                crate::index::cases::match_media(c, &hex, now)?;
+                super::renditions::plan(c, &hex, &rcfg, now)?;
+                // The alerts it raises commit with it.
+                let extra = ix::media_context(c, &hex)?;
+                let mut transitions = Vec::new();
+                for spec in media_alerts(&hex, &described, &inputs, &extra) {
+                    transitions.extend(ax::open(c, &spec, now, &hooks)?);
+                }
+                out.push(Some((described, transitions)));
             }
-            Ok(Some((described, transitions)))
+            Ok(out)
         })
         .await;
     match result {
-        Ok(Some((d, transitions))) => {
-            ctx.alerting.committed(&transitions);
+        Ok(out) => {
             ctx.renditions.wake.notify_one();
-            Stats::add(&ctx.stats.described, 1);
-            match &d.probe_error {
-                Some(e) => {
-                    tracing::warn!(media_id = %id, kind = ?d.kind, reason = %e, "stored, but the content could not be fully read")
+            for (id, r) in ids.iter().zip(out) {
+                let Some((d, transitions)) = r else {
+                    tracing::warn!(media_id = %id, "described an original the index does not know");
+                    continue;
+                };
+                ctx.alerting.committed(&transitions);
+                Stats::add(&ctx.stats.described, 1);
+                match &d.probe_error {
+                    Some(e) => {
+                        tracing::warn!(media_id = %id, kind = ?d.kind, reason = %e, "stored, but the content could not be fully read")
+                    }
+                    None => tracing::debug!(media_id = %id, kind = ?d.kind, "described"),
                 }
-                None => tracing::debug!(media_id = %id, kind = ?d.kind, "described"),
-            }
-            if let Some(r) = &d.recorded {
-                if !r.trusted {
-                    tracing::warn!(media_id = %id, start = %r.start, source = r.source.as_str(), "recording clock is implausible; time not trusted");
+                if let Some(r) = &d.recorded {
+                    if !r.trusted {
+                        tracing::warn!(media_id = %id, start = %r.start, source = r.source.as_str(), "recording clock is implausible; time not trusted");
+                    }
                 }
             }
         }
-        Ok(None) => tracing::warn!(media_id = %id, "described an original the index does not know"),
         Err(e) => {
-            tracing::error!(media_id = %id, error = %e, "recording a description failed; retried at the next start")
+            tracing::error!(originals = n, error = %e, "recording descriptions failed; retried at the next start")
         }
     }
+    ctx.describing.fetch_sub(n, Ordering::SeqCst);
 }
 
 /// Describe originals as they arrive, a few at a time (as many as there are
-/// prober processes, so the queue sits here rather than in the pool).
+/// prober processes, so the queue sits here rather than in the pool), and
+/// record the descriptions in batches.
 pub async fn run(ctx: Arc<Ctx>, mut rx: mpsc::UnboundedReceiver<MediaId>, parallel: usize) {
     let sem = Arc::new(Semaphore::new(parallel.max(1)));
+    let (written_tx, written_rx) = mpsc::unbounded_channel();
+    ctx.tasks.spawn(write_descriptions(ctx.clone(), written_rx));
     loop {
         let id = tokio::select! {
             id = rx.recv() => id,
@@ -232,11 +279,14 @@ pub async fn run(ctx: Arc<Ctx>, mut rx: mpsc::UnboundedReceiver<MediaId>, parall
         let Ok(permit) = sem.clone().acquire_owned().await else {
             break;
         };
-        let ctx2 = ctx.clone();
+        let (ctx2, written_tx) = (ctx.clone(), written_tx.clone());
         ctx.tasks.spawn(async move {
-            describe_one(&ctx2, id).await;
-            ctx2.describing.fetch_sub(1, Ordering::SeqCst);
+            let desc = probe_one(&ctx2, id).await;
             drop(permit);
+            let sent = desc.is_some_and(|d| written_tx.send((id, d)).is_ok());
+            if !sent {
+                ctx2.describing.fetch_sub(1, Ordering::SeqCst);
+            }
         });
     }
 }

@@ -13,6 +13,7 @@
 //! queue that a slow or hostile file can only delay for itself.
 
 pub mod alerting;
+pub mod commit;
 pub mod custody;
 pub mod describe;
 pub mod district;
@@ -84,13 +85,16 @@ pub struct Ctx {
     pub describing: AtomicUsize,
     /// Store jobs running.
     pub storing: AtomicUsize,
-    /// Copies into the archive's staging area running at once
-    /// (`ingest.workers`); with a bucket, twice as many store jobs run, so
-    /// that one file's upload overlaps the next file's copy.
-    pub staging: tokio::sync::Semaphore,
-    /// Persists (with a bucket: uploads) running at once, also
-    /// `ingest.workers`: more uploads at once would only share the link.
+    /// Files copied and waiting for (or in) their commit, index write and
+    /// upload: a store worker copies the next file meanwhile.
+    pub finishing: Arc<tokio::sync::Semaphore>,
+    /// Uploads to the bucket running at once, also `ingest.workers`: more
+    /// at once would only share the link.
     pub persisting: tokio::sync::Semaphore,
+    /// Staged copies are made durable and visible in groups...
+    pub commits: commit::Batcher<crate::store::Staged, Result<crate::store::Stored, crate::store::StoreError>>,
+    /// ...and the stored files indexed in groups.
+    pub ingests: commit::Batcher<store::IngestItem, Result<bool, String>>,
     pub renditions: renditions::Runtime,
     /// Renditions being made.
     pub rendering: AtomicUsize,
@@ -138,8 +142,10 @@ impl Ctx {
             describe_tx,
             describing: AtomicUsize::new(0),
             storing: AtomicUsize::new(0),
-            staging: tokio::sync::Semaphore::new(config.ingest.workers.max(1)),
+            finishing: Arc::new(tokio::sync::Semaphore::new(store::FINISHING)),
             persisting: tokio::sync::Semaphore::new(config.ingest.workers.max(1)),
+            commits: commit::Batcher::new(commit::MAX_COPIES),
+            ingests: commit::Batcher::new(commit::MAX_ROWS),
             renditions,
             rendering: AtomicUsize::new(0),
             stats: Stats::default(),

@@ -18,7 +18,7 @@ use crate::index::alerts as ax;
 use crate::index::ingest::{self as ix, Disposition, IngestRecord};
 use crate::naming::NameInfo;
 use crate::rules::alerts::{file_subject, AlertKind};
-use crate::store::StoreError;
+use crate::store::{Staged, StoreError, Stored};
 use crate::watch::dock::{self, DockError};
 use crate::watch::settle::Ready;
 
@@ -59,17 +59,45 @@ pub enum Outcome {
     Blocked(Fault),
 }
 
-/// Run store workers until shutdown: each takes the most urgent job.
+/// Run one store worker until shutdown: it takes the most urgent job,
+/// copies it into the archive's staging area, and hands the rest (the group
+/// commit, the index, the dock) to a task of its own so that it can copy the
+/// next file meanwhile. At most [`FINISHING`] files are between their copy
+/// and their outcome at once.
 pub async fn worker(ctx: Arc<Ctx>) {
     while let Some(job) = ctx.queue.pop(&ctx.shutdown).await {
         ctx.storing.fetch_add(1, Ordering::SeqCst);
         let (reply, rel, gen) = (job.reply.clone(), job.ready.rel.clone(), job.ready.gen);
-        let outcome = store_one(&ctx, job).await;
-        // The station may be gone (reload); the file is then found again.
-        let _ = reply.send(Report { rel, gen, outcome });
-        ctx.storing.fetch_sub(1, Ordering::SeqCst);
+        let finish = match stage_one(&ctx, &job).await {
+            Ok(staged) => match ctx.finishing.clone().acquire_owned().await {
+                Ok(permit) => Ok((staged, permit)),
+                Err(_) => Err(Outcome::Failed("store worker stopped".into())),
+            },
+            Err(outcome) => Err(outcome),
+        };
+        match finish {
+            Ok(((staged, sig), permit)) => {
+                let ctx = ctx.clone();
+                ctx.clone().tasks.spawn(async move {
+                    let outcome = finish_one(&ctx, job, staged, sig).await;
+                    // The station may be gone (reload); the file is then found again.
+                    let _ = reply.send(Report { rel, gen, outcome });
+                    ctx.storing.fetch_sub(1, Ordering::SeqCst);
+                    drop(permit);
+                });
+            }
+            Err(outcome) => {
+                let _ = reply.send(Report { rel, gen, outcome });
+                ctx.storing.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
     }
 }
+
+/// Files between their copy and their outcome at once (each holds its
+/// staged copy's open file until the group commit): enough for large
+/// groups, few enough for the descriptor limit.
+pub const FINISHING: usize = 128;
 
 fn dock_outcome(e: DockError) -> Outcome {
     match e {
@@ -116,13 +144,13 @@ impl std::io::Read for Abandonable<'_> {
 }
 
 /// Copy, hash and check (blocking): the staged copy, not yet persisted.
-fn copy_into_archive(ctx: &Ctx, st: &StationConfig, ready: &Ready) -> Result<(crate::store::Staged, FileSig), Outcome> {
+fn copy_into_archive(ctx: &Ctx, st: &StationConfig, ready: &Ready) -> Result<(Staged, FileSig), Outcome> {
     let (file, sig) = dock::open(&st.path, &ready.rel).map_err(dock_outcome)?;
     if sig != ready.sig {
         return Err(Outcome::Changed(Some(sig)));
     }
     let mut src = Abandonable { file: &file, abandon: &ctx.abandon };
-    let staged = ctx.archive.stage(&mut src, sig.size, ctx.ingest.min_free_bytes).map_err(store_outcome)?;
+    let staged = ctx.archive.stage_deferred(&mut src, sig.size, ctx.ingest.min_free_bytes).map_err(store_outcome)?;
     // The bytes we copied are the file's only if neither the open file nor
     // the name changed meanwhile (a copy tool may replace the file by rename).
     let after = dock::sig_of_file(&file).map_err(|e| Outcome::Failed(format!("cannot read the dock file: {e}")))?;
@@ -137,37 +165,50 @@ fn copy_into_archive(ctx: &Ctx, st: &StationConfig, ready: &Ready) -> Result<(cr
     Ok((staged, sig))
 }
 
-async fn store_one(ctx: &Arc<Ctx>, job: StoreJob) -> Outcome {
+/// Make a group of staged copies durable and visible (blocking, off the
+/// runtime).
+async fn persist_group(ctx: &Arc<Ctx>, group: Vec<Staged>) -> Vec<Result<Stored, StoreError>> {
+    let c = ctx.clone();
+    tokio::task::spawn_blocking(move || c.archive.persist_all(group)).await.unwrap_or_default()
+}
+
+/// Copy a job's file into the archive's staging area (blocking, off the
+/// runtime).
+async fn stage_one(ctx: &Arc<Ctx>, job: &StoreJob) -> Result<(Staged, FileSig), Outcome> {
+    let (ctx, st, ready) = (ctx.clone(), job.station.clone(), job.ready.clone());
+    match tokio::task::spawn_blocking(move || copy_into_archive(&ctx, &st, &ready)).await {
+        Ok(r) => r,
+        Err(e) => Err(Outcome::Failed(format!("store worker failed: {e}"))),
+    }
+}
+
+/// Make a staged copy durable and visible, upload it (with a bucket),
+/// index it, and remove the dock file (if configured).
+async fn finish_one(ctx: &Arc<Ctx>, job: StoreJob, staged: Staged, sig: FileSig) -> Outcome {
     let st = job.station.clone();
-    let ready = job.ready.clone();
-    // The copy holds one of `ingest.workers` staging permits and persisting
-    // (with a bucket: the upload) one of as many others, so that the next
-    // file's copy runs while this one goes up.
-    let copy = {
-        let Ok(_permit) = ctx.staging.acquire().await else {
-            return Outcome::Failed("store worker stopped".into());
+    // Durable and visible in a group with the other copies staged
+    // meanwhile; then, with a bucket, uploaded under one of
+    // `ingest.workers` permits.
+    let sha = staged.sha256.clone();
+    let stored = match ctx.commits.submit(staged, |group| persist_group(ctx, group)).await {
+        Some(Ok(v)) => v,
+        Some(Err(e)) => return store_outcome(e),
+        None => return Outcome::Failed("store worker failed: the commit was lost".into()),
+    };
+    if ctx.archive.remote().is_some() {
+        let uploaded = {
+            let Ok(_permit) = ctx.persisting.acquire().await else {
+                return Outcome::Failed("store worker stopped".into());
+            };
+            let (ctx, stored) = (ctx.clone(), stored.clone());
+            tokio::task::spawn_blocking(move || ctx.archive.upload(&stored, sha.as_ref())).await
         };
-        let ctx = ctx.clone();
-        let st = st.clone();
-        tokio::task::spawn_blocking(move || copy_into_archive(&ctx, &st, &ready)).await
-    };
-    let (staged, sig) = match copy {
-        Ok(Ok(v)) => v,
-        Ok(Err(outcome)) => return outcome,
-        Err(e) => return Outcome::Failed(format!("store worker failed: {e}")),
-    };
-    let persisted = {
-        let Ok(_permit) = ctx.persisting.acquire().await else {
-            return Outcome::Failed("store worker stopped".into());
-        };
-        let ctx = ctx.clone();
-        tokio::task::spawn_blocking(move || ctx.archive.persist(staged).map_err(store_outcome)).await
-    };
-    let stored = match persisted {
-        Ok(Ok(v)) => v,
-        Ok(Err(outcome)) => return outcome,
-        Err(e) => return Outcome::Failed(format!("store worker failed: {e}")),
-    };
+        match uploaded {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return store_outcome(e),
+            Err(e) => return Outcome::Failed(format!("store worker failed: {e}")),
+        }
+    }
     let delete = st.after_ingest == AfterIngest::Delete;
     let record = IngestRecord {
         media_id: stored.id.to_hex(),
@@ -180,48 +221,16 @@ async fn store_one(ctx: &Arc<Ctx>, job: StoreJob) -> Outcome {
         name: job.name,
         disposition: if delete { Disposition::DeletePending } else { Disposition::Keep },
     };
-    let hooks = ctx.alerting.hooks.clone();
-    let damaged = stored.replaced_damaged.clone();
-    let ingest = ctx
-        .index
-        .call(move |c| {
-            let new_row = ix::record_ingest(c, &record)?;
-            let mut transitions = Vec::new();
-            if let Some(aside) = &damaged {
-                transitions.extend(ax::object_damaged(
-                    c,
-                    &record.media_id,
-                    &aside.display().to_string(),
-                    "the same bytes arrived again and the stored copy no longer matched them",
-                    record.ingested_at_ms,
-                    &hooks,
-                )?);
-            }
-            // With the file stored, its pending-file alerts resolve; its
-            // sequence number may open or fill a gap.
-            let subject = file_subject(&record.station, &String::from_utf8_lossy(&record.rel_path));
-            let now = record.ingested_at_ms;
-            for kind in [AlertKind::DeadlineAtRisk, AlertKind::Overdue, AlertKind::IngestFailed] {
-                transitions.extend(ax::resolve(c, kind, &subject, now, &hooks)?);
-            }
-            if let (Some(device), Some(_)) = (&record.name.device, record.name.seq) {
-                transitions.extend(ax::sync_sequence_gaps(c, device, now, &hooks)?);
-            }
-            // The cases it belongs to (by its name's start, until described).
-            crate::index::cases::match_media(c, &record.media_id, now)?;
-            Ok((new_row, transitions))
-        })
-        .await;
+    let item = (record, stored.replaced_damaged.clone());
+    let ingest = ctx.ingests.submit(item, |group| index_group(ctx, group)).await;
     let new_row = match ingest {
-        Ok((new_row, transitions)) => {
-            ctx.alerting.committed(&transitions);
-            new_row
-        }
+        Some(Ok(new_row)) => new_row,
         // The bytes are safe in the archive; the next attempt finds them
         // there (a duplicate) and indexes them. Not the file's fault.
-        Err(e) => {
+        Some(Err(e)) => {
             return Outcome::Blocked(Fault::new(FaultKind::Index, format!("stored, but the index cannot commit: {e}")))
         }
+        None => return Outcome::Blocked(Fault::new(FaultKind::Index, "stored, but its index write was lost")),
     };
     // Storing worked: the archive, the index and the process are fine.
     for (kind, since) in ctx.faults.clear(&[FaultKind::Archive, FaultKind::Index, FaultKind::Resources]) {
@@ -249,6 +258,87 @@ async fn store_one(ctx: &Arc<Ctx>, job: StoreJob) -> Outcome {
         }
     }
     Outcome::Stored { sig, id: stored.id, new: stored.new }
+}
+
+/// A stored file to index, with the damaged copy its bytes replaced (if any).
+pub type IngestItem = (IngestRecord, Option<PathBuf>);
+
+/// Index a group of stored files in one transaction (each in a savepoint
+/// of its own, so that one that cannot be indexed fails alone), then bring
+/// the sequence gaps of the devices they came from up to date, once per
+/// device. Whether each made a new original row, or why it failed.
+async fn index_group(ctx: &Arc<Ctx>, group: Vec<IngestItem>) -> Vec<Result<bool, String>> {
+    let n = group.len();
+    let hooks = ctx.alerting.hooks.clone();
+    let written = ctx
+        .index
+        .call(move |c| {
+            let mut out = Vec::with_capacity(group.len());
+            let mut transitions = Vec::new();
+            let mut devices = std::collections::BTreeMap::new();
+            for (record, damaged) in &group {
+                c.execute_batch("SAVEPOINT stored")?;
+                match index_one(c, record, damaged.as_deref(), &hooks) {
+                    Ok((new_row, t)) => {
+                        c.execute_batch("RELEASE SAVEPOINT stored")?;
+                        transitions.extend(t);
+                        if let (Some(device), Some(_)) = (&record.name.device, record.name.seq) {
+                            let at = devices.entry(device.as_str()).or_insert(record.ingested_at_ms);
+                            *at = (*at).max(record.ingested_at_ms);
+                        }
+                        out.push(Ok(new_row));
+                    }
+                    Err(e) => {
+                        c.execute_batch("ROLLBACK TO SAVEPOINT stored; RELEASE SAVEPOINT stored")?;
+                        out.push(Err(e.to_string()));
+                    }
+                }
+            }
+            // Their sequence numbers may open or fill gaps.
+            for (device, now) in devices {
+                transitions.extend(ax::sync_sequence_gaps(c, device, now, &hooks)?);
+            }
+            Ok((out, transitions))
+        })
+        .await;
+    match written {
+        Ok((out, transitions)) => {
+            ctx.alerting.committed(&transitions);
+            out
+        }
+        Err(e) => vec![Err(e.to_string()); n],
+    }
+}
+
+/// One stored file's index rows: its original and sighting, a damaged copy
+/// it replaced, its pending-file alerts resolved, its cases.
+fn index_one(
+    c: &crate::index::db::Db,
+    record: &IngestRecord,
+    damaged: Option<&std::path::Path>,
+    hooks: &[String],
+) -> crate::index::db::Result<(bool, Vec<ax::Transition>)> {
+    let new_row = ix::record_ingest(c, record)?;
+    let mut transitions = Vec::new();
+    if let Some(aside) = damaged {
+        transitions.extend(ax::object_damaged(
+            c,
+            &record.media_id,
+            &aside.display().to_string(),
+            "the same bytes arrived again and the stored copy no longer matched them",
+            record.ingested_at_ms,
+            hooks,
+        )?);
+    }
+    // With the file stored, its pending-file alerts resolve.
+    let subject = file_subject(&record.station, &String::from_utf8_lossy(&record.rel_path));
+    let now = record.ingested_at_ms;
+    for kind in [AlertKind::DeadlineAtRisk, AlertKind::Overdue, AlertKind::IngestFailed] {
+        transitions.extend(ax::resolve(c, kind, &subject, now, hooks)?);
+    }
+    // The cases it belongs to (by its name's start, until described).
+    crate::index::cases::match_media(c, &record.media_id, now)?;
+    Ok((new_row, transitions))
 }
 
 /// What became of a dock file that was to be removed after storing.

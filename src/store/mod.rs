@@ -11,8 +11,10 @@
 //!
 //! **Invariant:** an object path only ever holds complete, fsynced bytes whose
 //! BLAKE3 hash is its name. Bytes reach it by `rename` from `tmp/` after
-//! `fsync`, and the directory is fsynced after the rename. Nothing here ever
-//! opens an object for writing.
+//! `fsync`, and the directory is fsynced after the rename, before the copy
+//! is reported stored. Small copies are synced, renamed and their
+//! directories synced in groups ([`Archive::persist_all`]), in that order.
+//! Nothing here ever opens an object for writing.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -164,11 +166,15 @@ struct Remote {
     lock_ms: Option<i64>,
 }
 
-/// A complete, fsynced copy in `tmp/`, not yet visible under its address.
-/// Dropping it removes the temporary file.
+/// A complete copy in `tmp/`, not yet visible under its address: fsynced,
+/// or (a small file from [`Archive::stage_deferred`]) written with its
+/// writeback started and synced by [`Archive::persist_all`] together with
+/// others. Dropping it removes the temporary file.
 #[derive(Debug)]
 pub struct Staged {
     tmp_path: Option<PathBuf>,
+    /// Still to be fsynced before it may be renamed into place.
+    unsynced: Option<File>,
     pub id: MediaId,
     pub size: u64,
     /// SHA-256 of the whole copy and of each upload part, computed in the
@@ -261,7 +267,8 @@ impl Archive {
             let versions = r.s3.versions(r.tree, id).map_err(io::Error::other)?;
             versions.iter().find_map(|v| fetch(Some(v)).ok()).ok_or(first)
         })?;
-        self.persist_local(staged).map_err(|e| io::Error::other(e.to_string()))?;
+        let installed = self.persist_all(vec![staged]).pop().expect("one result per staged copy");
+        installed.map_err(|e| io::Error::other(e.to_string()))?;
         Ok(path)
     }
 
@@ -310,12 +317,32 @@ impl Archive {
     /// Checks first that the copy leaves `reserve` bytes free. Any failure
     /// removes the temporary file; the source is only ever read.
     pub fn stage(&self, src: &mut dyn Read, expected_size: u64, reserve: u64) -> Result<Staged, StoreError> {
+        self.stage_with(src, expected_size, reserve, false)
+    }
+
+    /// [`Archive::stage`], except that a small copy is not fsynced here:
+    /// its writeback is started, and [`Archive::persist_all`] waits for it
+    /// together with the other copies of its group (the file system's
+    /// journal then commits them at once instead of once per file). A large
+    /// copy is fsynced here, in parallel with other copies, as before.
+    pub fn stage_deferred(&self, src: &mut dyn Read, expected_size: u64, reserve: u64) -> Result<Staged, StoreError> {
+        self.stage_with(src, expected_size, reserve, expected_size < DIRECT_MIN)
+    }
+
+    fn stage_with(
+        &self,
+        src: &mut dyn Read,
+        expected_size: u64,
+        reserve: u64,
+        defer: bool,
+    ) -> Result<Staged, StoreError> {
         let available = self.free_bytes().map_err(StoreError::Write)?;
         if available < expected_size.saturating_add(reserve) {
             return Err(StoreError::NoSpace { needed: expected_size, reserve, available });
         }
         let (tmp_path, out) = self.create_tmp().map_err(StoreError::Write)?;
-        let mut staged = Staged { tmp_path: Some(tmp_path), id: MediaId([0; 32]), size: 0, sha256: None };
+        let mut staged =
+            Staged { tmp_path: Some(tmp_path), unsynced: None, id: MediaId([0; 32]), size: 0, sha256: None };
         // Small files (photos) gain nothing from O_DIRECT and need no large
         // buffer; one byte more than expected shows a file still growing.
         let cap = (expected_size as usize).saturating_add(1).next_multiple_of(ALIGN).clamp(ALIGN, BUF_SIZE);
@@ -328,7 +355,13 @@ impl Archive {
         if total != expected_size {
             return Err(StoreError::SizeChanged { expected: expected_size, read: total });
         }
-        out.sync_all().map_err(|e| write_error(e, expected_size, reserve))?;
+        if defer {
+            // Start writing it out now; persist_all waits for it.
+            start_writeback(&out);
+            staged.unsynced = Some(out);
+        } else {
+            out.sync_all().map_err(|e| write_error(e, expected_size, reserve))?;
+        }
         let (id, sha) = hasher.finish();
         staged.id = id;
         staged.size = total;
@@ -337,19 +370,65 @@ impl Archive {
     }
 
     /// Make a staged copy visible at its content address (read-only), or
-    /// discard it if the archive already holds these bytes.
+    /// discard it if the archive already holds these bytes; with a bucket,
+    /// put it there too.
     pub fn persist(&self, staged: Staged) -> Result<Stored, StoreError> {
         let sha = staged.sha256.clone();
-        let stored = self.persist_local(staged)?;
-        if let Some(r) = &self.remote {
-            let lock = r.lock_ms.map(|ms| s3::Lock { until_ms: chrono::Utc::now().timestamp_millis() + ms });
-            r.s3.put(r.tree, &stored.id, &self.object_path(&stored.id), stored.size, sha.as_ref(), lock)
-                .map_err(StoreError::Remote)?;
-        }
+        let stored = self.persist_all(vec![staged]).pop().expect("one result per staged copy")?;
+        self.upload(&stored, sha.as_ref())?;
         Ok(stored)
     }
 
-    fn persist_local(&self, mut staged: Staged) -> Result<Stored, StoreError> {
+    /// With a bucket, put a locally persisted object there (create-once,
+    /// checksummed, locked); without one, nothing to do.
+    pub fn upload(&self, stored: &Stored, sha: Option<&Sha256s>) -> Result<(), StoreError> {
+        if let Some(r) = &self.remote {
+            let lock = r.lock_ms.map(|ms| s3::Lock { until_ms: chrono::Utc::now().timestamp_millis() + ms });
+            r.s3.put(r.tree, &stored.id, &self.object_path(&stored.id), stored.size, sha, lock)
+                .map_err(StoreError::Remote)?;
+        }
+        Ok(())
+    }
+
+    /// Make a group of staged copies visible at their addresses (locally),
+    /// with the same guarantee as one at a time but far fewer journal
+    /// commits: first every copy's bytes are made durable (the fsyncs of
+    /// copies whose writeback already started mostly find their data written
+    /// and their metadata in a journal commit another one forced), then the
+    /// renames, then one fsync per directory they touched. A copy is only
+    /// reported stored once its bytes and its name are durable. One result
+    /// per copy, in order; one copy's failure does not fail the others.
+    pub fn persist_all(&self, group: Vec<Staged>) -> Vec<Result<Stored, StoreError>> {
+        let mut installed: Vec<Result<(Stored, PathBuf), StoreError>> = Vec::with_capacity(group.len());
+        for mut staged in group {
+            let synced = match staged.unsynced.take() {
+                Some(f) => f.sync_all().map_err(|e| write_error(e, staged.size, 0)),
+                None => Ok(()),
+            };
+            installed.push(synced.and_then(|()| self.install(staged)));
+        }
+        let mut dirs: Vec<&Path> = installed.iter().filter_map(|r| Some(r.as_ref().ok()?.1.as_path())).collect();
+        dirs.sort();
+        dirs.dedup();
+        let failed: Vec<(PathBuf, String)> =
+            dirs.into_iter().filter_map(|d| fsync_dir(d).err().map(|e| (d.to_path_buf(), e.to_string()))).collect();
+        installed
+            .into_iter()
+            .map(|r| {
+                let (stored, dir) = r?;
+                match failed.iter().find(|(f, _)| *f == dir) {
+                    Some((_, e)) => {
+                        Err(StoreError::Write(io::Error::other(format!("cannot make the new name durable: {e}"))))
+                    }
+                    None => Ok(stored),
+                }
+            })
+            .collect()
+    }
+
+    /// Rename one durable staged copy into place (or find it there already).
+    /// Returns the directory whose fsync makes the name durable.
+    fn install(&self, mut staged: Staged) -> Result<(Stored, PathBuf), StoreError> {
         let target = self.object_path(&staged.id);
         let shard = target.parent().expect("object paths have a shard directory");
         let new_shard = !shard.exists();
@@ -363,7 +442,10 @@ impl Archive {
             // only as many of them. It is read back from the disk and hashed.
             if meta.is_file() && meta.len() == staged.size && self.hash_object(&staged.id).is_ok_and(|h| h == staged.id)
             {
-                return Ok(Stored { id: staged.id, size: staged.size, new: false, replaced_damaged: None });
+                // Its name may be one another copy renamed a moment ago, not
+                // yet fsynced: sync the directory too (cheap in a group).
+                let stored = Stored { id: staged.id, size: staged.size, new: false, replaced_damaged: None };
+                return Ok((stored, shard.to_path_buf()));
             }
             // Damaged after it was written (or unreadable): keep it aside for
             // investigation, never delete it, and install the good copy.
@@ -381,19 +463,17 @@ impl Archive {
                 &target,
                 rustix::fs::RenameFlags::NOREPLACE,
             ) {
-                Ok(()) => {}
+                Ok(()) => Ok(true),
                 // Another worker stored the same bytes a moment ago.
                 Err(rustix::io::Errno::EXIST) => {
                     fs::remove_file(&tmp_path)?;
-                    return Ok(false);
+                    Ok(false)
                 }
-                Err(e) => return Err(io::Error::from(e)),
+                Err(e) => Err(io::Error::from(e)),
             }
-            fsync_dir(shard)?;
-            Ok(true)
         })();
         match result {
-            Ok(new) => Ok(Stored { id: staged.id, size: staged.size, new, replaced_damaged }),
+            Ok(new) => Ok((Stored { id: staged.id, size: staged.size, new, replaced_damaged }, shard.to_path_buf())),
             Err(e) => {
                 let _ = fs::remove_file(&tmp_path);
                 Err(StoreError::Write(e))
@@ -471,7 +551,7 @@ impl Archive {
         f.sync_all()?;
         let size = f.metadata()?.len();
         let id = hash_reader(f)?;
-        Ok(Staged { tmp_path: Some(tmp_path.to_path_buf()), id, size, sha256: None })
+        Ok(Staged { tmp_path: Some(tmp_path.to_path_buf()), unsynced: None, id, size, sha256: None })
     }
 
     fn create_tmp(&self) -> io::Result<(PathBuf, File)> {
@@ -646,6 +726,17 @@ fn write_error(e: io::Error, needed: u64, reserve: u64) -> StoreError {
     }
 }
 
+/// Ask the kernel to start writing a file's dirty pages now (not waiting),
+/// so that a later fsync finds them written or in flight. Only a hint: the
+/// fsync is what makes them durable.
+fn start_writeback(f: &File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a plain system call on an open descriptor; no memory is passed.
+    unsafe {
+        libc::sync_file_range(f.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
 fn fsync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -706,6 +797,35 @@ mod tests {
         let data = vec![7u8; 3 * 4096 + 5];
         let s = a.persist(a.stage(&mut &data[..], data.len() as u64, 0).unwrap()).unwrap();
         assert_eq!(fs::read(a.object_path(&s.id)).unwrap(), data);
+    }
+
+    #[test]
+    fn a_group_is_stored_together_and_one_failure_fails_only_its_copy() {
+        let (_d, a) = archive();
+        let bodies: [&[u8]; 4] = [b"photo one", b"photo two", b"photo one", b"photo three"];
+        let mut group: Vec<Staged> =
+            bodies.iter().map(|b| a.stage_deferred(&mut &b[..], b.len() as u64, 0).unwrap()).collect();
+        assert!(group.iter().all(|s| s.unsynced.is_some()), "small copies wait for the group's sync");
+        // The last copy's temporary file vanishes before the commit.
+        fs::remove_file(group[3].tmp_path.as_ref().unwrap()).unwrap();
+        let results = a.persist_all(std::mem::take(&mut group));
+        assert_eq!(results.len(), 4);
+        let ok: Vec<&Stored> = results[..3].iter().map(|r| r.as_ref().unwrap()).collect();
+        assert!(ok[0].new && ok[1].new);
+        assert!(!ok[2].new, "the same bytes twice in one group are one object");
+        assert_eq!(ok[0].id, ok[2].id);
+        assert!(matches!(results[3], Err(StoreError::Write(_))));
+        for (s, body) in ok.iter().zip(bodies) {
+            let p = a.object_path(&s.id);
+            assert_eq!(fs::read(&p).unwrap(), body);
+            assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o444);
+        }
+        assert_eq!(fs::read_dir(a.root().join("tmp")).unwrap().count(), 0, "nothing left in tmp/");
+        // A large copy is synced when staged, as before.
+        let big = vec![7u8; DIRECT_MIN as usize];
+        let staged = a.stage_deferred(&mut &big[..], big.len() as u64, 0).unwrap();
+        assert!(staged.unsynced.is_none());
+        assert!(a.persist(staged).unwrap().new);
     }
 
     #[test]

@@ -13,6 +13,11 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_bodycamd")
 }
 
+/// The executable that does the media work (probe and render workers).
+pub fn media_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_bodycamd-media")
+}
+
 pub struct Harness {
     pub dir: tempfile::TempDir,
     pub dock: PathBuf,
