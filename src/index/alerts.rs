@@ -179,9 +179,25 @@ pub fn reconcile(
     now_ms: i64,
     hooks: &[String],
 ) -> crate::index::db::Result<Vec<Transition>> {
+    reconcile_snapshot(c, kinds, desired, None, now_ms, hooks)
+}
+
+/// [`reconcile`] for a `desired` set computed from a snapshot read at
+/// `snapshot_ms` (before this transaction): an alert resolved since then
+/// (a file stored meanwhile resolves its own) is not opened again from the
+/// older view; the next evaluation decides it.
+pub fn reconcile_snapshot(
+    c: &Db,
+    kinds: &[AlertKind],
+    desired: &[AlertSpec],
+    snapshot_ms: Option<i64>,
+    now_ms: i64,
+    hooks: &[String],
+) -> crate::index::db::Result<Vec<Transition>> {
     let mut out = Vec::new();
     let want: std::collections::HashSet<(&str, &str)> =
         desired.iter().map(|d| (d.kind.as_str(), d.subject.as_str())).collect();
+    let mut open_before = std::collections::HashSet::new();
     for kind in kinds {
         if kind.sticky() {
             continue;
@@ -193,13 +209,29 @@ pub fn reconcile(
         for subject in open_now {
             if !want.contains(&(kind.as_str(), subject.as_str())) {
                 out.extend(resolve(c, *kind, &subject, now_ms, hooks)?);
+            } else {
+                open_before.insert((kind.as_str(), subject));
             }
         }
     }
     for d in desired {
+        if let Some(since) = snapshot_ms {
+            if !open_before.contains(&(d.kind.as_str(), d.subject.clone())) && resolved_since(c, d, since)? {
+                continue;
+            }
+        }
         out.extend(open(c, d, now_ms, hooks)?);
     }
     Ok(out)
+}
+
+fn resolved_since(c: &Db, d: &AlertSpec, since_ms: i64) -> crate::index::db::Result<bool> {
+    Ok(c.prepare_cached(
+        "SELECT 1 FROM alerts WHERE kind = ?1 AND subject = ?2 AND resolved_at IS NOT NULL AND resolved_at >= ?3 LIMIT 1",
+    )?
+    .query_map(params![d.kind.as_str(), d.subject, since_ms], |_| Ok(()))?
+    .next()
+    .is_some())
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -449,6 +481,35 @@ mod tests {
 
     fn spec(kind: AlertKind, subject: &str) -> AlertSpec {
         AlertSpec { kind, subject: subject.into(), details: json!({"x": 1}) }
+    }
+
+    #[tokio::test]
+    async fn an_evaluation_from_an_older_snapshot_does_not_reopen_what_was_resolved_since() {
+        let d = tempfile::tempdir().unwrap();
+        let idx = Index::open(&d.path().join("i.sqlite3")).unwrap();
+        let (stale, fresh, kept) = idx
+            .call(move |c| {
+                let want = [spec(AlertKind::Overdue, "dock/a.mp4"), spec(AlertKind::Overdue, "dock/b.mp4")];
+                open(c, &want[0], 1000, &[])?;
+                open(c, &want[1], 1000, &[])?;
+                // a.mp4 is stored at 2500 (its alert resolved) after an
+                // evaluation read the pending files at 2000.
+                resolve(c, AlertKind::Overdue, "dock/a.mp4", 2500, &[])?;
+                let stale = reconcile_snapshot(c, &[AlertKind::Overdue], &want, Some(2000), 3000, &[])?;
+                // A later snapshot that still shows it does reopen it.
+                let fresh = reconcile_snapshot(c, &[AlertKind::Overdue], &want[..1], Some(2600), 3100, &[])?;
+                let kept = c.query_row(
+                    "SELECT count(*) FROM alerts WHERE subject = 'dock/b.mp4' AND resolved_at IS NULL",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )?;
+                Ok((stale, fresh, kept))
+            })
+            .await
+            .unwrap();
+        assert!(stale.is_empty(), "not reopened from the older view: {stale:?}");
+        assert_eq!(fresh.len(), 2, "b resolved (no longer wanted), a opened: {fresh:?}");
+        assert_eq!(kept, 0);
     }
 
     #[tokio::test]

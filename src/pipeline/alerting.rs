@@ -135,7 +135,12 @@ pub async fn evaluate_once(ctx: &Arc<Ctx>) -> anyhow::Result<Vec<Transition>> {
     let desired = evaluate::time_based(&snap, &th);
     let hooks = ctx.alerting.hooks.clone();
     let now_ms = to_ms(now);
-    let transitions = ctx.index.call(move |c| ax::reconcile(c, evaluate::TIME_BASED, &desired, now_ms, &hooks)).await?;
+    // `now` was read before the snapshot: what was resolved since (a file
+    // stored meanwhile) is not reopened from it.
+    let transitions = ctx
+        .index
+        .call(move |c| ax::reconcile_snapshot(c, evaluate::TIME_BASED, &desired, Some(now_ms), now_ms, &hooks))
+        .await?;
     ctx.alerting.committed(&transitions);
     Ok(transitions)
 }
