@@ -282,10 +282,15 @@ fn a_file_that_vanishes_before_it_is_stored_is_lost_evidence_and_a_rename_is_not
     fs::write(h.dock.join(name), random_bytes(30_000, 3)).unwrap();
     fs::write(h.dock.join("first.mp4"), random_bytes(30_000, 4)).unwrap();
     wait_until("both files seen", Duration::from_secs(10), || d.log().matches("new file").count() >= 2);
-    let first_seen: i64 = h
-        .db()
-        .query_row("SELECT first_seen FROM pending WHERE rel_path = ?1", [b"first.mp4".to_vec()], |r| r.get(0))
-        .unwrap();
+    // The pending rows are written in the station's batches, a moment
+    // after the "new file" lines.
+    let pending_first_seen = || -> Option<i64> {
+        h.db()
+            .query_row("SELECT first_seen FROM pending WHERE rel_path = ?1", [b"first.mp4".to_vec()], |r| r.get(0))
+            .ok()
+    };
+    wait_until("first.mp4's pending row", Duration::from_secs(10), || pending_first_seen().is_some());
+    let first_seen: i64 = pending_first_seen().unwrap();
     std::thread::sleep(Duration::from_millis(50));
     fs::remove_file(h.dock.join(name)).unwrap();
     fs::rename(h.dock.join("first.mp4"), h.dock.join("renamed.mp4")).unwrap();
