@@ -260,7 +260,7 @@ fn a_lazily_unmounted_dock_is_reported_and_its_files_come_back_with_it() {
     });
     assert!(
         alert(&h.alerts(), "dock_replaced", "dock-01", Some("open")).is_some() || {
-            wait_until("the alert", Duration::from_secs(5), || {
+            wait_until("the alert", Duration::from_secs(20), || {
                 alert(&h.alerts(), "dock_replaced", "dock-01", Some("open")).is_some()
             });
             true
