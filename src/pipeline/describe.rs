@@ -159,17 +159,23 @@ async fn probe_one(ctx: &Arc<Ctx>, id: MediaId) -> Option<Description> {
     let path = match crate::store::local_async(&ctx.archive, id).await {
         Ok(p) => p,
         Err(e) => {
-            // Left undescribed: the next sweep tries again.
             tracing::warn!(media_id = %id, error = %e, "cannot read the original to describe it; tried again later");
-            let ctx = ctx.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(std::time::Duration::from_secs(30)).await;
-                ctx.describe_later(id);
-            });
+            describe_again_later(ctx, id);
             return None;
         }
     };
     Some(ctx.prober.describe(&path).await)
+}
+
+/// Queue an original for describing again in 30 s (it could not be read,
+/// or its description could not be recorded): an outage delays a
+/// description, it does not lose it until the next start.
+fn describe_again_later(ctx: &Arc<Ctx>, id: MediaId) {
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+        ctx.describe_later(id);
+    });
 }
 
 /// Descriptions written in one index transaction at most.
@@ -257,7 +263,10 @@ async fn write_batch(ctx: &Arc<Ctx>, batch: Vec<(MediaId, Description)>) {
             }
         }
         Err(e) => {
-            tracing::error!(originals = n, error = %e, "recording descriptions failed; retried at the next start")
+            tracing::error!(originals = n, error = %e, "recording descriptions failed; tried again in 30 s");
+            for id in &ids {
+                describe_again_later(ctx, *id);
+            }
         }
     }
     ctx.describing.fetch_sub(n, Ordering::SeqCst);

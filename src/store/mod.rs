@@ -267,8 +267,7 @@ impl Archive {
             let versions = r.s3.versions(r.tree, id).map_err(io::Error::other)?;
             versions.iter().find_map(|v| fetch(Some(v)).ok()).ok_or(first)
         })?;
-        let installed = self.persist_all(vec![staged]).pop().expect("one result per staged copy");
-        installed.map_err(|e| io::Error::other(e.to_string()))?;
+        self.persist_local(staged).map_err(|e| io::Error::other(e.to_string()))?;
         Ok(path)
     }
 
@@ -374,9 +373,14 @@ impl Archive {
     /// put it there too.
     pub fn persist(&self, staged: Staged) -> Result<Stored, StoreError> {
         let sha = staged.sha256.clone();
-        let stored = self.persist_all(vec![staged]).pop().expect("one result per staged copy")?;
+        let stored = self.persist_local(staged)?;
         self.upload(&stored, sha.as_ref())?;
         Ok(stored)
+    }
+
+    /// [`Archive::persist_all`] for one copy.
+    fn persist_local(&self, staged: Staged) -> Result<Stored, StoreError> {
+        self.persist_all(vec![staged]).pop().expect("one result per staged copy")
     }
 
     /// With a bucket, put a locally persisted object there (create-once,
@@ -410,16 +414,19 @@ impl Archive {
         let mut dirs: Vec<&Path> = installed.iter().filter_map(|r| Some(r.as_ref().ok()?.1.as_path())).collect();
         dirs.sort();
         dirs.dedup();
-        let failed: Vec<(PathBuf, String)> =
-            dirs.into_iter().filter_map(|d| fsync_dir(d).err().map(|e| (d.to_path_buf(), e.to_string()))).collect();
+        let failed: Vec<(PathBuf, io::Error)> =
+            dirs.into_iter().filter_map(|d| fsync_dir(d).err().map(|e| (d.to_path_buf(), e))).collect();
         installed
             .into_iter()
             .map(|r| {
                 let (stored, dir) = r?;
                 match failed.iter().find(|(f, _)| *f == dir) {
-                    Some((_, e)) => {
-                        Err(StoreError::Write(io::Error::other(format!("cannot make the new name durable: {e}"))))
-                    }
+                    // The same errno for every copy in that directory, so that
+                    // a full disk or exhausted descriptors are told apart.
+                    Some((_, e)) => Err(StoreError::Write(match e.raw_os_error() {
+                        Some(code) => io::Error::from_raw_os_error(code),
+                        None => io::Error::new(e.kind(), e.to_string()),
+                    })),
                     None => Ok(stored),
                 }
             })
