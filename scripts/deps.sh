@@ -7,7 +7,7 @@ PKGS="pkg-config clang libclang-dev \
 libavcodec-dev libavformat-dev libavutil-dev libavfilter-dev libavdevice-dev \
 libswscale-dev libswresample-dev \
 ffmpeg sqlite3 b3sum time python3 python3-venv curl wrk prometheus util-linux coreutils \
-libheif-examples systemd dpkg-dev"
+libheif-examples systemd dpkg-dev chromium chromium-driver"
 
 missing=""
 for p in $PKGS; do

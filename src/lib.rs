@@ -26,6 +26,7 @@ pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod custody;
 pub mod domain;
 pub mod index;

@@ -49,6 +49,7 @@ pub async fn list(
         after,
         limit,
         hide_restricted,
+        ..Default::default()
     };
     let index = s.index.clone();
     let rows = tokio::task::spawn_blocking(move || index.read(|c| audit::query(c, &f))).await??;

@@ -26,7 +26,7 @@ pub fn encode_cursor(start_at: i64, id: &str) -> String {
     B64.encode(format!("{start_at}:{id}"))
 }
 
-fn decode_cursor(c: &str) -> Result<(i64, String), ApiError> {
+pub fn decode_cursor(c: &str) -> Result<(i64, String), ApiError> {
     let bad = || ApiError::bad_request("invalid_cursor", "cursor is not one this API gave out");
     let raw = B64.decode(c).map_err(|_| bad())?;
     let text = String::from_utf8(raw).map_err(|_| bad())?;

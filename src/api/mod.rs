@@ -83,6 +83,8 @@ pub struct ApiState {
     pub unauthenticated: Arc<auth::Unauthenticated>,
     /// Outages this host meets now (`/readyz`, `/metrics`).
     pub faults: Arc<crate::pipeline::faults::Faults>,
+    /// The console's sessions and throttling on this host.
+    pub console: Arc<crate::console::Shared>,
 }
 
 #[derive(OpenApi)]
@@ -178,6 +180,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", get(metrics_handler))
         .route("/api/v1/openapi.json", get(move || async move { Json(doc.as_ref().clone()) }))
         .merge(api)
+        .merge(crate::console::router(state.clone()))
         .fallback(|| async { ApiError::not_found("no such route").into_response() })
         .with_state(state)
 }

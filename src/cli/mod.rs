@@ -13,6 +13,7 @@ mod run;
 mod simulate;
 mod station;
 mod status;
+mod user;
 
 use std::path::{Path, PathBuf};
 
@@ -63,6 +64,9 @@ enum Command {
     /// Retention: expire to the trash, purge, restore.
     #[command(subcommand)]
     Retention(custody::RetentionCommand),
+    /// People who log in to the console: add, passwd, disable, enable, list.
+    #[command(subcommand)]
+    User(user::Command),
     /// Write a simulated docking-station folder with real media.
     Simulate(simulate::Args),
     /// Run the daemon against a simulated docking station and show the result.
@@ -186,6 +190,7 @@ fn common(command: Command) -> anyhow::Result<i32> {
         Command::Key(c) => custody::key_main(c),
         Command::Receipt(c) => custody::receipt_main(c),
         Command::Retention(c) => custody::retention_main(c),
+        Command::User(c) => user::main(c),
         Command::Simulate(_) | Command::Demo(_) | Command::ProbeWorker | Command::RenderWorker => {
             Err(anyhow::anyhow!("{MEDIA_EXE} runs this command"))
         }

@@ -262,6 +262,10 @@ pub struct AuditFilter {
     pub to: Option<i64>,
     /// Entries after this id (keyset pagination).
     pub after: Option<i64>,
+    /// Entries before this id (pages of the newest first).
+    pub before: Option<i64>,
+    /// Newest first (the console) rather than oldest first (the API).
+    pub newest_first: bool,
     pub limit: u32,
     /// Leave out entries about restricted originals or cases (callers
     /// without the grant).
@@ -281,6 +285,10 @@ fn query_sql(f: &AuditFilter) -> (String, Vec<crate::index::db::Value>) {
             p.push(Value::Text(v.clone()));
         }
     }
+    if let Some(b) = f.before {
+        cond.push("id < ?".into());
+        p.push(Value::Int(b));
+    }
     if let Some(t) = f.from {
         cond.push("at >= ?".into());
         p.push(Value::Int(t));
@@ -299,8 +307,9 @@ fn query_sql(f: &AuditFilter) -> (String, Vec<crate::index::db::Value>) {
     p.push(Value::Int(i64::from(f.limit)));
     let sql = format!(
         "SELECT id, at, actor, role, remote, action, method, route, case_id, media_id, status, outcome, details FROM audit
-         WHERE {} ORDER BY id LIMIT ?",
-        cond.join(" AND ")
+         WHERE {} ORDER BY id {} LIMIT ?",
+        cond.join(" AND "),
+        if f.newest_first { "DESC" } else { "ASC" }
     );
     (sql, p)
 }

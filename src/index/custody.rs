@@ -140,31 +140,31 @@ pub struct ExportRecord {
     pub void_reason: Option<String>,
 }
 
+/// The columns [`export_row`] reads.
+pub const EXPORT_COLUMNS: &str = "id, state, case_id, media, case_file, requester, reviewer, reason, approver, \
+     decision_note, created_at, decided_at, expires_at, void_reason";
+
+pub fn export_row(r: &crate::index::db::Row) -> Result<ExportRecord> {
+    Ok(ExportRecord {
+        id: r.get(0)?,
+        state: r.get(1)?,
+        case_id: r.get(2)?,
+        media: serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or_default(),
+        case_file: r.get(4)?,
+        requester: r.get(5)?,
+        reviewer: r.get(6)?,
+        reason: r.get(7)?,
+        approver: r.get(8)?,
+        decision_note: r.get(9)?,
+        created_at: r.get(10)?,
+        decided_at: r.get(11)?,
+        expires_at: r.get(12)?,
+        void_reason: r.get(13)?,
+    })
+}
+
 pub fn export(c: &Db, id: &str) -> Result<Option<ExportRecord>> {
-    c.query_row(
-        "SELECT id, state, case_id, media, case_file, requester, reviewer, reason, approver, decision_note, created_at,
-                decided_at, expires_at, void_reason FROM exports WHERE id = ?1",
-        [id],
-        |r| {
-            Ok(ExportRecord {
-                id: r.get(0)?,
-                state: r.get(1)?,
-                case_id: r.get(2)?,
-                media: serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or_default(),
-                case_file: r.get(4)?,
-                requester: r.get(5)?,
-                reviewer: r.get(6)?,
-                reason: r.get(7)?,
-                approver: r.get(8)?,
-                decision_note: r.get(9)?,
-                created_at: r.get(10)?,
-                decided_at: r.get(11)?,
-                expires_at: r.get(12)?,
-                void_reason: r.get(13)?,
-            })
-        },
-    )
-    .optional()
+    c.query_row(&format!("SELECT {EXPORT_COLUMNS} FROM exports WHERE id = ?1"), [id], export_row).optional()
 }
 
 /// A new export request.

@@ -29,7 +29,9 @@ pub mod pg;
 pub mod query;
 pub mod renditions;
 pub mod retention;
+pub mod screens;
 pub mod sqlite;
+pub mod users;
 
 use std::path::{Path, PathBuf};
 

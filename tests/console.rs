@@ -1,0 +1,517 @@
+//! The console: sessions, CSRF, throttling and roles over plain HTTP, and
+//! the whole flow in a real browser (Debian's Chromium over WebDriver):
+//! log in, see a docked file appear, acknowledge an alert, find a
+//! recording by officer and play it, link it to a case, request an export
+//! as one person and approve it as another, find both in the audit, and
+//! never see a restricted record without the grant. Screenshots of every
+//! screen are saved under `target/console-screenshots/`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+
+const CMS: &str = "cms-token-for-console-tests";
+const OPS: &str = "ops-token-for-console-tests";
+const PASSWORD: &str = "a long enough password";
+
+fn harness() -> Harness {
+    let tokens = format!(
+        "[[api.tokens]]\nname = \"cms\"\nrole = \"case_system\"\ntoken_sha256 = \"{}\"\n\
+         [[api.tokens]]\nname = \"ops\"\nrole = \"admin\"\ntoken_sha256 = \"{}\"\n",
+        sha256_hex(CMS),
+        sha256_hex(OPS)
+    );
+    Harness::new(
+        "pattern = '^(?P<device>[A-Z0-9]+)_(?P<officer>\\d{6})_(?P<start>\\d{14})_(?P<seq>\\d{4})\\.mp4$'\n",
+        &tokens,
+    )
+}
+
+fn add_user(h: &Harness, name: &str, role: &str, restricted: bool) {
+    use std::io::Write;
+    let mut args = vec!["user", "add", name, "--role", role, "--password-stdin"];
+    if restricted {
+        args.push("--restricted");
+    }
+    let mut child = h.cmd(&args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(format!("{PASSWORD}\n").as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "user add {name}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A form post with the cookies given; returns the answer.
+fn post_form(addr: std::net::SocketAddr, path: &str, cookies: &str, form: &[(&str, &str)]) -> Resp {
+    let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+    http(
+        addr,
+        "POST",
+        path,
+        &[("Cookie", cookies), ("Content-Type", "application/x-www-form-urlencoded")],
+        Some(body.as_bytes()),
+    )
+}
+
+/// Log in over plain HTTP; returns the `Cookie` header for the session, or
+/// the refusal. (Read from the raw answer: a login sets two cookies.)
+fn login(addr: std::net::SocketAddr, name: &str, password: &str) -> Result<String, Resp> {
+    use std::io::{Read, Write};
+    let page = http(addr, "GET", "/console/login", &[], None);
+    let login_cookie = page.headers.get("set-cookie").expect("a login cookie").split(';').next().unwrap().to_string();
+    let token = login_cookie.split_once('=').unwrap().1.to_string();
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([("username", name), ("password", password), ("login", &token)])
+        .finish();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST /console/login HTTP/1.1\r\nHost: x\r\nConnection: close\r\nCookie: {login_cookie}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).unwrap();
+    let status: u16 = buf.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    if status != 303 {
+        let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.as_bytes().to_vec()).unwrap_or_default();
+        return Err(Resp { status, headers: Default::default(), body });
+    }
+    let line = buf
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie: bodycamd_session="))
+        .unwrap_or_else(|| panic!("no session cookie in:\n{buf}"));
+    assert!(line.contains("HttpOnly") && line.contains("SameSite=Strict") && line.contains("Path=/console"), "{line}");
+    Ok(line.split_once(": ").unwrap().1.split(';').next().unwrap().to_string())
+}
+
+fn csrf_of(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
+    html[at..at + 64].to_string()
+}
+
+fn page(addr: std::net::SocketAddr, path: &str, cookie: &str) -> (u16, String) {
+    let r = http(addr, "GET", path, &[("Cookie", cookie)], None);
+    (r.status, String::from_utf8_lossy(&r.body).into_owned())
+}
+
+fn audit_actions(h: &Harness, actor: &str) -> Vec<(String, String)> {
+    let db = h.db();
+    db.query_all(
+        "SELECT action, outcome FROM audit WHERE actor = ?1 ORDER BY id",
+        [&actor as &dyn bodycamd::index::db::ToValue],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .unwrap()
+}
+
+#[test]
+fn sessions_csrf_throttling_and_roles_hold() {
+    let h = harness();
+    add_user(&h, "ann", "admin", false);
+    add_user(&h, "sam", "approver", false);
+    // Bad user commands say what is wrong.
+    let out = h.cmd(&["user", "add", "cms2", "--role", "case_system", "--password-stdin"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("case systems use API tokens"));
+    let mut d = h.spawn_daemon();
+    let addr = d.api_addr();
+
+    // No session: pages go to the login page; the login page loads nothing
+    // from elsewhere.
+    let r = http(addr, "GET", "/console/alerts?state=all", &[], None);
+    assert_eq!(r.status, 303);
+    assert_eq!(r.headers["location"], "/console/login?next=%2Fconsole%2Falerts%3Fstate%3Dall");
+    let login_page = http(addr, "GET", "/console/login", &[], None);
+    let csp = &login_page.headers["content-security-policy"];
+    assert!(csp.contains("default-src 'self'"), "{csp}");
+    assert!(
+        !String::from_utf8_lossy(&login_page.body).contains("http://")
+            && !String::from_utf8_lossy(&login_page.body).contains("https://")
+    );
+
+    // A wrong password is refused, and audited without naming anyone.
+    assert_eq!(login(addr, "ann", "not the password").unwrap_err().status, 401);
+    assert_eq!(login(addr, "nobody", PASSWORD).unwrap_err().status, 401);
+    let cookie = login(addr, "ann", PASSWORD).unwrap();
+
+    // Pages render for the role; another role's page is refused.
+    let (st, board) = page(addr, "/console/board", &cookie);
+    assert_eq!(st, 200, "{board}");
+    assert!(board.contains("files waiting on the docks"));
+    assert_eq!(page(addr, "/console/audit", &cookie).0, 403);
+    // A change without the CSRF token is refused; with it, it is done.
+    let r = post_form(addr, "/console/renditions/retry", &cookie, &[]);
+    assert_eq!(r.status, 403);
+    assert!(String::from_utf8_lossy(&r.body).contains("CSRF"));
+    let csrf = csrf_of(&board);
+    let r = post_form(addr, "/console/renditions/retry", &cookie, &[("csrf", &csrf)]);
+    assert_eq!(r.status, 303, "{}", String::from_utf8_lossy(&r.body));
+    // Every page view and action is audited as the person.
+    let ann = audit_actions(&h, "ann");
+    for want in ["console.login", "console.view.board", "console.view.audit", "console.renditions.retry"] {
+        assert!(ann.iter().any(|(a, _)| a == want), "no {want} in {ann:?}");
+    }
+    assert!(ann.iter().any(|(a, o)| a == "console.view.audit" && o == "denied"));
+    assert!(ann.iter().any(|(a, o)| a == "console.renditions.retry" && o == "denied"), "the refused change too");
+
+    // Logging out ends the session for good.
+    let r = post_form(addr, "/console/logout", &cookie, &[("csrf", &csrf)]);
+    assert_eq!(r.status, 303);
+    assert_eq!(page(addr, "/console/board", &cookie).0, 303, "the old cookie is dead");
+
+    // Five failures lock the name (and the address) for the window.
+    for _ in 0..5 {
+        assert_eq!(login(addr, "sam", "wrong wrong wrong").unwrap_err().status, 401);
+    }
+    let r = login(addr, "sam", PASSWORD).unwrap_err();
+    assert_eq!(r.status, 429, "{}", String::from_utf8_lossy(&r.body));
+    assert!(String::from_utf8_lossy(&r.body).contains("too many failed logins"));
+
+    // Disabling a person ends their sessions at once.
+    d.stop();
+    let mut d = h.spawn_daemon();
+    let addr = d.api_addr();
+    let cookie = login(addr, "ann", PASSWORD).unwrap();
+    assert_eq!(page(addr, "/console/stations", &cookie).0, 200);
+    let out = h.cmd(&["user", "disable", "ann"]).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(page(addr, "/console/stations", &cookie).0, 303);
+    assert_eq!(login(addr, "ann", PASSWORD).unwrap_err().status, 401);
+    d.stop();
+}
+
+// ---------------------------------------------------------------- browser
+
+struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn chromedriver() -> Option<Driver> {
+    let exe = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"].into_iter().find(|p| Path::new(p).exists());
+    let Some(exe) = exe else {
+        if std::env::var("BODYCAMD_TEST_REQUIRE_BROWSER").is_ok_and(|v| v == "1") {
+            panic!("BODYCAMD_TEST_REQUIRE_BROWSER=1 but chromedriver is not installed (scripts/deps.sh installs it)");
+        }
+        eprintln!("SKIPPED: no chromedriver (run scripts/deps.sh to install chromium and chromium-driver)");
+        return None;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child =
+        Command::new(exe).arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let d = Driver { child, port };
+    wait_until("chromedriver to listen", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    Some(d)
+}
+
+struct Browser {
+    c: fantoccini::Client,
+    base: String,
+    shots: PathBuf,
+}
+
+impl Browser {
+    async fn start(driver: &Driver, addr: std::net::SocketAddr) -> Browser {
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                         "--no-first-run", "--window-size=1400,1000", "--autoplay-policy=no-user-gesture-required"]
+            }),
+        );
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let c = fantoccini::ClientBuilder::new(connector)
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{}", driver.port))
+            .await
+            .expect("a Chromium session");
+        let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../console-screenshots");
+        std::fs::create_dir_all(&shots).unwrap();
+        Browser { c, base: format!("http://{addr}"), shots }
+    }
+
+    async fn go(&self, path: &str) {
+        self.c.goto(&format!("{}{path}", self.base)).await.unwrap();
+    }
+
+    async fn source(&self) -> String {
+        self.c.source().await.unwrap()
+    }
+
+    async fn shot(&self, name: &str) {
+        let png = self.c.screenshot().await.unwrap();
+        std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
+    }
+
+    async fn fill(&self, css: &str, text: &str) {
+        let e = self.c.find(fantoccini::Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"));
+        e.clear().await.unwrap();
+        e.send_keys(text).await.unwrap();
+    }
+
+    async fn click(&self, css: &str) {
+        match self.c.find(fantoccini::Locator::Css(css)).await {
+            Ok(e) => e.click().await.unwrap(),
+            Err(e) => panic!("{css}: {e}\non the page:\n{}", self.source().await),
+        }
+    }
+
+    async fn login(&self, name: &str) {
+        self.go("/console/login").await;
+        self.fill("input[name=username]", name).await;
+        self.fill("input[name=password]", PASSWORD).await;
+        self.click("button[type=submit]").await;
+        let me = format!("{name} · ");
+        self.settle(&format!("logged in as {name}"), |s| s.contains(&me)).await;
+    }
+
+    async fn logout(&self) {
+        self.go("/console/").await;
+        self.click("form.who button").await;
+        self.settle("the login page", |s| s.contains("You are logged out")).await;
+    }
+
+    /// Wait (without reloading) until the page satisfies `f`: a click on a
+    /// submit button returns before the next page has loaded.
+    async fn settle(&self, what: &str, f: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let s = self.source().await;
+            if f(&s) {
+                return s;
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting for {what}; the page:\n{s}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Reload `path` until its source satisfies `f`.
+    async fn until(&self, what: &str, path: &str, limit: Duration, f: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            self.go(path).await;
+            let s = self.source().await;
+            if f(&s) {
+                return s;
+            }
+            assert!(start.elapsed() < limit, "timed out waiting for {what}; last page:\n{s}");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+}
+
+/// A 3-second clip (long enough to play and seek in a page).
+fn long_clip(dir: &Path, seed: u64) -> Vec<u8> {
+    use bodycamd::media::encode::*;
+    let spec = ClipSpec {
+        format: "mp4",
+        video: Some(VideoSpec { codec: VideoCodec::H264, width: 160, height: 120, fps: 10 }),
+        audio: Some(AudioSpec { codec: AudioCodec::Aac, sample_rate: 16_000 }),
+        duration_secs: 3.0,
+        creation_time: Some("2026-11-30T08:00:00Z".parse().unwrap()),
+        seed,
+    };
+    bodycamd::simulate::clip_bytes(dir, &spec, "mp4").unwrap()
+}
+
+#[test]
+fn the_console_works_in_a_real_browser() {
+    let Some(driver) = chromedriver() else { return };
+    let h = harness();
+    for (name, role, grant) in [
+        ("ann", "admin", false),
+        ("rex", "admin", true),
+        ("sam", "approver", false),
+        ("pat", "approver", false),
+        ("aud", "auditor", false),
+    ] {
+        add_user(&h, name, role, grant);
+    }
+    let mut d = h.spawn_daemon();
+    let addr = d.api_addr();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let b = Browser::start(&driver, addr).await;
+        b.go("/console/").await;
+        assert!(b.c.current_url().await.unwrap().path().ends_with("/console/login"));
+        b.shot("00-login").await;
+        b.login("ann").await;
+
+        // A file docked now appears.
+        let clip = long_clip(h.dir.path(), 7);
+        std::fs::write(h.dock.join("CAM9_004711_20261130080000_0001.mp4"), &clip).unwrap();
+        let id = blake3_hex(&clip);
+        let src = b
+            .until("the docked file", "/console/media?officer=004711", Duration::from_secs(60), |s| s.contains(&id))
+            .await;
+        assert!(src.contains("CAM9"));
+        b.shot("06-media").await;
+        b.go("/console/stations").await;
+        assert!(b.source().await.contains("dock-01"));
+        b.shot("01-stations").await;
+        b.go("/console/board").await;
+        b.shot("02-board").await;
+
+        // An unreadable file raises an alert: acknowledge it with a note.
+        std::fs::write(h.dock.join("CAM9_004711_20261130090000_0002.mp4"), b"not a video at all").unwrap();
+        b.until("the alert", "/console/alerts", Duration::from_secs(60), |s| s.contains("media_unreadable")).await;
+        b.fill("#alerts tr[data-alert] input[name=note]", "camera sent for repair").await;
+        b.click("#alerts tr[data-alert] button").await;
+        b.settle("the acknowledgement", |s| s.contains("acknowledged.")).await;
+        b.go("/console/alerts?state=acked").await;
+        let src = b.source().await;
+        assert!(src.contains("by ann") && src.contains("camera sent for repair"), "{src}");
+        b.shot("03-alerts").await;
+        b.go("/console/problems").await;
+        b.shot("04-problems").await;
+        b.go("/console/compliance").await;
+        assert!(b.source().await.contains("Compliance"));
+        b.shot("05-compliance").await;
+
+        // Find the recording by officer and play its rendition in the page.
+        b.go("/console/media").await;
+        b.fill("input[name=officer]", "004711").await;
+        b.click("form.filters button").await;
+        b.settle("the search", |s| s.contains(&format!("data-media=\"{id}\""))).await;
+        b.click(&format!("tr[data-media='{id}'] a")).await;
+        let src = b
+            .until("the playable rendition", &format!("/console/media/{id}"), Duration::from_secs(90), |s| {
+                s.contains("id=\"player\"")
+            })
+            .await;
+        assert!(src.contains(&id));
+        let played =
+            b.c.execute_async(
+                "const done = arguments[arguments.length - 1]; const v = document.getElementById('player');
+                 v.muted = true;
+                 v.play().then(() => setTimeout(() => done({t: v.currentTime, seekable: v.seekable.length}), 1500))
+                         .catch(e => done({error: String(e)}));",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert!(played["t"].as_f64().unwrap_or(0.0) > 0.2, "the video did not play: {played}");
+        assert!(played["seekable"].as_u64().unwrap_or(0) >= 1, "not seekable (no ranged requests?): {played}");
+        let seeked =
+            b.c.execute_async(
+                "const done = arguments[arguments.length - 1]; const v = document.getElementById('player');
+                 v.addEventListener('seeked', () => done(v.currentTime), {once: true}); v.currentTime = 1.0;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert!(seeked.as_f64().unwrap_or(0.0) >= 0.9, "seeking failed: {seeked}");
+        b.shot("07-media-one").await;
+
+        // Link it to a case (registered by the case system).
+        let r = call(
+            addr,
+            "PUT",
+            "/api/v1/cases/K-77",
+            &format!("Bearer {CMS}"),
+            Some(json!({"title": "Burglary, Elm St", "officers": ["000001"],
+            "windows": [{"start": "2020-01-01T00:00:00Z", "end": "2020-01-01T01:00:00Z"}]})),
+        );
+        assert!(r.status == 200 || r.status == 201, "{r:?}");
+        b.fill("input[name=case_id]", "K-77").await;
+        b.click("form[action='/console/cases/link'] button").await;
+        let src = b.settle("the link", |s| s.contains("linked to case K-77")).await;
+        assert!(src.contains(&format!("data-media=\"{id}\"")), "{src}");
+        b.shot("08-case").await;
+        b.go("/console/cases").await;
+        b.shot("09-cases").await;
+        b.go("/console/retention").await;
+        b.shot("10-retention").await;
+        b.go("/console/renditions").await;
+        b.shot("13-renditions").await;
+
+        // A restricted record is invisible to a person without the grant.
+        let other = long_clip(h.dir.path(), 8);
+        std::fs::write(h.dock.join("CAM9_004711_20261130100000_0003.mp4"), &other).unwrap();
+        let secret = blake3_hex(&other);
+        b.until("the second file", "/console/media?officer=004711", Duration::from_secs(60), |s| s.contains(&secret))
+            .await;
+        let r = call(
+            addr,
+            "PUT",
+            &format!("/api/v1/media/{secret}/restriction"),
+            &format!("Bearer {OPS}"),
+            Some(json!({"restricted": true, "reason": "internal affairs"})),
+        );
+        assert!(r.status < 300, "{r:?}");
+        b.logout().await;
+        b.login("ann").await;
+        for path in [
+            "/console/media?officer=004711",
+            "/console/media",
+            "/console/retention",
+            "/console/alerts?state=all",
+            "/console/board",
+        ] {
+            b.go(path).await;
+            let src = b.source().await;
+            assert!(!src.contains(&secret), "{path} shows the restricted record to ann");
+        }
+        b.go(&format!("/console/media/{secret}")).await;
+        assert!(b.source().await.contains("404"), "the record's page must not exist for ann");
+        b.logout().await;
+        b.login("rex").await;
+        b.go("/console/media?officer=004711").await;
+        assert!(b.source().await.contains(&secret), "rex has the grant");
+        b.logout().await;
+
+        // An export requested by one approver, approved by another.
+        b.login("sam").await;
+        b.go("/console/exports").await;
+        b.fill("input[name=case_id]", "K-77").await;
+        b.fill("input[name=reason]", "prosecutor's office, file 2026-114").await;
+        b.click("form[action='/console/exports/request'] button").await;
+        let src = b.settle("the request", |s| s.contains("Export requested")).await;
+        assert!(src.contains("awaiting another approver"), "{src}");
+        assert!(!src.contains(">Approve<"), "nobody approves their own request");
+        b.logout().await;
+        b.login("pat").await;
+        b.go("/console/exports?pending=1").await;
+        b.fill("#exports input[name=note]", "checked against the case file").await;
+        b.click("form[action$='/approve'] button").await;
+        let src = b.settle("the approval", |s| s.contains("approved.")).await;
+        assert!(src.contains("by pat"), "{src}");
+        b.shot("12-exports").await;
+        b.logout().await;
+
+        // Both actions are in the audit, naming the people.
+        b.login("aud").await;
+        b.go("/console/audit?action=console.exports.request").await;
+        let src = b.source().await;
+        assert!(src.contains("sam") && src.contains("console.exports.request"), "{src}");
+        b.go("/console/audit?action=console.exports.approve").await;
+        let src = b.source().await;
+        assert!(src.contains("pat") && src.contains("console.exports.approve"), "{src}");
+        b.go("/console/audit?actor=ann").await;
+        let src = b.source().await;
+        assert!(src.contains("console.cases.link") && src.contains("console.alerts.ack"), "{src}");
+        assert!(!src.contains(&secret), "the auditor has no grant: the restricted record's entries are hidden");
+        b.click("form[action='/console/audit/verify'] button").await;
+        b.settle("the verification", |s| s.contains("chain intact")).await;
+        b.shot("11-audit").await;
+        b.c.close().await.unwrap();
+    });
+    d.stop();
+}
