@@ -15,7 +15,9 @@ build: deps
 demo: build
 	./target/release/bodycamd demo
 
-# Every test, plus formatting and lints (what CI runs).
+# Every test, plus formatting and lints (what CI runs). scripts/deps.sh
+# installs Chromium and ChromeDriver, so the console's browser tests must run.
+test: export BODYCAMD_TEST_REQUIRE_BROWSER = 1
 test: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings

@@ -5,7 +5,8 @@
 #   1. GET /api/v1/cases/{random case}/media
 #   2. GET /api/v1/media?officer={random}&from=…&to=… (one day)
 # Prints p50 and p99. Every request is authenticated and audited, as in
-# production. Usage: scripts/api-bench.sh [ORIGINALS] [CASES] [SECONDS]
+# production. Then the console: every screen (and one recording's and one
+# case's page) through wrk with a logged-in session, p50 and p99 each. Usage: scripts/api-bench.sh [ORIGINALS] [CASES] [SECONDS]
 # ENGINE=postgres: the same data in a PostgreSQL index (a fresh database
 # on 127.0.0.1:5432, dropped at the end).
 set -euo pipefail
@@ -161,4 +162,63 @@ wrk -t2 -c8 -d10s -s "$WORK/officer.lua" "http://$ADDR" >/dev/null
 for what in cases officer; do
     echo "== $ENGINE, $what: wrk -t2 -c8 -d${SECS}s --latency"
     wrk -t2 -c8 -d"${SECS}s" --latency -s "$WORK/$what.lua" "http://$ADDR" | grep -E "Latency|50%|75%|90%|99%|Requests/sec|Non-2xx|Socket errors"
+done
+
+# The console, on the same data: each screen with a logged-in session (an
+# administrator; an auditor for the audit screen). Every page view is
+# audited, as in production.
+PW="console bench password"
+printf '%s\n' "$PW" | "$BIN" user add bench-admin --role admin --password-stdin --config "$WORK/bodycamd.toml" >/dev/null 2>&1 || true
+printf '%s\n' "$PW" | "$BIN" user add bench-audit --role auditor --password-stdin --config "$WORK/bodycamd.toml" >/dev/null 2>&1 || true
+login() {
+    local jar="$WORK/jar-$1"
+    rm -f "$jar"
+    curl -fsS -c "$jar" -b "$jar" "http://$ADDR/console/login" >/dev/null
+    local tok
+    tok=$(awk '$6 == "bodycamd_login" { print $7 }' "$jar")
+    curl -sS -c "$jar" -b "$jar" -o /dev/null --data-urlencode "username=$1" --data-urlencode "password=$PW" \
+        --data-urlencode "login=$tok" "http://$ADDR/console/login"
+    awk '$6 == "bodycamd_session" { print $7 }' "$jar"
+}
+ADMIN=$(login bench-admin)
+AUDIT=$(login bench-audit)
+[ -n "$ADMIN" ] && [ -n "$AUDIT" ] || { echo "console login failed" >&2; exit 1; }
+page_script() { # name cookie lua-expression-for-the-path
+    cat > "$WORK/page-$1.lua" <<LUA
+math.randomseed(11)
+request = function()
+  local path = $3
+  return wrk.format("GET", path, { ["Cookie"] = "bodycamd_session=$2" })
+end
+LUA
+}
+page_script stations "$ADMIN" '"/console/stations"'
+page_script board "$ADMIN" '"/console/board"'
+page_script alerts "$ADMIN" '"/console/alerts?state=all"'
+page_script problems "$ADMIN" '"/console/problems"'
+page_script compliance "$ADMIN" '"/console/compliance?from=2026-06-01&to=2026-06-08&by=officer"'
+page_script media "$ADMIN" '"/console/media"'
+page_script media_officer "$ADMIN" 'string.format("/console/media?officer=%06d&from=2026-03-01", math.random(0, 4999))'
+page_script media_one "$ADMIN" 'string.format("/console/media/%064x", math.random(0, '"$N"' - 1))'
+page_script cases "$ADMIN" '"/console/cases"'
+page_script case_one "$ADMIN" 'string.format("/console/cases/C-%06d", math.random(0, '"$CASES"' - 1))'
+page_script retention "$ADMIN" '"/console/retention"'
+page_script exports "$ADMIN" '"/console/exports"'
+page_script renditions "$ADMIN" '"/console/renditions"'
+page_script audit "$AUDIT" '"/console/audit"'
+page_script audit_actor "$AUDIT" '"/console/audit?actor=bench"'
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: bodycamd_session=$ADMIN" "http://$ADDR/console/media/$(printf '%064x' 42)")
+[ "$code" = 200 ] || { echo "console page answered $code" >&2; exit 1; }
+echo "== $ENGINE, console pages: wrk -t1 -c2 -d${CONSOLE_SECS:-5}s --latency (p50, p99, requests/s)"
+for page in stations board alerts problems compliance media media_officer media_one cases case_one retention exports \
+    renditions audit audit_actor; do
+    out=$(wrk -t1 -c2 -d"${CONSOLE_SECS:-5}s" --latency -s "$WORK/page-$page.lua" "http://$ADDR")
+    if echo "$out" | grep -q "Non-2xx"; then
+        echo "$page: some answers were not 2xx" >&2
+        echo "$out" >&2
+        exit 1
+    fi
+    printf '  %-14s p50 %9s  p99 %9s  %8s req/s\n' "$page" \
+        "$(echo "$out" | awk '$1 == "50%" { print $2 }')" "$(echo "$out" | awk '$1 == "99%" { print $2 }')" \
+        "$(echo "$out" | awk '/Requests\/sec/ { print $2 }')"
 done

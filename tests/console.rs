@@ -19,17 +19,20 @@ const CMS: &str = "cms-token-for-console-tests";
 const OPS: &str = "ops-token-for-console-tests";
 const PASSWORD: &str = "a long enough password";
 
-fn harness() -> Harness {
-    let tokens = format!(
+const PATTERN: &str =
+    "pattern = '^(?P<device>[A-Z0-9]+)_(?P<officer>\\d{6})_(?P<start>\\d{14})_(?P<seq>\\d{4})\\.mp4$'\n";
+
+fn tokens() -> String {
+    format!(
         "[[api.tokens]]\nname = \"cms\"\nrole = \"case_system\"\ntoken_sha256 = \"{}\"\n\
          [[api.tokens]]\nname = \"ops\"\nrole = \"admin\"\ntoken_sha256 = \"{}\"\n",
         sha256_hex(CMS),
         sha256_hex(OPS)
-    );
-    Harness::new(
-        "pattern = '^(?P<device>[A-Z0-9]+)_(?P<officer>\\d{6})_(?P<start>\\d{14})_(?P<seq>\\d{4})\\.mp4$'\n",
-        &tokens,
     )
+}
+
+fn harness() -> Harness {
+    Harness::new(PATTERN, &tokens())
 }
 
 fn add_user(h: &Harness, name: &str, role: &str, restricted: bool) {
@@ -194,7 +197,11 @@ struct Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // The whole process group: Chromium too, even after a failed test
+        // that never closed its session.
+        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
         let _ = self.child.wait();
     }
 }
@@ -335,6 +342,18 @@ fn long_clip(dir: &Path, seed: u64) -> Vec<u8> {
 fn the_console_works_in_a_real_browser() {
     let Some(driver) = chromedriver() else { return };
     let h = harness();
+    // A second station whose files wait (an hour to settle): the board
+    // shows them by time left, one fine, one at risk, one overdue.
+    let dock2 = h.dir.path().join("docks/dock-02");
+    std::fs::create_dir_all(&dock2).unwrap();
+    let dock2_cfg =
+        format!("[[stations]]\nid = \"dock-02\"\npath = \"{}\"\nsettle_secs = 3600\n{PATTERN}", dock2.display());
+    h.write_config(PATTERN, &format!("{}{dock2_cfg}", tokens()));
+    let now = chrono::Utc::now();
+    for (hours_ago, seq) in [(2, 1), (23, 2), (26, 3)] {
+        let start = (now - chrono::Duration::hours(hours_ago)).format("%Y%m%d%H%M%S");
+        std::fs::write(dock2.join(format!("CAM5_000777_{start}_000{seq}.mp4")), b"still being copied").unwrap();
+    }
     for (name, role, grant) in [
         ("ann", "admin", false),
         ("rex", "admin", true),
@@ -366,7 +385,15 @@ fn the_console_works_in_a_real_browser() {
         b.go("/console/stations").await;
         assert!(b.source().await.contains("dock-01"));
         b.shot("01-stations").await;
-        b.go("/console/board").await;
+        let src = b
+            .until("the waiting files", "/console/board", Duration::from_secs(30), |s| {
+                s.matches("CAM5_000777").count() == 3
+            })
+            .await;
+        assert!(
+            src.contains("<b class=\"state-at_risk\">1</b>") && src.contains("<b class=\"state-overdue\">1</b>"),
+            "{src}"
+        );
         b.shot("02-board").await;
 
         // An unreadable file raises an alert: acknowledge it with a note.

@@ -21,6 +21,10 @@ pub struct Args {
     /// Work in this folder (kept) instead of a temporary one.
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Do not keep the daemon and its console running for a look at the
+    /// end (it is not kept when standard input is not a terminal either).
+    #[arg(long)]
+    no_wait: bool,
 }
 
 fn heading(s: &str) {
@@ -69,7 +73,7 @@ pub fn main(a: Args) -> anyhow::Result<i32> {
 state_dir = "{}"
 
 [api]
-listen = "127.0.0.1:0"
+listen = "127.0.0.1:{}"
 
 [[stations]]
 id = "dock-01"
@@ -80,6 +84,7 @@ watch = "events"
 after_ingest = "keep"
 "#,
         state.display(),
+        free_port()?,
         dock.display()
     );
     std::fs::write(&config_path, &config_text)?;
@@ -205,10 +210,58 @@ after_ingest = "keep"
     if let Ok(k) = crate::custody::key::HostKey::load_or_create(&cfg.state_dir) {
         println!("  receipts are signed with host key {} (bodycamd key show)", k.public_hex());
     }
+    drop(c);
+    drop(reader);
+    use std::io::IsTerminal;
+    if !a.no_wait && std::io::stdin().is_terminal() {
+        console(&cfg)?;
+    } else {
+        println!("\n(run `bodycamd demo` in a terminal, without --no-wait, to look at the web console at the end)");
+    }
     if tmp_kept(&dir) {
         println!("\nEverything is in {}", dir.display());
     }
     Ok(if waited { 0 } else { 1 })
+}
+
+/// A free loopback port for the demo's API and console.
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Run the daemon again with a console login, until Enter.
+fn console(cfg: &Config) -> anyhow::Result<()> {
+    use rand_core::RngCore;
+    let mut b = [0u8; 9];
+    rand_core::OsRng.fill_bytes(&mut b);
+    let password = hex::encode(b);
+    let hash = crate::console::password::hash(&password)?;
+    let now = crate::clock::to_ms(chrono::Utc::now());
+    crate::index::write_once(&cfg.index, |c| {
+        crate::index::users::add(c, "demo", crate::config::Role::Admin, false, &hash, "demo", now)?;
+        crate::index::users::set_password(c, "demo", &hash, "demo", now)?;
+        Ok(())
+    })?;
+    let listen = cfg.api.listen.ok_or_else(|| anyhow::anyhow!("the demo's API has no address"))?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async {
+        let shutdown = CancellationToken::new();
+        let daemon =
+            tokio::spawn(app::run(cfg.clone(), RunOptions::new(false)?, Arc::new(SystemClock), shutdown.clone()));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        heading("8. The web console, while the daemon runs");
+        println!("  open    http://{listen}/console/");
+        println!("  log in  demo / {password}   (an administrator; `bodycamd user add` makes real accounts)");
+        println!("  press Enter to stop the daemon and end the demo");
+        tokio::task::spawn_blocking(|| {
+            let mut line = String::new();
+            let _ = std::io::stdin().read_line(&mut line);
+        })
+        .await?;
+        shutdown.cancel();
+        daemon.await??;
+        Ok::<_, anyhow::Error>(())
+    })
 }
 
 fn tmp_kept(dir: &std::path::Path) -> bool {

@@ -125,7 +125,7 @@ pub async fn board(
         .flatten();
     let body = html! {
         div.cards {
-            div.card { b data-count="board" { (counts.0) } "files waiting on the docks" }
+            div.card { b data-count="waiting" { (counts.0) } "files waiting on the docks" }
             div.card { b.state-at_risk { (counts.1) } "at risk (deadline within " (span(warn)) ")" }
             div.card { b.state-overdue { (counts.2) } "overdue" }
             div.card { b { (late_of("on_time")) } "stored on time" }
