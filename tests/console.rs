@@ -199,9 +199,12 @@ impl Drop for Driver {
     fn drop(&mut self) {
         // The whole process group: Chromium too, even after a failed test
         // that never closed its session.
-        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
-            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        let pid = self.child.id() as i32;
+        // SAFETY: kill(2) with a negative pid signals that process group.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
         }
+        let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }

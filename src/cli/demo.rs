@@ -210,7 +210,6 @@ after_ingest = "keep"
     if let Ok(k) = crate::custody::key::HostKey::load_or_create(&cfg.state_dir) {
         println!("  receipts are signed with host key {} (bodycamd key show)", k.public_hex());
     }
-    drop(c);
     drop(reader);
     use std::io::IsTerminal;
     if !a.no_wait && std::io::stdin().is_terminal() {

@@ -189,13 +189,17 @@ fn write<T>(
     cfg: &crate::config::Config,
     f: impl FnMut(&crate::index::db::Db) -> crate::index::db::Result<T>,
 ) -> anyhow::Result<T> {
-    if let Location::Sqlite(p) = &cfg.index {
-        if !p.exists() {
+    match &cfg.index {
+        Location::Sqlite(p) if !p.exists() => {
             if let Some(dir) = p.parent() {
                 std::fs::create_dir_all(dir)?;
             }
             crate::index::Index::open(p)?.close();
         }
+        Location::Sqlite(_) => {}
+        // Creates the schema in an empty database (under the migration
+        // lock); a no-op on a current one.
+        Location::Postgres(_) => crate::index::Index::connect(&cfg.index)?.close(),
     }
     Ok(write_once(&cfg.index, f)?)
 }

@@ -559,11 +559,18 @@ pub fn compliance_rows(
     use crate::rules::compliance::{Assessed, Lost};
     // A recording is placed by its start; one whose clock cannot be trusted,
     // by when a station first showed it.
+    // Three ranges, each on its own index (a period of a year-old index
+    // reads only that period's rows): trusted clocks by recording start,
+    // untrusted and unknown ones by first sight.
     let mut stmt = c.prepare(
-        "WITH o AS (SELECT *, CASE WHEN clock_trusted = 1 THEN recorded_start ELSE first_seen END AS report_time
-                    FROM originals)
+        "SELECT officer, device, station, on_time, late, coalesce(clock_trusted, 0), recorded_end, ingested_at
+         FROM originals WHERE clock_trusted = 1 AND recorded_start >= ?1 AND recorded_start < ?2 AND on_time IS NOT NULL
+         UNION ALL
          SELECT officer, device, station, on_time, late, coalesce(clock_trusted, 0), recorded_end, ingested_at
-         FROM o WHERE on_time IS NOT NULL AND report_time >= ?1 AND report_time < ?2",
+         FROM originals WHERE clock_trusted = 0 AND first_seen >= ?1 AND first_seen < ?2 AND on_time IS NOT NULL
+         UNION ALL
+         SELECT officer, device, station, on_time, late, coalesce(clock_trusted, 0), recorded_end, ingested_at
+         FROM originals WHERE clock_trusted IS NULL AND first_seen >= ?1 AND first_seen < ?2 AND on_time IS NOT NULL",
     )?;
     let rows = stmt
         .query_map(params![from, to], |r| {
@@ -585,8 +592,7 @@ pub fn compliance_rows(
         .query_map(params![from, to], |r| Ok(Lost { officer: r.get(0)?, device: r.get(1)?, station: r.get(2)? }))?
         .collect::<Result<Vec<_>, _>>()?;
     let unassessed: i64 = c.query_row(
-        "SELECT count(*) FROM originals WHERE on_time IS NULL
-         AND coalesce(recorded_start, name_start, first_seen) >= ?1 AND coalesce(recorded_start, name_start, first_seen) < ?2",
+        "SELECT count(*) FROM originals WHERE start_at >= ?1 AND start_at < ?2 AND on_time IS NULL",
         params![from, to],
         |r| r.get(0),
     )?;

@@ -140,3 +140,46 @@ pub fn end_session(c: &Db, id_hash: &str) -> Result<bool> {
 pub fn expire_sessions(c: &Db, idle_before: i64, made_before: i64) -> Result<usize> {
     c.execute("DELETE FROM sessions WHERE seen_at < ?1 OR created_at < ?2", params![idle_before, made_before])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::Index;
+
+    #[test]
+    fn sessions_end_when_idle_old_disabled_or_repassworded() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(&dir.path().join("index.sqlite3")).unwrap();
+        let min = 60_000;
+        index
+            .call_blocking(|c| {
+                assert!(add(c, "ann", Role::Admin, false, "$argon2id$x", "cli", 0)?);
+                assert!(!add(c, "ann", Role::Auditor, false, "$argon2id$y", "cli", 0)?, "names are unique");
+                create_session(c, "s1", "ann", "csrf1", "127.0.0.1", 0)?;
+                Ok(())
+            })
+            .unwrap();
+        let live = |idle_after: i64, made_after: i64| {
+            index.read(|c| session(c, "s1", idle_after, made_after)).unwrap().map(|s| s.user.name)
+        };
+        assert_eq!(live(-30 * min, -720 * min).as_deref(), Some("ann"));
+        assert_eq!(live(1, -720 * min), None, "idle since before the limit");
+        assert_eq!(live(-30 * min, 1), None, "made before the absolute limit");
+        index.call_blocking(move |c| touch_session(c, "s1", 40 * min)).unwrap();
+        assert_eq!(live(10 * min, -720 * min).as_deref(), Some("ann"), "touched: alive again");
+        index.call_blocking(move |c| set_password(c, "ann", "$argon2id$z", "cli", 41 * min)).unwrap();
+        assert_eq!(live(0, -720 * min), None, "a new password ends every session");
+        index
+            .call_blocking(move |c| {
+                create_session(c, "s1", "ann", "csrf2", "127.0.0.1", 42 * min)?;
+                set_disabled(c, "ann", true, "cli", 43 * min)
+            })
+            .unwrap();
+        assert_eq!(live(0, 0), None, "disabling ends every session");
+        let audit: Vec<String> = index
+            .read(|c| c.prepare("SELECT action FROM audit ORDER BY id")?.query_map([], |r| r.get(0))?.collect())
+            .unwrap();
+        assert_eq!(audit, ["user.add", "user.passwd", "user.disable"]);
+        index.close();
+    }
+}

@@ -32,3 +32,7 @@ CREATE INDEX cases_updated ON cases(updated_at, id);
 CREATE INDEX pending_deadline ON pending(deadline, station, rel_path);
 CREATE INDEX rendition_jobs_failed ON rendition_jobs(updated_at, original_id) WHERE state = 'failed';
 CREATE INDEX holds_active_placed ON holds(placed_at, id) WHERE lifted_at IS NULL;
+-- Compliance over a period: originals without a known clock, by first sight
+-- (trusted clocks use originals_start, untrusted ones
+-- originals_untrusted_first_seen).
+CREATE INDEX originals_unclocked_first_seen ON originals(first_seen) WHERE clock_trusted IS NULL;
