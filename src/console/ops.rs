@@ -49,11 +49,11 @@ pub async fn stations(State(s): State<ApiState>, Extension(p): Extension<Person>
         table {
             thead { tr {
                 th { "Station" } th { "State" } th { "Folder" } th.num { "Free" } th { "Newest recording" }
-                th.num { "Stored in the last hour" } th.num { "Pending" } th.num { "Failed" } th { "Nearest deadline" }
+                th.num { "Stored in the last hour" } th.num { "Camera clock not trusted" } th.num { "Pending" } th.num { "Failed" } th { "Nearest deadline" }
                 th { "Last scan" }
             } }
             tbody {
-                @for (st, (newest, recent), nearest) in &rows {
+                @for (st, act, nearest) in &rows {
                     tr {
                         td { (st.id) }
                         td {
@@ -66,8 +66,9 @@ pub async fn stations(State(s): State<ApiState>, Extension(p): Extension<Person>
                         }
                         td.hash { (st.path) }
                         td.num { (free(&st.path)) }
-                        td { (at_opt(*newest)) }
-                        td.num { (recent) }
+                        td { (at_opt(act.newest)) }
+                        td.num { (act.recent) }
+                        td.num { (act.clock_untrusted) }
                         td.num { (st.pending) }
                         td.num { @if st.failed > 0 { a.error href="/console/problems" { (st.failed) } } @else { "0" } }
                         td { @match nearest { Some(d) => { (at(*d)) " (" (span(d - now)) ")" }, None => "—" } }
@@ -115,7 +116,7 @@ pub async fn board(
             screens::waiting_counts(c, now, warn)?,
             screens::waiting_by_deadline(c, after, 100)?,
             query::pending_by_station(c)?,
-            query::lateness_counts(c, see)?,
+            screens::lateness_since(c, now - 7 * 86_400_000, see)?,
         ))
     })
     .await?;
@@ -128,9 +129,9 @@ pub async fn board(
             div.card { b data-count="waiting" { (counts.0) } "files waiting on the docks" }
             div.card { b.state-at_risk { (counts.1) } "at risk (deadline within " (span(warn)) ")" }
             div.card { b.state-overdue { (counts.2) } "overdue" }
-            div.card { b { (late_of("on_time")) } "stored on time" }
-            div.card { b { (late_of("late_docking")) } "stored late: docked late (officer)" }
-            div.card { b { (late_of("late_processing")) } "stored late: processed late (system)" }
+            div.card { b { (late_of("on_time")) } "stored on time (last 7 days)" }
+            div.card { b { (late_of("late_docking")) } "stored late, docked late (officer)" }
+            div.card { b { (late_of("late_processing")) } "stored late, processed late (system)" }
         }
         h2 { "By station" }
         table {

@@ -62,6 +62,9 @@ fn hm(secs: Option<f64>) -> String {
     secs.map(|s| span((s * 1000.0) as i64)).unwrap_or_else(|| "—".into())
 }
 
+/// Groups shown on the page (the CSV has every one).
+const SHOWN: usize = 100;
+
 /// Compliance over a period: on-time share, median and worst delay.
 pub async fn compliance(
     State(s): State<ApiState>,
@@ -69,10 +72,17 @@ pub async fn compliance(
     Query(q): Query<ComplianceQuery>,
 ) -> PageResult {
     let (from, to, by) = period(&s, &q)?;
-    let (rows, unassessed) = report(&s, from, to, by).await?;
+    let (all, unassessed) = report(&s, from, to, by).await?;
     let day = |t: i64| crate::clock::from_ms(t).format("%Y-%m-%d").to_string();
+    // The total, then the groups that need attention first (lowest on-time
+    // share, then most files); the CSV has every group.
+    let groups = all.iter().filter(|r| r.key != "TOTAL").count();
+    let mut worst: Vec<&Row> = all.iter().filter(|r| r.key != "TOTAL").collect();
+    worst.sort_by(|a, b| a.on_time_pct.total_cmp(&b.on_time_pct).then(b.files.cmp(&a.files)));
+    worst.truncate(SHOWN);
+    let rows: Vec<&Row> = all.iter().filter(|r| r.key == "TOTAL").chain(worst).collect();
     let chart: Vec<(String, f64)> =
-        rows.iter().filter(|r| r.key != "TOTAL").take(40).map(|r| (r.key.clone(), r.on_time_pct)).collect();
+        rows.iter().filter(|r| r.key != "TOTAL").take(25).map(|r| (r.key.clone(), r.on_time_pct)).collect();
     let csv = format!("/console/compliance.csv?from={}&to={}&by={}", day(from), day(to), by.as_str());
     let body = html! {
         form.filters method="get" action="/console/compliance" {
@@ -97,6 +107,7 @@ pub async fn compliance(
                 td.num { (hm(r.median_delay_secs)) } td.num { (hm(r.max_delay_secs)) }
             } } }
         }
+        @if groups > SHOWN { p.muted { "The " (SHOWN) " " (by.as_str()) "s with the lowest on-time share of " (groups) " are shown; the CSV has them all." } }
         @if unassessed > 0 { p.muted { (unassessed) " recording(s) in the period are not assessed yet (not described) and are not counted." } }
     };
     Ok(page(&p, "compliance", "Compliance with the 24-hour rule", q.msg.as_deref(), body))

@@ -13,16 +13,33 @@ fn hide(c: &Db, see_restricted: bool) -> Result<String> {
     Ok(if !see_restricted && any_restricted(c)? { format!("AND NOT {RESTRICTED}") } else { String::new() })
 }
 
-/// The newest recording stored from a station (its start), and how many
-/// originals it stored since `since`.
-pub fn station_activity(c: &Db, station: &str, since: i64) -> Result<(Option<i64>, u64)> {
+/// What the stations screen shows of one station.
+#[derive(Debug, Clone, Default)]
+pub struct Activity {
+    /// The newest recording stored from it (its start).
+    pub newest: Option<i64>,
+    /// Originals it stored since the instant asked about.
+    pub recent: u64,
+    /// Originals from it whose camera clock was not trusted (skewed).
+    pub clock_untrusted: u64,
+}
+
+pub fn station_activity(c: &Db, station: &str, since: i64) -> Result<Activity> {
     let newest: Option<i64> = c
         .prepare_cached("SELECT max(start_at) FROM originals WHERE station = ?1")?
         .query_row([station], |r| r.get(0))?;
     let recent: i64 = c
         .prepare_cached("SELECT count(*) FROM originals WHERE ingested_at >= ?1 AND station = ?2")?
         .query_row(params![since, station], |r| r.get(0))?;
-    Ok((newest, recent as u64))
+    // On the partial index of untrusted clocks (a small set): SQLite would
+    // rather walk the station's index, every original of the station.
+    let skewed: i64 = c
+        .prepare_cached(&format!(
+            "SELECT count(*) FROM originals {} WHERE clock_trusted = 0 AND station = ?1",
+            c.pick("INDEXED BY originals_untrusted_first_seen", "")
+        ))?
+        .query_row([station], |r| r.get(0))?;
+    Ok(Activity { newest, recent: recent as u64, clock_untrusted: skewed as u64 })
 }
 
 /// A file waiting on a dock, by its deadline.
@@ -339,4 +356,21 @@ pub fn exports_pending(c: &Db) -> Result<u64> {
     let n: i64 =
         c.prepare_cached("SELECT count(*) FROM exports WHERE state = 'pending'")?.query_row([], |r| r.get(0))?;
     Ok(n as u64)
+}
+
+/// Stored originals by lateness (`on_time`, `late_docking`,
+/// `late_processing`) among those stored since `since` (on the index of
+/// storage times: the board's recent picture, not the whole archive).
+pub fn lateness_since(c: &Db, since: i64, see_restricted: bool) -> Result<Vec<(String, u64)>> {
+    let hide = if !see_restricted && any_restricted(c)? {
+        format!("AND id NOT IN {}", crate::index::query::RESTRICTED_IDS)
+    } else {
+        String::new()
+    };
+    c.prepare_cached(&format!(
+        "SELECT CASE WHEN on_time = 1 THEN 'on_time' ELSE late END, count(*) FROM originals
+         WHERE ingested_at >= ?1 AND on_time IS NOT NULL {hide} GROUP BY 1"
+    ))?
+    .query_map([since], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?
+    .collect()
 }
