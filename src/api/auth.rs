@@ -137,7 +137,8 @@ fn action_of(method: &str, route: &str) -> String {
     name.to_string()
 }
 
-fn outcome_of(status: StatusCode) -> &'static str {
+/// The audit outcome of an answer (the API's and the console's).
+pub fn outcome_of(status: StatusCode) -> &'static str {
     match status.as_u16() {
         200..=399 => "ok",
         401 | 403 => "denied",

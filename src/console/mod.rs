@@ -106,6 +106,31 @@ impl From<tokio::task::JoinError> for Problem {
 
 pub type PageResult = Result<Response, Problem>;
 
+/// A query parameter, trimmed; `None` when absent or empty.
+pub fn opt(v: &Option<String>) -> Option<String> {
+    v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_string)
+}
+
+/// A time query parameter (RFC 3339 or YYYY-MM-DD) as ms.
+pub fn time(name: &str, v: &Option<String>) -> Result<Option<i64>, Problem> {
+    match opt(v) {
+        Some(t) => crate::clock::parse_time(&t)
+            .map(|t| Some(crate::clock::to_ms(t)))
+            .map_err(|e| Problem::bad(format!("{name}: {e}"))),
+        None => Ok(None),
+    }
+}
+
+/// A `(instant, id)` page cursor (`after=T,ID`), when given.
+pub fn cursor(v: &Option<String>) -> Result<Option<(i64, String)>, Problem> {
+    opt(v)
+        .map(|a| {
+            let (t, id) = a.split_once(',').ok_or_else(|| Problem::bad("bad page cursor"))?;
+            Ok((t.parse().map_err(|_| Problem::bad("bad page cursor"))?, id.to_string()))
+        })
+        .transpose()
+}
+
 /// Read the index off the async threads, as the API does.
 pub async fn read<T: Send + 'static>(
     s: &ApiState,
@@ -317,7 +342,7 @@ async fn gate(
             .or_else(|| param("media"))
             .or_else(|| param("id").filter(|_| in_route("/console/media/"))),
         status: Some(status.as_u16()),
-        outcome: outcome_of(status).into(),
+        outcome: crate::api::auth::outcome_of(status).into(),
         details: note.details.or(query).map(|d| d.chars().take(1000).collect()),
     };
     if let Err(e) = s.index.append_audit(entry).await {
@@ -325,16 +350,6 @@ async fn gate(
             .into_response();
     }
     resp
-}
-
-fn outcome_of(status: StatusCode) -> &'static str {
-    match status.as_u16() {
-        200..=399 => "ok",
-        401 | 403 => "denied",
-        404 => "not_found",
-        400..=499 => "rejected",
-        _ => "error",
-    }
 }
 
 /// The API's caller for a person: the console's actions go through the

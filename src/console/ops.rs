@@ -425,21 +425,13 @@ pub struct JobsQuery {
     after: Option<String>,
 }
 
-pub fn pair_cursor(s: &str) -> Option<(i64, String)> {
-    let (t, id) = s.split_once(',')?;
-    Some((t.parse().ok()?, id.to_string()))
-}
-
 /// Rendition jobs: queued, running and failed per kind; retry failed.
 pub async fn renditions(
     State(s): State<ApiState>,
     Extension(p): Extension<Person>,
     Query(q): Query<JobsQuery>,
 ) -> PageResult {
-    let before = match q.after.as_deref() {
-        Some(a) => Some(pair_cursor(a).ok_or_else(|| Problem::bad("bad page cursor"))?),
-        None => None,
-    };
+    let before = super::cursor(&q.after)?;
     let see = sees_restricted(&p);
     let (counts, failed) =
         read(&s, move |c| Ok((screens::open_jobs(c, see)?, screens::failed_jobs(c, before, 50, see)?))).await?;

@@ -10,7 +10,7 @@ use maud::html;
 
 use super::html::{at, at_opt, bars, csrf, next_link, page, span};
 use super::records::{audit_table, url_part};
-use super::{api_answer, done, read, PageResult, Person, Problem};
+use super::{api_answer, cursor, done, opt, read, time, PageResult, Person, Problem};
 use crate::api::error::{JsonBody, PathParams};
 use crate::api::ApiState;
 use crate::clock::{parse_time, to_ms};
@@ -175,10 +175,6 @@ pub struct AuditQuery {
     verified: Option<String>,
 }
 
-fn opt(v: &Option<String>) -> Option<String> {
-    v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_string)
-}
-
 /// The audit log, newest first: search by actor, action, record and time;
 /// the chain's head and verification.
 pub async fn audit(
@@ -187,17 +183,14 @@ pub async fn audit(
     Query(q): Query<AuditQuery>,
 ) -> PageResult {
     const PAGE: u32 = 100;
-    let t = |name: &str, v: &Option<String>| -> Result<Option<i64>, Problem> {
-        opt(v).map(|t| parse_time(&t).map(to_ms).map_err(|e| Problem::bad(format!("{name}: {e}")))).transpose()
-    };
     let before = opt(&q.after).map(|a| a.parse::<i64>().map_err(|_| Problem::bad("bad page cursor"))).transpose()?;
     let f = AuditFilter {
         media: opt(&q.media).map(|m| m.to_ascii_lowercase()),
         case: opt(&q.case),
         actor: opt(&q.actor),
         action: opt(&q.action),
-        from: t("from", &q.from)?,
-        to: t("to", &q.to)?,
+        from: time("from", &q.from)?,
+        to: time("to", &q.to)?,
         before,
         newest_first: true,
         limit: PAGE,
@@ -295,10 +288,7 @@ pub async fn exports(
     Extension(p): Extension<Person>,
     Query(q): Query<ExportsQuery>,
 ) -> PageResult {
-    let before = match opt(&q.after) {
-        Some(a) => Some(super::ops::pair_cursor(&a).ok_or_else(|| Problem::bad("bad page cursor"))?),
-        None => None,
-    };
+    let before = cursor(&q.after)?;
     let pending_only = q.pending.as_deref() == Some("1");
     let all = read(&s, move |c| screens::exports_page(c, pending_only, before, 50)).await?;
     let next = (all.len() == 50).then(|| all.last().map(|e| format!("{},{}", e.created_at, e.id))).flatten();
@@ -412,17 +402,7 @@ pub async fn approve(
     PathParams(id): PathParams<String>,
     Form(f): Form<DecisionForm>,
 ) -> PageResult {
-    let body = crate::api::custody::DecisionBody { note: opt(&f.note) };
-    let r = crate::api::custody::approve(
-        State(s),
-        Extension(p.caller()),
-        p.headers(None),
-        PathParams(id.clone()),
-        JsonBody(body),
-    )
-    .await;
-    let (_, note) = api_answer(r)?;
-    Ok(crate::api::auth::with_note(done("/console/exports", &format!("Export {id} approved.")), note))
+    decide(s, p, id, f, true).await
 }
 
 pub async fn deny(
@@ -431,17 +411,21 @@ pub async fn deny(
     PathParams(id): PathParams<String>,
     Form(f): Form<DecisionForm>,
 ) -> PageResult {
+    decide(s, p, id, f, false).await
+}
+
+/// Approve or deny through the API's handler (which refuses the requester).
+async fn decide(s: ApiState, p: Person, id: String, f: DecisionForm, approve: bool) -> PageResult {
     let body = crate::api::custody::DecisionBody { note: opt(&f.note) };
-    let r = crate::api::custody::deny(
-        State(s),
-        Extension(p.caller()),
-        p.headers(None),
-        PathParams(id.clone()),
-        JsonBody(body),
-    )
-    .await;
+    let (caller, h, path) = (Extension(p.caller()), p.headers(None), PathParams(id.clone()));
+    let r = if approve {
+        crate::api::custody::approve(State(s), caller, h, path, JsonBody(body)).await
+    } else {
+        crate::api::custody::deny(State(s), caller, h, path, JsonBody(body)).await
+    };
     let (_, note) = api_answer(r)?;
-    Ok(crate::api::auth::with_note(done("/console/exports", &format!("Export {id} denied.")), note))
+    let what = if approve { "approved" } else { "denied" };
+    Ok(crate::api::auth::with_note(done("/console/exports", &format!("Export {id} {what}.")), note))
 }
 
 pub async fn download(

@@ -10,10 +10,9 @@ use axum::{Extension, Form};
 use maud::html;
 
 use super::html::{at, at_opt, bytes, csrf, next_link, page};
-use super::{api_answer, done, read, PageResult, Person, Problem};
+use super::{api_answer, cursor, done, opt, read, time, PageResult, Person, Problem};
 use crate::api::error::{JsonBody, PathParams};
 use crate::api::ApiState;
-use crate::clock::{parse_time, to_ms};
 use crate::index::audit::{self, AuditFilter};
 use crate::index::query::{self, MediaQuery};
 use crate::index::{cases as ixcases, custody as ixc, renditions as ixr, screens};
@@ -23,17 +22,6 @@ fn valid_media_id(id: &str) -> Result<(), Problem> {
         Ok(())
     } else {
         Err(Problem::not_found("no such original (an id is 64 hexadecimal digits)"))
-    }
-}
-
-fn opt(v: &Option<String>) -> Option<String> {
-    v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_string)
-}
-
-fn time(name: &str, v: &Option<String>) -> Result<Option<i64>, Problem> {
-    match opt(v) {
-        Some(t) => parse_time(&t).map(|t| Some(to_ms(t))).map_err(|e| Problem::bad(format!("{name}: {e}"))),
-        None => Ok(None),
     }
 }
 
@@ -403,10 +391,7 @@ pub async fn cases(
     Extension(p): Extension<Person>,
     Query(q): Query<CasesQuery>,
 ) -> PageResult {
-    let before = match opt(&q.after) {
-        Some(a) => Some(super::ops::pair_cursor(&a).ok_or_else(|| Problem::bad("bad page cursor"))?),
-        None => None,
-    };
+    let before = cursor(&q.after)?;
     let see = p.restricted;
     let rows = read(&s, move |c| screens::cases_page(c, before, 50, see)).await?;
     let next = (rows.len() == 50).then(|| rows.last().map(|c| format!("{},{}", c.updated_at, c.id))).flatten();
@@ -591,10 +576,7 @@ pub async fn retention(
     Extension(p): Extension<Person>,
     Query(q): Query<RetentionQuery>,
 ) -> PageResult {
-    let after = match opt(&q.after) {
-        Some(a) => Some(super::ops::pair_cursor(&a).ok_or_else(|| Problem::bad("bad page cursor"))?),
-        None => None,
-    };
+    let after = cursor(&q.after)?;
     let see = p.restricted;
     let (expiring, trash, holds) = read(&s, move |c| {
         Ok((screens::expiring(c, after, 50, see)?, screens::in_trash(c, 50, see)?, screens::active_holds(c, 50, see)?))
