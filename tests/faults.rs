@@ -84,6 +84,10 @@ fn running_out_of_descriptors_is_an_outage_and_ingest_resumes_by_itself() {
     let h = Harness::new("", "");
     let mut d = h.spawn_daemon();
     let addr = d.api_addr();
+    // Start-up (which on PostgreSQL opens pool connections) must be over:
+    // a daemon that cannot start exits for systemd to restart it; this test
+    // is about a running daemon.
+    wait_until("the daemon to be ready", Duration::from_secs(30), || http_get(addr, "/readyz").0 == 200);
     let pid = d.pid();
     // The daemon raised its soft limit to the hard one at start.
     let limits = fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();

@@ -88,7 +88,23 @@ pub fn get(c: &Db, id: i64) -> crate::index::db::Result<Option<AlertRow>> {
     c.prepare_cached(&format!("SELECT {COLUMNS} FROM alerts WHERE id = ?1"))?.query_row([id], row).optional()
 }
 
+/// The advisory lock that serialises alert transitions on PostgreSQL.
+const ALERTS_LOCK: i64 = 0x62_6f_64_79_63_61_6d_03;
+
+/// Take the alerts lock for the rest of this transaction (PostgreSQL; SQLite
+/// has one writer). Without it, under READ COMMITTED, a store's transaction
+/// could resolve an alert between the evaluator's reading it as open and its
+/// deciding to keep it, and the evaluator would open it again from its older
+/// view (a spurious open/resolve pair). Re-entrant within a transaction.
+fn serialize(c: &Db) -> crate::index::db::Result<()> {
+    if c.engine() == crate::index::db::Engine::Postgres {
+        c.query_row("SELECT 1 FROM pg_advisory_xact_lock(?1)", [ALERTS_LOCK], |_| Ok(()))?;
+    }
+    Ok(())
+}
+
 fn open_one(c: &Db, kind: &str, subject: &str) -> crate::index::db::Result<Option<AlertRow>> {
+    serialize(c)?;
     c.prepare_cached(&format!("SELECT {COLUMNS} FROM alerts WHERE kind = ?1 AND subject = ?2 AND resolved_at IS NULL"))?
         .query_row(params![kind, subject], row)
         .optional()
@@ -194,6 +210,7 @@ pub fn reconcile_snapshot(
     now_ms: i64,
     hooks: &[String],
 ) -> crate::index::db::Result<Vec<Transition>> {
+    serialize(c)?;
     let mut out = Vec::new();
     let want: std::collections::HashSet<(&str, &str)> =
         desired.iter().map(|d| (d.kind.as_str(), d.subject.as_str())).collect();
