@@ -53,8 +53,10 @@ fn period(s: &ApiState, q: &ComplianceQuery) -> Result<(i64, i64, GroupBy), Prob
     Ok((from, to, by))
 }
 
-async fn report(s: &ApiState, from: i64, to: i64, by: GroupBy) -> Result<(Vec<Row>, u64), Problem> {
-    let (rows, lost, unassessed) = read(s, move |c| query::compliance_rows(c, from, to)).await?;
+/// The report over a period, counting only what the person may see.
+async fn report(s: &ApiState, p: &Person, from: i64, to: i64, by: GroupBy) -> Result<(Vec<Row>, u64), Problem> {
+    let see = p.restricted;
+    let (rows, lost, unassessed) = read(s, move |c| query::compliance_rows(c, from, to, see)).await?;
     Ok((summarize(&items(&rows, &lost, by)), unassessed))
 }
 
@@ -72,7 +74,7 @@ pub async fn compliance(
     Query(q): Query<ComplianceQuery>,
 ) -> PageResult {
     let (from, to, by) = period(&s, &q)?;
-    let (all, unassessed) = report(&s, from, to, by).await?;
+    let (all, unassessed) = report(&s, &p, from, to, by).await?;
     let day = |t: i64| crate::clock::from_ms(t).format("%Y-%m-%d").to_string();
     // The total, then the groups that need attention first (lowest on-time
     // share, then most files); the CSV has every group.
@@ -116,11 +118,11 @@ pub async fn compliance(
 /// The same report as CSV (the columns of `bodycamd report compliance`).
 pub async fn compliance_csv(
     State(s): State<ApiState>,
-    Extension(_p): Extension<Person>,
+    Extension(p): Extension<Person>,
     Query(q): Query<ComplianceQuery>,
 ) -> PageResult {
     let (from, to, by) = period(&s, &q)?;
-    let (rows, _) = report(&s, from, to, by).await?;
+    let (rows, _) = report(&s, &p, from, to, by).await?;
     let mut w = csv::Writer::from_writer(Vec::new());
     let cell = |v: Option<f64>| v.map(|s| format!("{s:.0}")).unwrap_or_default();
     let io = |e: csv::Error| Problem::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string());

@@ -19,8 +19,11 @@ use std::time::Duration;
 use super::db::{self, Db, PgConn};
 use super::IndexError;
 
-pub const MIGRATIONS: &[&str] =
-    &[include_str!("migrations/postgres/0001_init.sql"), include_str!("migrations/postgres/0002_console.sql")];
+pub const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/postgres/0001_init.sql"),
+    include_str!("migrations/postgres/0002_console.sql"),
+    include_str!("migrations/postgres/0003_compliance.sql"),
+];
 
 /// Connections in use at most (more requests wait for one).
 const POOL_MAX: usize = 24;

@@ -551,27 +551,34 @@ pub fn lateness_counts(c: &Db, include_restricted: bool) -> crate::index::db::Re
 /// Assessed originals whose recording started in `[from, to)` (or, with an
 /// untrusted clock, that were first seen then), and how
 /// many in that range are not assessed yet (not described).
+/// Restricted originals are left out (from the rows and the count) unless
+/// `include_restricted`.
 pub fn compliance_rows(
     c: &Db,
     from: i64,
     to: i64,
+    include_restricted: bool,
 ) -> crate::index::db::Result<(Vec<crate::rules::compliance::Assessed>, Vec<crate::rules::compliance::Lost>, u64)> {
     use crate::rules::compliance::{Assessed, Lost};
+    let hide = if !include_restricted && any_restricted(c)? {
+        format!("AND id NOT IN {RESTRICTED_IDS}")
+    } else {
+        String::new()
+    };
     // A recording is placed by its start; one whose clock cannot be trusted,
     // by when a station first showed it.
     // Three ranges, each on its own index (a period of a year-old index
     // reads only that period's rows): trusted clocks by recording start,
     // untrusted and unknown ones by first sight.
-    let mut stmt = c.prepare(
-        "SELECT officer, device, station, on_time, late, coalesce(clock_trusted, 0), recorded_end, ingested_at
-         FROM originals WHERE clock_trusted = 1 AND recorded_start >= ?1 AND recorded_start < ?2 AND on_time IS NOT NULL
+    let cols = "SELECT officer, device, station, on_time, late, coalesce(clock_trusted, 0), recorded_end, ingested_at
+         FROM originals WHERE";
+    let mut stmt = c.prepare_cached(&format!(
+        "{cols} clock_trusted = 1 AND recorded_start >= ?1 AND recorded_start < ?2 AND on_time IS NOT NULL {hide}
          UNION ALL
-         SELECT officer, device, station, on_time, late, coalesce(clock_trusted, 0), recorded_end, ingested_at
-         FROM originals WHERE clock_trusted = 0 AND first_seen >= ?1 AND first_seen < ?2 AND on_time IS NOT NULL
+         {cols} clock_trusted = 0 AND first_seen >= ?1 AND first_seen < ?2 AND on_time IS NOT NULL {hide}
          UNION ALL
-         SELECT officer, device, station, on_time, late, coalesce(clock_trusted, 0), recorded_end, ingested_at
-         FROM originals WHERE clock_trusted IS NULL AND first_seen >= ?1 AND first_seen < ?2 AND on_time IS NOT NULL",
-    )?;
+         {cols} clock_trusted IS NULL AND first_seen >= ?1 AND first_seen < ?2 AND on_time IS NOT NULL {hide}"
+    ))?;
     let rows = stmt
         .query_map(params![from, to], |r| {
             Ok(Assessed {
@@ -592,7 +599,7 @@ pub fn compliance_rows(
         .query_map(params![from, to], |r| Ok(Lost { officer: r.get(0)?, device: r.get(1)?, station: r.get(2)? }))?
         .collect::<Result<Vec<_>, _>>()?;
     let unassessed: i64 = c.query_row(
-        "SELECT count(*) FROM originals WHERE start_at >= ?1 AND start_at < ?2 AND on_time IS NULL",
+        &format!("SELECT count(*) FROM originals WHERE start_at >= ?1 AND start_at < ?2 AND on_time IS NULL {hide}"),
         params![from, to],
         |r| r.get(0),
     )?;

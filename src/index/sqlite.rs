@@ -26,6 +26,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0006_faults.sql"),
     include_str!("migrations/sqlite/0007_district.sql"),
     include_str!("migrations/sqlite/0008_console.sql"),
+    include_str!("migrations/sqlite/0009_compliance.sql"),
 ];
 
 /// Requests per transaction at most.

@@ -1,8 +1,6 @@
 //! The compliance report: per officer, device or station, how many files
 //! were stored on time, how many late and whose fault, and the delays.
 
-use std::collections::BTreeMap;
-
 use super::deadline::Lateness;
 
 /// What a report groups by.
@@ -22,13 +20,13 @@ impl GroupBy {
         }
     }
 
-    fn key(self, officer: &Option<String>, device: &Option<String>, station: &str) -> String {
+    fn key<'a>(self, officer: &'a Option<String>, device: &'a Option<String>, station: &'a str) -> &'a str {
         match self {
-            GroupBy::Officer => officer.clone(),
-            GroupBy::Device => device.clone(),
-            GroupBy::Station => Some(station.to_string()),
+            GroupBy::Officer => officer.as_deref(),
+            GroupBy::Device => device.as_deref(),
+            GroupBy::Station => Some(station),
         }
-        .unwrap_or_else(|| "(unknown)".into())
+        .unwrap_or("(unknown)")
     }
 }
 
@@ -54,22 +52,20 @@ pub struct Lost {
 }
 
 /// The report's items: every assessed original, and every lost file (which
-/// counts as a file, and never as on time).
-pub fn items(assessed: &[Assessed], lost: &[Lost], by: GroupBy) -> Vec<Item> {
-    let mut out: Vec<Item> = assessed
-        .iter()
-        .map(|r| Item {
-            key: by.key(&r.officer, &r.device, &r.station),
-            on_time: r.on_time,
-            late: r.late.as_deref().and_then(Lateness::parse),
-            clock_invalid: !r.clock_trusted,
-            vanished: false,
-            delay_secs: match (r.clock_trusted, r.recorded_end) {
-                (true, Some(end)) => Some((r.ingested_at - end) as f64 / 1000.0),
-                _ => None,
-            },
-        })
-        .collect();
+/// counts as a file, and never as on time). Keys borrow from the rows.
+pub fn items<'a>(assessed: &'a [Assessed], lost: &'a [Lost], by: GroupBy) -> Vec<Item<&'a str>> {
+    let mut out: Vec<Item<&str>> = Vec::with_capacity(assessed.len() + lost.len());
+    out.extend(assessed.iter().map(|r| Item {
+        key: by.key(&r.officer, &r.device, &r.station),
+        on_time: r.on_time,
+        late: r.late.as_deref().and_then(Lateness::parse),
+        clock_invalid: !r.clock_trusted,
+        vanished: false,
+        delay_secs: match (r.clock_trusted, r.recorded_end) {
+            (true, Some(end)) => Some((r.ingested_at - end) as f64 / 1000.0),
+            _ => None,
+        },
+    }));
     out.extend(lost.iter().map(|l| Item {
         key: by.key(&l.officer, &l.device, &l.station),
         on_time: false,
@@ -83,9 +79,9 @@ pub fn items(assessed: &[Assessed], lost: &[Lost], by: GroupBy) -> Vec<Item> {
 
 /// One assessed original (or lost file).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Item {
+pub struct Item<K = String> {
     /// The group it is counted in (officer, device or station; `(unknown)`).
-    pub key: String,
+    pub key: K,
     pub on_time: bool,
     pub late: Option<Lateness>,
     pub clock_invalid: bool,
@@ -123,34 +119,59 @@ fn median(sorted: &[f64]) -> Option<f64> {
     }
 }
 
-fn row(key: String, items: &[&Item]) -> Row {
-    let files = items.len() as u64;
-    let on_time = items.iter().filter(|i| i.on_time).count() as u64;
-    let mut delays: Vec<f64> = items.iter().filter_map(|i| i.delay_secs).collect();
-    delays.sort_by(|a, b| a.total_cmp(b));
-    Row {
-        key,
-        files,
-        on_time,
-        late_docking: items.iter().filter(|i| i.late == Some(Lateness::LateDocking)).count() as u64,
-        late_processing: items.iter().filter(|i| i.late == Some(Lateness::LateProcessing)).count() as u64,
-        clock_invalid: items.iter().filter(|i| i.clock_invalid).count() as u64,
-        vanished: items.iter().filter(|i| i.vanished).count() as u64,
-        on_time_pct: if files == 0 { 0.0 } else { (on_time as f64 * 10_000.0 / files as f64).round() / 100.0 },
-        median_delay_secs: median(&delays),
-        max_delay_secs: delays.last().copied(),
+/// One group's counts as they are added up (one pass over the items).
+#[derive(Default)]
+struct Tally {
+    files: u64,
+    on_time: u64,
+    late_docking: u64,
+    late_processing: u64,
+    clock_invalid: u64,
+    vanished: u64,
+    delays: Vec<f64>,
+}
+
+impl Tally {
+    fn add<K>(&mut self, i: &Item<K>) {
+        self.files += 1;
+        self.on_time += u64::from(i.on_time);
+        self.late_docking += u64::from(i.late == Some(Lateness::LateDocking));
+        self.late_processing += u64::from(i.late == Some(Lateness::LateProcessing));
+        self.clock_invalid += u64::from(i.clock_invalid);
+        self.vanished += u64::from(i.vanished);
+        self.delays.extend(i.delay_secs);
+    }
+
+    fn row(mut self, key: String) -> Row {
+        self.delays.sort_unstable_by(f64::total_cmp);
+        let (files, on_time) = (self.files, self.on_time);
+        Row {
+            key,
+            files,
+            on_time,
+            late_docking: self.late_docking,
+            late_processing: self.late_processing,
+            clock_invalid: self.clock_invalid,
+            vanished: self.vanished,
+            on_time_pct: if files == 0 { 0.0 } else { (on_time as f64 * 10_000.0 / files as f64).round() / 100.0 },
+            median_delay_secs: median(&self.delays),
+            max_delay_secs: self.delays.last().copied(),
+        }
     }
 }
 
 /// Rows per group (sorted by key), then a `TOTAL` row.
-pub fn summarize(items: &[Item]) -> Vec<Row> {
-    let mut groups: BTreeMap<&str, Vec<&Item>> = BTreeMap::new();
+pub fn summarize<K: AsRef<str>>(items: &[Item<K>]) -> Vec<Row> {
+    let mut groups: std::collections::HashMap<&str, Tally> = std::collections::HashMap::new();
+    let mut total = Tally::default();
     for i in items {
-        groups.entry(i.key.as_str()).or_default().push(i);
+        groups.entry(i.key.as_ref()).or_default().add(i);
+        total.add(i);
     }
-    let mut out: Vec<Row> = groups.into_iter().map(|(k, v)| row(k.to_string(), &v)).collect();
-    let all: Vec<&Item> = items.iter().collect();
-    out.push(row("TOTAL".into(), &all));
+    let mut groups: Vec<(&str, Tally)> = groups.into_iter().collect();
+    groups.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let mut out: Vec<Row> = groups.into_iter().map(|(k, t)| t.row(k.to_string())).collect();
+    out.push(total.row("TOTAL".into()));
     out
 }
 
