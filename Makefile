@@ -31,11 +31,13 @@ test: deps
 		echo "SKIPPED: the PostgreSQL half of the suite (no server on 127.0.0.1:5432)"; \
 	fi
 	./scripts/api-fuzz.sh
-	FUZZ_SECS=10 ./scripts/fuzz.sh
+	FUZZ_SECS=12 ./scripts/cargo-fuzz.sh
 	./scripts/package-check.sh
 
-# Longer fuzzing (FUZZ_SECS per target, default 60).
+# Longer fuzzing (FUZZ_SECS per target, default 60): every libFuzzer target,
+# then the media prober (through its processes) on mutated bytes.
 fuzz: deps
+	./scripts/cargo-fuzz.sh
 	./scripts/fuzz.sh
 
 bench: build

@@ -18,6 +18,7 @@
 //! - [`views`]: JSON and text shapes shown to users.
 //! - [`simulate`]: a simulated docking station.
 //! - [`cli`]: the command line.
+//! - [`fuzzing`]: the fuzz targets' entry points (arbitrary bytes in).
 //!
 //! See ARCHITECTURE.md for the invariants.
 
@@ -29,6 +30,7 @@ pub mod config;
 pub mod console;
 pub mod custody;
 pub mod domain;
+pub mod fuzzing;
 pub mod index;
 pub mod media;
 pub mod naming;

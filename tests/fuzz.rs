@@ -1,12 +1,13 @@
-//! Coverage-free mutational fuzzing on the stable toolchain, for the parsers
-//! that see untrusted input: the configuration, station name patterns and
-//! time parsing, the EXIF reader (and format sniffing), and the media prober
-//! on arbitrary bytes (through its child processes, as the daemon runs it).
+//! Fuzzing in every `cargo test`: the committed seeds and regression inputs
+//! of every libFuzzer target (`fuzz/`, `bodycamd::fuzzing`) are replayed, and
+//! each target gets a short coverage-blind mutational run (`FUZZ_SECS`,
+//! default 1 s) on the stable toolchain. The coverage-guided runs are
+//! `scripts/cargo-fuzz.sh` (`make fuzz`). The media prober, which runs libav
+//! in child processes and so cannot be a libFuzzer target, is fuzzed here on
+//! arbitrary bytes, through its processes as the daemon runs it.
 //!
-//! Each target runs for `FUZZ_SECS` (default 1 s, so `cargo test` stays
-//! fast; `scripts/fuzz.sh` runs longer). Inputs that ever failed are kept
-//! in `tests/fuzz-regressions/<target>/` and replayed first, every run. A
-//! failing input is written there and the test fails naming it.
+//! A failing input is written to `fuzz/regressions/<target>/` and the test
+//! fails naming it; once fixed, commit it and it is replayed from then on.
 
 mod common;
 
@@ -120,8 +121,19 @@ fn mutate(rng: &mut Rng, seeds: &[Vec<u8>], out: &mut Vec<u8>) {
     out.truncate(1 << 20);
 }
 
+fn fuzz_dir(kind: &str, target: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz").join(kind).join(target)
+}
+
 fn regressions_dir(target: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-regressions").join(target)
+    fuzz_dir("regressions", target)
+}
+
+/// The files of a committed corpus directory.
+fn files(dir: &Path) -> Vec<Vec<u8>> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.path()).collect();
+    paths.sort();
+    paths.iter().filter(|p| p.is_file()).map(|p| std::fs::read(p).unwrap()).collect()
 }
 
 /// Run `f` on the kept regressions, then on mutations of `seeds` for
@@ -168,74 +180,27 @@ fn fuzz(target: &str, seeds: Vec<Vec<u8>>, mut f: impl FnMut(&[u8]) -> Result<()
 }
 
 #[test]
-fn fuzz_config_parser() {
-    let example = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/bodycamd.toml")).unwrap();
-    let seeds = vec![
-        example,
-        b"state_dir = \"/x\"\n[[stations]]\nid = \"a\"\npath = \"/d\"\nsettle_secs = 1\n".to_vec(),
-        b"[api]\nlisten = \"127.0.0.1:0\"\n[[api.tokens]]\nname=\"a\"\nrole=\"admin\"\ntoken_sha256=\"00\"\n".to_vec(),
-        b"[retention]\ndefault = \"6months\"\ntrash_days = 7\n[renditions]\npreset = \"fast\"\n".to_vec(),
-    ];
-    let n = fuzz("config", seeds, |data| {
-        let text = String::from_utf8_lossy(data);
-        if let Err(errors) = bodycamd::config::Config::parse(Path::new("/fuzz/bodycamd.toml"), &text) {
-            // Every error names the file.
-            for e in &errors.0 {
-                if !e.to_string().contains("bodycamd.toml") {
-                    return Err(format!("an error that does not name the file: {e}"));
-                }
-            }
-        }
-        Ok(())
-    });
-    assert!(n > 0);
-}
-
-#[test]
-fn fuzz_name_patterns_and_times() {
-    let seeds = vec![
-        b"^(?P<device>[^/]+)/[^/]*_(?P<officer>\\d{6})_(?P<start>\\d{14})_(?P<seq>\\d{4})\\.\\w+$\nCAM1/CAM1_004711_20261126093000_0001.mp4\nAsia/Shanghai\n20261126093000\n2026-11-26T09:30:00+08:00".to_vec(),
-        b"(?P<start>\\d+)\n99999999999999\nUTC\n00000000000000\n2026-02-30".to_vec(),
-        b"(?P<case>[A-Z]-\\d+)_(?P<seq>\\d+)\nK-1_18446744073709551616.mp4\nEurope/London\n20260329013000\n1970-01-01T00:00:00Z".to_vec(),
-    ];
-    let n = fuzz("naming", seeds, |data| {
-        let text = String::from_utf8_lossy(data);
-        let mut lines = text.split('\n');
-        let (pattern, name, tz, stamp, time) = (
-            lines.next().unwrap_or(""),
-            lines.next().unwrap_or(""),
-            lines.next().unwrap_or("UTC"),
-            lines.next().unwrap_or(""),
-            lines.next().unwrap_or(""),
-        );
-        let tz: chrono_tz::Tz = tz.parse().unwrap_or(chrono_tz::UTC);
-        if let Ok(p) = bodycamd::naming::NamePattern::new(pattern, tz) {
-            let _ = p.parse(name);
-        }
-        let _ = bodycamd::naming::parse_local_timestamp(stamp, tz);
-        let _ = bodycamd::clock::parse_time(time);
-        Ok(())
-    });
-    assert!(n > 0);
-}
-
-#[test]
-fn fuzz_exif_reader_and_sniffer() {
-    use bodycamd::media::exif;
-    let block = exif::exif_block("2026:11:26 09:30:00", "+08:00", "CAM0042");
-    let jpeg = bodycamd::media::encode::encode_jpeg(16, 16, 1).unwrap();
-    let seeds = vec![
-        exif::jpeg_with_exif(&jpeg, &block),
-        exif::heic_with_exif(64, 48, &block),
-        exif::png_with_exif(64, 48, &block),
-        jpeg,
-    ];
-    let n = fuzz("exif", seeds, |data| {
-        let _ = exif::read_photo_bytes(data);
-        let _ = bodycamd::media::sniff::sniff(data);
-        Ok(())
-    });
-    assert!(n > 0);
+fn every_libfuzzer_target_replays_its_seeds_and_regressions_and_survives_mutations() {
+    // fuzz/Cargo.toml has a target for every entry point, and no other.
+    let manifest = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/Cargo.toml")).unwrap();
+    let mut declared: Vec<&str> = manifest
+        .lines()
+        .filter_map(|l| l.strip_prefix("name = \"")?.strip_suffix('"'))
+        .filter(|n| *n != "bodycamd-fuzz")
+        .collect();
+    let mut known: Vec<&str> = bodycamd::fuzzing::TARGETS.iter().map(|(n, _)| *n).collect();
+    declared.sort();
+    known.sort();
+    assert_eq!(declared, known, "fuzz/Cargo.toml and bodycamd::fuzzing::TARGETS differ");
+    for (name, target) in bodycamd::fuzzing::TARGETS {
+        let seeds = files(&fuzz_dir("seeds", name));
+        assert!(!seeds.is_empty(), "fuzz/seeds/{name}/ has no seed");
+        let n = fuzz(name, seeds, |data| {
+            target(data);
+            Ok(())
+        });
+        assert!(n > 0);
+    }
 }
 
 #[test]
@@ -273,4 +238,81 @@ fn fuzz_prober_on_arbitrary_bytes() {
         Ok(())
     });
     assert!(n > 0);
+}
+
+/// Writes the generated seeds (EXIF in JPEG/HEIC/PNG, and one well-formed
+/// request per API operation, whose first byte depends on the operations'
+/// order). Run by hand when the API's operations change:
+/// `cargo test --test fuzz -- --ignored write_generated_seeds`.
+#[test]
+#[ignore = "writes fuzz/seeds/; run by hand"]
+fn write_generated_seeds() {
+    use bodycamd::media::exif;
+    let put = |target: &str, name: &str, bytes: &[u8]| {
+        let dir = fuzz_dir("seeds", target);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(name), bytes).unwrap();
+    };
+    let block = exif::exif_block("2026:11:26 09:30:00", "+08:00", "CAM0042");
+    let jpeg = bodycamd::media::encode::encode_jpeg(16, 16, 1).unwrap();
+    put("exif", "exif.jpg", &exif::jpeg_with_exif(&jpeg, &block));
+    put("exif", "exif.heic", &exif::heic_with_exif(64, 48, &block));
+    put("exif", "exif.png", &exif::png_with_exif(64, 48, &block));
+    put("exif", "plain.jpg", &jpeg);
+
+    // A receipt naming the `receipt` target's fixed key (32 bytes of 7), so
+    // that mutations reach the signature check.
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join(bodycamd::custody::key::FILE);
+    std::fs::write(&key_file, [7u8; 32]).unwrap();
+    std::fs::set_permissions(&key_file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let key = bodycamd::custody::key::HostKey::load_or_create(dir.path()).unwrap();
+    let mut r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fuzz_dir("seeds", "receipt").join("receipt.json")).unwrap()).unwrap();
+    r["receipt"]["host_key"] = key.public_hex().into();
+    put("receipt", "fuzz-key.json", &serde_json::to_vec_pretty(&r).unwrap());
+
+    let id = "ab".repeat(32);
+    let roles = bodycamd::fuzzing::api_roles();
+    let role = |r: bodycamd::config::Role| roles.iter().position(|(x, _)| *x == r).unwrap() as u8;
+    use bodycamd::config::Role::*;
+    for (i, (method, path)) in bodycamd::fuzzing::api_operations().iter().enumerate() {
+        let (who, body) = match (method.as_str(), path.as_str()) {
+            ("PUT", "/api/v1/cases/{case_id}") => (CaseSystem, r#"{"title":"burglary","officers":["004711"],"devices":["CAM1"],"windows":[{"start":"2026-11-26T09:30:00Z","end":"2026-11-26T11:00:00Z"}],"buffer_minutes":5}"#.to_string()),
+            ("POST", "/api/v1/cases/{case_id}/media") => (CaseSystem, format!(r#"{{"media_id":"{id}","note":"seen on the footage"}}"#)),
+            ("PUT", p) if p.ends_with("/restriction") => (Admin, r#"{"restricted":true,"reason":"internal affairs"}"#.into()),
+            ("PUT", p) if p.ends_with("/retention") => (Admin, r#"{"important":true,"reason":"use of force"}"#.into()),
+            ("POST", p) if p.ends_with("/holds") => (Admin, r#"{"reason":"litigation hold"}"#.into()),
+            ("POST", "/api/v1/exports") => (Approver, r#"{"case_id":"K-1","reason":"prosecutor's office","case_file":false}"#.into()),
+            ("POST", p) if p.ends_with("/approve") || p.ends_with("/deny") => (Approver, r#"{"note":"checked"}"#.into()),
+            ("POST", p) if p.ends_with("/ack") || p.ends_with("/archive") => (Admin, r#"{"note":"seen"}"#.into()),
+            ("POST", p) if p.ends_with("/retry") => (Admin, r#"{"path":"CAM1/a.mp4"}"#.into()),
+            ("POST", p) if p.ends_with("/restore") => (Admin, r#"{"reason":"deleted by mistake"}"#.into()),
+            ("GET", "/api/v1/media") => (CaseSystem, "officer=004711&from=2026-11-26T00:00:00Z&to=2026-11-27T00:00:00Z&limit=10".into()),
+            ("GET", "/api/v1/audit") => (Auditor, "actor=fuzz-admin&limit=5".into()),
+            ("GET", "/api/v1/alerts") => (Admin, "state=open&kind=overdue".into()),
+            ("GET", p) if p.starts_with("/api/v1/exports") => (Approver, String::new()),
+            ("GET", p) if p.starts_with("/api/v1/stations") => (Admin, String::new()),
+            (_, p) if p.contains("/holds/") => (Admin, r#"{"reason":"released"}"#.into()),
+            _ => (CaseSystem, String::new()),
+        };
+        let params: Vec<&str> = path
+            .split('{')
+            .skip(1)
+            .map(|p| match p.split('}').next().unwrap() {
+                "case_id" => "K-1",
+                "station" => "dock",
+                "media_id" | "id" if path.starts_with("/api/v1/alerts") => "1",
+                "media_id" | "id" => id.as_str(),
+                _ => "1",
+            })
+            .collect();
+        let mut seed = vec![i as u8, role(who)];
+        seed.extend_from_slice(params.join("\n").as_bytes());
+        seed.push(0);
+        seed.extend_from_slice(body.as_bytes());
+        let name: String =
+            format!("{method}{path}").chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+        put("api_requests", &name, &seed);
+    }
 }

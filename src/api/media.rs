@@ -265,6 +265,19 @@ pub struct Object {
     pub what: &'static str,
 }
 
+/// What a request's conditional headers ask of a file of `size` bytes whose
+/// ETag is `etag` (quoted): `None` when `If-None-Match` matches (304), else
+/// the range to send (`If-Range` other than this ETag: the whole file).
+pub fn conditional(headers: &HeaderMap, etag: &str, size: u64) -> Option<RangeReq> {
+    let text = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+    if text(header::IF_NONE_MATCH).is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*")) {
+        return None;
+    }
+    // If-Range: the range applies only to this exact file.
+    let if_range_ok = text(header::IF_RANGE).is_none_or(|v| v.trim() == etag);
+    Some(if if_range_ok { parse_range(text(header::RANGE), size) } else { RangeReq::Full })
+}
+
 /// Stream a stored file with `ETag`, `If-None-Match`, `Range` and `If-Range`.
 pub async fn serve(obj: Object, headers: &HeaderMap, mut note: AuditNote) -> Result<Response, ApiError> {
     let mut file = tokio::fs::File::open(&obj.path).await.map_err(|e| {
@@ -277,20 +290,13 @@ pub async fn serve(obj: Object, headers: &HeaderMap, mut note: AuditNote) -> Res
     })?;
     let size = file.metadata().await.map_err(ApiError::internal)?.len();
     let etag = format!("\"{}\"", obj.etag_id);
-    if headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
-    {
+    let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let Some(range) = conditional(headers, &etag, size) else {
         let mut r = StatusCode::NOT_MODIFIED.into_response();
         r.headers_mut().insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex is a valid header"));
         r.extensions_mut().insert(note);
         return Ok(r);
-    }
-    let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
-    // If-Range: the range applies only to this exact file.
-    let if_range_ok = headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok()).is_none_or(|v| v.trim() == etag);
-    let range = if if_range_ok { parse_range(range_header, size) } else { RangeReq::Full };
+    };
     let mut builder = Response::builder()
         .header(header::CONTENT_TYPE, &obj.content_type)
         .header(header::ETAG, &etag)

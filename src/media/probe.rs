@@ -136,8 +136,12 @@ pub fn probe_av(path: &Path) -> Result<AvInfo, String> {
 /// A box that runs past the end means the file was cut short, even if
 /// every media sample happens to be present.
 pub fn top_level_boxes_complete(path: &Path, file_size: u64) -> Option<String> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut f = std::fs::File::open(path).ok()?;
+    boxes_complete(std::fs::File::open(path).ok()?, file_size)
+}
+
+/// [`top_level_boxes_complete`] over any reader of `file_size` bytes.
+pub fn boxes_complete(mut f: impl std::io::Read + std::io::Seek, file_size: u64) -> Option<String> {
+    use std::io::SeekFrom;
     let mut at = 0u64;
     let mut boxes = 0;
     while at + 8 <= file_size && boxes < 100_000 {

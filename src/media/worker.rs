@@ -256,9 +256,10 @@ pub struct RenderLimits {
     pub memory_limit_bytes: u64,
 }
 
+/// A render worker's answer (one JSON line).
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-enum RenderAnswer {
+pub enum RenderAnswer {
     Ok(super::render::RenderReport),
     Error(super::render::RenderError),
 }

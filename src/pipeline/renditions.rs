@@ -189,7 +189,12 @@ fn backoff(cfg: &RenditionConfig, attempts: u32) -> Duration {
 }
 
 /// Check a finished rendition against what was asked and the original.
-fn check(job: &Job, plan: &serde_json::Value, r: &RenderReport, original_duration: Option<f64>) -> Result<(), String> {
+pub fn check(
+    job: &Job,
+    plan: &serde_json::Value,
+    r: &RenderReport,
+    original_duration: Option<f64>,
+) -> Result<(), String> {
     if job.kind == "thumbnail" {
         return match (r.width, r.height) {
             (Some(w), Some(h)) if w > 0 && h > 0 => Ok(()),
