@@ -3,7 +3,7 @@
 # benchmark, if any are missing. Idempotent; a no-op when all are present.
 set -eu
 
-PKGS="pkg-config clang libclang-dev \
+PKGS="pkg-config clang libclang-dev g++ \
 libavcodec-dev libavformat-dev libavutil-dev libavfilter-dev libavdevice-dev \
 libswscale-dev libswresample-dev \
 ffmpeg sqlite3 b3sum time python3 python3-venv curl wrk prometheus util-linux coreutils \

@@ -570,14 +570,18 @@ pub fn compliance_rows(
     // Three ranges, each on its own index (a period of a year-old index
     // reads only that period's rows): trusted clocks by recording start,
     // untrusted and unknown ones by first sight.
-    let cols = "SELECT officer, device, station, on_time, late, coalesce(clock_trusted, 0), recorded_end, ingested_at
-         FROM originals WHERE";
+    // (The clock's trust is a literal per range: read from the row, it
+    // would keep the first range from being answered by its index alone.)
+    let cols = |trusted: u8| {
+        format!("SELECT officer, device, station, on_time, late, {trusted}, recorded_end, ingested_at FROM originals WHERE")
+    };
+    let (trusted, untrusted) = (cols(1), cols(0));
     let mut stmt = c.prepare_cached(&format!(
-        "{cols} clock_trusted = 1 AND recorded_start >= ?1 AND recorded_start < ?2 AND on_time IS NOT NULL {hide}
+        "{trusted} clock_trusted = 1 AND recorded_start >= ?1 AND recorded_start < ?2 AND on_time IS NOT NULL {hide}
          UNION ALL
-         {cols} clock_trusted = 0 AND first_seen >= ?1 AND first_seen < ?2 AND on_time IS NOT NULL {hide}
+         {untrusted} clock_trusted = 0 AND first_seen >= ?1 AND first_seen < ?2 AND on_time IS NOT NULL {hide}
          UNION ALL
-         {cols} clock_trusted IS NULL AND first_seen >= ?1 AND first_seen < ?2 AND on_time IS NOT NULL {hide}"
+         {untrusted} clock_trusted IS NULL AND first_seen >= ?1 AND first_seen < ?2 AND on_time IS NOT NULL {hide}"
     ))?;
     let rows = stmt
         .query_map(params![from, to], |r| {
