@@ -59,8 +59,8 @@ fn compliance(a: ComplianceArgs) -> anyhow::Result<i32> {
     }
     let reader = open_reader(&cfg.index)?;
     let c = reader.db();
-    let (rows, lost, unassessed) = query::compliance_rows(&c, to_ms(a.from), to_ms(a.to), true)?;
-    let items = items(&rows, &lost, a.by);
+    let (rows, lost, unassessed) = query::compliance_rows(&c, to_ms(a.from), to_ms(a.to), a.by, true)?;
+    let items = items(&rows, &lost);
     let report = summarize(&items);
     let by = a.by.as_str();
     match a.format {

@@ -56,8 +56,8 @@ fn period(s: &ApiState, q: &ComplianceQuery) -> Result<(i64, i64, GroupBy), Prob
 /// The report over a period, counting only what the person may see.
 async fn report(s: &ApiState, p: &Person, from: i64, to: i64, by: GroupBy) -> Result<(Vec<Row>, u64), Problem> {
     let see = p.restricted;
-    let (rows, lost, unassessed) = read(s, move |c| query::compliance_rows(c, from, to, see)).await?;
-    Ok((summarize(&items(&rows, &lost, by)), unassessed))
+    let (rows, lost, unassessed) = read(s, move |c| query::compliance_rows(c, from, to, by, see)).await?;
+    Ok((summarize(&items(&rows, &lost)), unassessed))
 }
 
 fn hm(secs: Option<f64>) -> String {

@@ -549,14 +549,15 @@ pub fn lateness_counts(c: &Db, include_restricted: bool) -> crate::index::db::Re
 }
 
 /// Assessed originals whose recording started in `[from, to)` (or, with an
-/// untrusted clock, that were first seen then), and how
-/// many in that range are not assessed yet (not described).
+/// untrusted clock, that were first seen then), and how many in that range
+/// are not assessed yet (not described), keyed by the group's column.
 /// Restricted originals are left out (from the rows and the count) unless
 /// `include_restricted`.
 pub fn compliance_rows(
     c: &Db,
     from: i64,
     to: i64,
+    by: crate::rules::compliance::GroupBy,
     include_restricted: bool,
 ) -> crate::index::db::Result<(Vec<crate::rules::compliance::Assessed>, Vec<crate::rules::compliance::Lost>, u64)> {
     use crate::rules::compliance::{Assessed, Lost};
@@ -565,17 +566,19 @@ pub fn compliance_rows(
     } else {
         String::new()
     };
+    let key = by.column();
     // A recording is placed by its start; one whose clock cannot be trusted,
-    // by when a station first showed it.
-    // Three ranges, each on its own index (a period of a year-old index
-    // reads only that period's rows): trusted clocks by recording start,
-    // untrusted and unknown ones by first sight.
-    // (The clock's trust is a literal per range: read from the row, it
-    // would keep the first range from being answered by its index alone.)
-    let cols = |trusted: u8| {
-        format!("SELECT officer, device, station, on_time, late, {trusted}, recorded_end, ingested_at FROM originals WHERE")
+    // by when a station first showed it. Three ranges, each on its own index
+    // (a period of a year-old index reads only that period's rows): trusted
+    // clocks by recording start (answered from the covering
+    // `originals_compliance` alone), untrusted and unknown ones by first
+    // sight. Only what the report needs crosses: the group's key, the
+    // verdict, and the delay (trusted clocks only; the clock's trust is a
+    // literal per range).
+    let cols = |trusted: u8, delay: &str| {
+        format!("SELECT {key}, on_time, late, CAST({trusted} AS BIGINT), {delay} FROM originals WHERE")
     };
-    let (trusted, untrusted) = (cols(1), cols(0));
+    let (trusted, untrusted) = (cols(1, "ingested_at - recorded_end"), cols(0, "NULL"));
     let mut stmt = c.prepare_cached(&format!(
         "{trusted} clock_trusted = 1 AND recorded_start >= ?1 AND recorded_start < ?2 AND on_time IS NOT NULL {hide}
          UNION ALL
@@ -586,21 +589,18 @@ pub fn compliance_rows(
     let rows = stmt
         .query_map(params![from, to], |r| {
             Ok(Assessed {
-                officer: r.get(0)?,
-                device: r.get(1)?,
-                station: r.get(2)?,
-                on_time: r.get(3)?,
-                late: r.get(4)?,
-                clock_trusted: r.get(5)?,
-                recorded_end: r.get(6)?,
-                ingested_at: r.get(7)?,
+                key: r.get(0)?,
+                on_time: r.get(1)?,
+                late: r.get(2)?,
+                clock_trusted: r.get::<_, i64>(3)? == 1,
+                delay_ms: r.get(4)?,
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
     // Lost files, placed by when a station first showed them.
     let lost = c
-        .prepare("SELECT officer, device, station FROM vanished WHERE first_seen >= ?1 AND first_seen < ?2")?
-        .query_map(params![from, to], |r| Ok(Lost { officer: r.get(0)?, device: r.get(1)?, station: r.get(2)? }))?
+        .prepare(&format!("SELECT {key} FROM vanished WHERE first_seen >= ?1 AND first_seen < ?2"))?
+        .query_map(params![from, to], |r| Ok(Lost { key: r.get(0)? }))?
         .collect::<Result<Vec<_>, _>>()?;
     let unassessed: i64 = c.query_row(
         &format!("SELECT count(*) FROM originals WHERE start_at >= ?1 AND start_at < ?2 AND on_time IS NULL {hide}"),

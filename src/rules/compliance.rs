@@ -20,54 +20,48 @@ impl GroupBy {
         }
     }
 
-    fn key<'a>(self, officer: &'a Option<String>, device: &'a Option<String>, station: &'a str) -> &'a str {
-        match self {
-            GroupBy::Officer => officer.as_deref(),
-            GroupBy::Device => device.as_deref(),
-            GroupBy::Station => Some(station),
-        }
-        .unwrap_or("(unknown)")
+    /// The originals' column that names a group (a fixed word: safe in SQL).
+    pub fn column(self) -> &'static str {
+        self.as_str()
     }
 }
+
+/// The name of a group whose key is unknown.
+const UNKNOWN: &str = "(unknown)";
 
 /// A stored original as the report sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Assessed {
-    pub officer: Option<String>,
-    pub device: Option<String>,
-    pub station: String,
+    /// Its officer, device or station (as the report groups).
+    pub key: Option<String>,
     pub on_time: bool,
     pub late: Option<String>,
     pub clock_trusted: bool,
-    pub recorded_end: Option<i64>,
-    pub ingested_at: i64,
+    /// From the end of the recording to storage (only with a trusted clock:
+    /// otherwise such a delay means nothing).
+    pub delay_ms: Option<i64>,
 }
 
 /// A file that left a dock before it was stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Lost {
-    pub officer: Option<String>,
-    pub device: Option<String>,
-    pub station: String,
+    pub key: Option<String>,
 }
 
 /// The report's items: every assessed original, and every lost file (which
 /// counts as a file, and never as on time). Keys borrow from the rows.
-pub fn items<'a>(assessed: &'a [Assessed], lost: &'a [Lost], by: GroupBy) -> Vec<Item<&'a str>> {
+pub fn items<'a>(assessed: &'a [Assessed], lost: &'a [Lost]) -> Vec<Item<&'a str>> {
     let mut out: Vec<Item<&str>> = Vec::with_capacity(assessed.len() + lost.len());
     out.extend(assessed.iter().map(|r| Item {
-        key: by.key(&r.officer, &r.device, &r.station),
+        key: r.key.as_deref().unwrap_or(UNKNOWN),
         on_time: r.on_time,
         late: r.late.as_deref().and_then(Lateness::parse),
         clock_invalid: !r.clock_trusted,
         vanished: false,
-        delay_secs: match (r.clock_trusted, r.recorded_end) {
-            (true, Some(end)) => Some((r.ingested_at - end) as f64 / 1000.0),
-            _ => None,
-        },
+        delay_secs: r.delay_ms.filter(|_| r.clock_trusted).map(|d| d as f64 / 1000.0),
     }));
     out.extend(lost.iter().map(|l| Item {
-        key: by.key(&l.officer, &l.device, &l.station),
+        key: l.key.as_deref().unwrap_or(UNKNOWN),
         on_time: false,
         late: None,
         clock_invalid: false,
@@ -210,17 +204,14 @@ mod tests {
     #[test]
     fn lost_files_count_and_are_never_on_time() {
         let a = Assessed {
-            officer: Some("004711".into()),
-            device: None,
-            station: "dock".into(),
+            key: Some("004711".into()),
             on_time: true,
             late: None,
             clock_trusted: true,
-            recorded_end: Some(0),
-            ingested_at: 60_000,
+            delay_ms: Some(60_000),
         };
-        let lost = Lost { officer: Some("004711".into()), device: None, station: "dock".into() };
-        let rows = summarize(&items(&[a], &[lost], GroupBy::Officer));
+        let lost = Lost { key: Some("004711".into()) };
+        let rows = summarize(&items(&[a], &[lost]));
         assert_eq!((rows[0].files, rows[0].on_time, rows[0].vanished, rows[0].on_time_pct), (2, 1, 1, 50.0));
     }
 }
