@@ -566,7 +566,9 @@ pub fn compliance_rows(
     } else {
         String::new()
     };
-    let key = by.column();
+    // The group's name is its column in originals and vanished (a fixed
+    // word: safe in SQL).
+    let key = by.as_str();
     // A recording is placed by its start; one whose clock cannot be trusted,
     // by when a station first showed it. Three ranges, each on its own index
     // (a period of a year-old index reads only that period's rows): trusted

@@ -19,11 +19,6 @@ impl GroupBy {
             GroupBy::Station => "station",
         }
     }
-
-    /// The originals' column that names a group (a fixed word: safe in SQL).
-    pub fn column(self) -> &'static str {
-        self.as_str()
-    }
 }
 
 /// The name of a group whose key is unknown.
