@@ -307,7 +307,11 @@ pub async fn run(
             export_builds: Arc::new(tokio::sync::Mutex::new(())),
             unauthenticated: Arc::new(api::auth::Unauthenticated::new(config.api.auth_failures_per_minute)),
             faults: ctx.faults.clone(),
-            console: Arc::new(crate::console::Shared::new(config.deadlines.storage, config.deadlines.warn_before)),
+            console: Arc::new(crate::console::Shared::new(
+                config.deadlines.storage,
+                config.deadlines.warn_before,
+                std::time::Duration::from_secs(u64::from(config.cases.archive_days) * 86_400),
+            )),
         };
         let limits = api::listener::Limits {
             max_connections: config.api.max_connections,

@@ -290,7 +290,7 @@ mod api {
             export_builds: Arc::new(tokio::sync::Mutex::new(())),
             unauthenticated: Arc::new(crate::api::auth::Unauthenticated::new(1_000_000)),
             faults: Arc::new(crate::pipeline::faults::Faults::default()),
-            console: Arc::new(crate::console::Shared::new(day, std::time::Duration::from_secs(7200))),
+            console: Arc::new(crate::console::Shared::new(day, std::time::Duration::from_secs(7200), 30 * day)),
         }
     }
 

@@ -188,6 +188,113 @@ fn sessions_csrf_throttling_and_roles_hold() {
     d.stop();
 }
 
+/// The `<tr>` rows of the table with this id.
+fn rows_of(html: &str, table: &str) -> Vec<String> {
+    let Some(start) = html.find(&format!("<table id=\"{table}\"")) else { return Vec::new() };
+    let body = &html[start..];
+    let body = &body[..body.find("</table>").unwrap()];
+    body.split("<tr").skip(2).map(|r| r.to_string()).collect()
+}
+
+/// The `href` of the page's "next page" link, unescaped.
+fn next_href(html: &str) -> Option<String> {
+    let at = html.find("rel=\"next\" href=\"")? + 17;
+    Some(html[at..].split('"').next()?.replace("&amp;", "&"))
+}
+
+/// Every list is a page of an index: 130 files a station refuses (symbolic
+/// links) fill two pages of ingest problems and two of alerts, with no file
+/// shown twice; an alert's own page shows its history; a case's page shows
+/// the holds on its recordings and when its file is due for archiving.
+#[test]
+fn lists_are_paged_and_alerts_and_cases_show_their_history() {
+    let h = harness();
+    h.write_config(PATTERN, &format!("{}[alerts]\nevaluate_every = \"1s\"\n", tokens()));
+    add_user(&h, "ann", "admin", false);
+    for i in 0..130 {
+        std::os::unix::fs::symlink("/etc/hostname", h.dock.join(format!("link-{i:03}.mp4"))).unwrap();
+    }
+    let clip = clip(h.dir.path(), 3);
+    std::fs::write(h.dock.join("CAM9_004711_20261130080000_0001.mp4"), &clip).unwrap();
+    let id = blake3_hex(&clip);
+    let mut d = h.spawn_daemon();
+    let addr = d.api_addr();
+    let db = h.db();
+    let count = |sql: &str| db.query_all(sql, [] as [&dyn bodycamd::index::db::ToValue; 0], |r| r.get::<_, i64>(0)).unwrap()[0];
+    wait_until("130 refused files, their alerts and the clip", Duration::from_secs(60), || {
+        count("SELECT count(*) FROM pending WHERE state = 'rejected'") == 130
+            && count("SELECT count(*) FROM alerts WHERE kind = 'ingest_rejected' AND resolved_at IS NULL") == 130
+            && count("SELECT count(*) FROM originals") == 1
+    });
+    let cookie = login(addr, "ann", PASSWORD).unwrap();
+
+    // Problems: 100, then the other 30, each file once.
+    let mut seen = std::collections::BTreeSet::new();
+    let (st, first) = page(addr, "/console/problems", &cookie);
+    assert_eq!(st, 200, "{first}");
+    let rows = rows_of(&first, "problems");
+    assert_eq!(rows.len(), 100);
+    let next = next_href(&first).expect("a next page of problems");
+    let (_, second) = page(addr, &next, &cookie);
+    let rows2 = rows_of(&second, "problems");
+    assert_eq!(rows2.len(), 30, "{second}");
+    assert!(next_href(&second).is_none(), "no third page");
+    for r in rows.iter().chain(&rows2) {
+        let name = r.split("link-").nth(1).expect("a refused link").get(..3).unwrap().to_string();
+        assert!(seen.insert(name), "a file shown twice");
+        assert!(r.contains("symbolic link"), "the reason in words: {r}");
+    }
+    assert_eq!(seen.len(), 130);
+
+    // Alerts of one kind: the same.
+    let (_, first) = page(addr, "/console/alerts?kind=ingest_rejected", &cookie);
+    let alerts = rows_of(&first, "alerts");
+    assert_eq!(alerts.len(), 100, "{first}");
+    let next = next_href(&first).expect("a next page of alerts");
+    assert!(next.contains("kind=ingest_rejected") && next.contains("state=open"), "{next}");
+    let (_, second) = page(addr, &next, &cookie);
+    assert_eq!(rows_of(&second, "alerts").len(), 30);
+    assert_eq!(page(addr, "/console/alerts?after=nonsense", &cookie).0, 400);
+
+    // One alert's history: opened, then acknowledged by ann with her note.
+    let alert: i64 = alerts[0].split("data-alert=\"").nth(1).unwrap().split('"').next().unwrap().parse().unwrap();
+    let (st, one) = page(addr, &format!("/console/alerts/{alert}"), &cookie);
+    assert_eq!(st, 200, "{one}");
+    assert_eq!(rows_of(&one, "history").len(), 1, "{one}");
+    assert!(rows_of(&one, "history")[0].contains("opened"));
+    let r = post_form(addr, &format!("/console/alerts/{alert}/ack"), &cookie, &[("csrf", &csrf_of(&one)), ("note", "link removed by the site")]);
+    assert_eq!(r.status, 303);
+    let (_, one) = page(addr, &format!("/console/alerts/{alert}"), &cookie);
+    let history = rows_of(&one, "history");
+    assert_eq!(history.len(), 2, "{one}");
+    assert!(history[1].contains("acknowledged") && history[1].contains("ann") && history[1].contains("link removed by the site"), "{one}");
+    assert_eq!(page(addr, "/console/alerts/999999", &cookie).0, 404);
+
+    // A closed case with a recording on hold.
+    let r = call(
+        addr,
+        "PUT",
+        "/api/v1/cases/K-9",
+        &format!("Bearer {CMS}"),
+        Some(json!({"title": "Closed burglary", "status": "closed", "closed_at": "2026-11-01T00:00:00Z",
+            "officers": ["000001"], "windows": [{"start": "2020-01-01T00:00:00Z", "end": "2020-01-01T01:00:00Z"}]})),
+    );
+    assert!(r.status == 200 || r.status == 201, "{r:?}");
+    let (_, case) = page(addr, "/console/cases/K-9", &cookie);
+    assert!(case.contains("due 2026-12-01"), "30 days after closing (cases.archive_days): {case}");
+    assert!(case.contains("No legal hold"), "{case}");
+    let csrf = csrf_of(&case);
+    let r = post_form(addr, "/console/cases/K-9/link", &cookie, &[("csrf", &csrf), ("media_id", &id)]);
+    assert_eq!(r.status, 303, "{}", String::from_utf8_lossy(&r.body));
+    let r = post_form(addr, &format!("/console/media/{id}/holds"), &cookie, &[("csrf", &csrf), ("reason", "appeal pending")]);
+    assert_eq!(r.status, 303, "{}", String::from_utf8_lossy(&r.body));
+    let (_, case) = page(addr, "/console/cases/K-9", &cookie);
+    let holds = rows_of(&case, "case-holds");
+    assert_eq!(holds.len(), 1, "{case}");
+    assert!(holds[0].contains("appeal pending") && holds[0].contains("ann") && holds[0].contains(&id[..16]), "{case}");
+    d.stop();
+}
+
 // ---------------------------------------------------------------- browser
 
 struct Driver {

@@ -118,7 +118,7 @@ pub async fn alerts(
     }
     let index = s.index.clone();
     let rows =
-        tokio::task::spawn_blocking(move || index.read(|c| ax::list(c, state, p.kind.as_deref(), Some(limit), hide)))
+        tokio::task::spawn_blocking(move || index.read(|c| ax::list(c, state, p.kind.as_deref(), None, Some(limit), hide)))
             .await??;
     Ok(Json(rows.iter().map(AlertJson::from).collect()))
 }

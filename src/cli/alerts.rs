@@ -74,7 +74,7 @@ fn list(a: ListArgs) -> anyhow::Result<i32> {
     };
     let reader = open_reader(&cfg.index)?;
     let c = reader.db();
-    let rows = ax::list(&c, state, a.kind.as_deref(), a.limit, false)?;
+    let rows = ax::list(&c, state, a.kind.as_deref(), None, a.limit, false)?;
     if a.json {
         let v: Vec<serde_json::Value> = rows.iter().map(|r| r.to_json()).collect();
         println!("{}", serde_json::to_string_pretty(&v)?);

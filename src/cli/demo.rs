@@ -191,7 +191,7 @@ after_ingest = "keep"
     let status = StatusJson::build(&query::stations(&c)?, &query::counts(&c, true)?, &query::pending(&c, &[])?);
     print!("{}", status.render());
     heading("6. Alerts (bodycamd alerts list)");
-    for a in crate::index::alerts::list(&c, crate::index::alerts::StateFilter::All, None, None, false)? {
+    for a in crate::index::alerts::list(&c, crate::index::alerts::StateFilter::All, None, None, None, false)? {
         println!("  #{:<3} {:<9} {:<17} {:<8} {}", a.id, a.severity, a.kind, a.state(), a.subject);
     }
     heading("7. Custody (bodycamd verify)");

@@ -180,6 +180,7 @@ pub fn router(state: ApiState) -> Router<ApiState> {
         .route("/console/stations", get(ops::stations))
         .route("/console/board", get(ops::board))
         .route("/console/alerts", get(ops::alerts))
+        .route("/console/alerts/{id}", get(ops::alert_one))
         .route("/console/alerts/{id}/ack", post(ops::ack))
         .route("/console/problems", get(ops::problems))
         .route("/console/problems/retry", post(ops::retry))

@@ -186,6 +186,22 @@ pub struct AlertQuery {
     msg: Option<String>,
     state: Option<String>,
     kind: Option<String>,
+    /// `opened_at,id` of the last alert shown.
+    after: Option<String>,
+}
+
+/// Alerts per page.
+const ALERTS_PAGE: u32 = 100;
+
+/// An alert list's page cursor: `opened_at,id` of the last alert shown.
+fn alert_cursor(v: &Option<String>) -> Result<Option<(i64, i64)>, Problem> {
+    super::cursor(v)?
+        .map(|(t, id)| Ok((t, id.parse().map_err(|_| Problem::bad("bad page cursor"))?)))
+        .transpose()
+}
+
+fn alert_next(rows: &[ax::AlertRow], page: u32) -> Option<String> {
+    (rows.len() == page as usize).then(|| rows.last().map(|a| format!("{},{}", a.opened_at, a.id))).flatten()
 }
 
 /// Alerts (open, acknowledged, resolved), acknowledge with a note; webhook
@@ -209,11 +225,16 @@ pub async fn alerts(
             return Err(Problem::bad(format!("unknown alert kind {k:?}")));
         }
     }
+    let before = alert_cursor(&q.after)?;
     let hide = !sees_restricted(&p);
     let (rows, deliveries) = read(&s, move |c| {
-        Ok((ax::list(c, state, kind.as_deref(), Some(200), hide)?, screens::recent_deliveries(c, 20, hide)?))
+        Ok((
+            ax::list(c, state, kind.as_deref(), before, Some(ALERTS_PAGE), hide)?,
+            screens::recent_deliveries(c, 20, hide)?,
+        ))
     })
     .await?;
+    let next = alert_next(&rows, ALERTS_PAGE);
     let body = html! {
         form.filters method="get" action="/console/alerts" {
             label { "State" select name="state" {
@@ -227,7 +248,7 @@ pub async fn alerts(
             tbody {
                 @for a in &rows {
                     tr data-alert=(a.id) {
-                        td { (a.id) }
+                        td { a href={ "/console/alerts/" (a.id) } title="History" { (a.id) } }
                         td { span class={ "sev-" (a.severity) } { (a.severity) } }
                         td { (a.kind) }
                         td {
@@ -256,6 +277,7 @@ pub async fn alerts(
             }
         }
         @if rows.is_empty() { p.muted { "No alerts in this state." } }
+        (super::html::next_link("/console/alerts", &[("state", Some(state_name.clone())), ("kind", q.kind.clone())], next))
         h2 { "Webhook deliveries" }
         table {
             thead { tr { th { "#" } th { "Alert" } th { "URL" } th.num { "Attempts" } th { "State" } th { "Last error" } } }
@@ -271,6 +293,59 @@ pub async fn alerts(
         }
     };
     Ok(page(&p, "alerts", "Alerts", q.msg.as_deref(), body))
+}
+
+/// One alert and its history: when it was opened, acknowledged (by whom,
+/// with what note) and resolved, and its webhook deliveries.
+pub async fn alert_one(
+    State(s): State<ApiState>,
+    Extension(p): Extension<Person>,
+    PathParams(id): PathParams<i64>,
+    Query(q): Query<Msg>,
+) -> PageResult {
+    let hide = !sees_restricted(&p);
+    let (a, events) = read(&s, move |c| {
+        let Some(a) = ax::get_visible(c, id, hide)? else { return Ok((None, Vec::new())) };
+        Ok((Some(a), ax::events_of(c, id)?))
+    })
+    .await?;
+    let a = a.ok_or_else(|| Problem::not_found(format!("no alert {id}")))?;
+    let body = html! {
+        table.facts {
+            tr { th { "Kind" } td { (a.kind) } }
+            tr { th { "Severity" } td { span class={ "sev-" (a.severity) } { (a.severity) } } }
+            tr { th { "Subject" } td {
+                @if a.subject_type == "media" { a href={ "/console/media/" (a.subject) } { (a.subject_type) " " (a.subject) } }
+                @else { (a.subject_type) " " (a.subject) }
+            } }
+            tr { th { "State" } td { (a.state()) } }
+            tr { th { "Details" } td { (details_text(&a.details)) } }
+        }
+        h2 { "History" }
+        table #history {
+            thead { tr { th { "When" } th { "Event" } th { "By" } th { "Note" } } }
+            tbody {
+                @for (event, when, body) in &events {
+                    @let ack = &body["alert"]["acknowledged"];
+                    tr {
+                        td { (at(*when)) }
+                        td { (event) }
+                        td { @if event == "acknowledged" { (ack["by"].as_str().unwrap_or("")) } @else { "bodycamd" } }
+                        td.muted { @if event == "acknowledged" { (ack["note"].as_str().unwrap_or("")) } }
+                    }
+                }
+            }
+        }
+        @if a.state() == "open" {
+            form.inline method="post" action={ "/console/alerts/" (a.id) "/ack" } {
+                (csrf(&p))
+                input name="note" placeholder="note" maxlength="1000";
+                button type="submit" { "Acknowledge" }
+            }
+        }
+        p { a href="/console/alerts" { "← All alerts" } }
+    };
+    Ok(page(&p, "alerts", &format!("Alert {id}"), q.msg.as_deref(), body))
 }
 
 fn short(id: &str) -> &str {
@@ -329,17 +404,43 @@ fn advice(state: &str) -> &'static str {
     }
 }
 
+/// Rows per page on the problems screen.
+const PROBLEMS_PAGE: u32 = 100;
+
+#[derive(serde::Deserialize, Default)]
+pub struct ProblemsQuery {
+    msg: Option<String>,
+    /// `first_seen,station,hex(rel_path)` of the last file shown.
+    after: Option<String>,
+    /// `opened_at,id` of the last unreadable original shown.
+    unreadable_after: Option<String>,
+}
+
 /// Ingest problems: files that failed or could not be read, the reason in
-/// words, where the file is, what to do; retry.
-pub async fn problems(State(s): State<ApiState>, Extension(p): Extension<Person>, Query(q): Query<Msg>) -> PageResult {
+/// words, where the file is, what to do; retry. Both lists are pages of an
+/// index (`pending_problems`, `alerts_kind_time`).
+pub async fn problems(
+    State(s): State<ApiState>,
+    Extension(p): Extension<Person>,
+    Query(q): Query<ProblemsQuery>,
+) -> PageResult {
     let hide = !sees_restricted(&p);
+    let after = match q.after.as_deref() {
+        Some(a) => Some(board_cursor(a).ok_or_else(|| Problem::bad("bad page cursor"))?),
+        None => None,
+    };
+    let unreadable_after = alert_cursor(&q.unreadable_after)?;
     let (rows, unreadable) = read(&s, move |c| {
         Ok((
-            query::pending(c, &["failed", "blocked", "missing", "retrying", "rejected"])?,
-            ax::list(c, StateFilter::Open, Some("media_unreadable"), Some(200), hide)?,
+            query::problems(c, after, PROBLEMS_PAGE)?,
+            ax::list(c, StateFilter::Open, Some("media_unreadable"), unreadable_after, Some(ALERTS_PAGE), hide)?,
         ))
     })
     .await?;
+    let next = (rows.len() == PROBLEMS_PAGE as usize)
+        .then(|| rows.last().map(|r| format!("{},{},{}", r.first_seen, r.station, hex::encode(&r.rel_path))))
+        .flatten();
+    let next_unreadable = alert_next(&unreadable, ALERTS_PAGE);
     let body = html! {
         p.muted { "One bad file never stops a station: the others go on being stored while these wait here." }
         table #problems {
@@ -368,6 +469,7 @@ pub async fn problems(State(s): State<ApiState>, Extension(p): Extension<Person>
             }
         }
         @if rows.is_empty() { p.muted { "No file is failing on any station." } }
+        (super::html::next_link("/console/problems", &[], next))
         h2 { "Stored, but could not be read" }
         p.muted { "These originals are stored and fingerprinted exactly as recorded; their media could not be parsed, so they have no metadata or rendition." }
         table {
@@ -377,6 +479,9 @@ pub async fn problems(State(s): State<ApiState>, Extension(p): Extension<Person>
                     tr { td { a href={ "/console/media/" (a.subject) } { (short(&a.subject)) } } td { (at(a.opened_at)) } td { (details_text(&a.details)) } }
                 }
             }
+        }
+        @if let Some(n) = next_unreadable {
+            p.pager { a rel="next" href={ "/console/problems?unreadable_after=" (n) } { "More unreadable originals →" } }
         }
     };
     Ok(page(&p, "problems", "Ingest problems", q.msg.as_deref(), body))

@@ -408,7 +408,7 @@ pub async fn cases(
                         td { a href={ "/console/cases/" (url_part(&c.id)) } { (c.id) } @if c.restricted { " " span.pill.restricted { "restricted" } } }
                         td { (c.title.clone().unwrap_or_default()) }
                         td { (c.status) @if let Some(t) = c.closed_at { span.muted { " " (at(t)) } } }
-                        td { (archive_state(c.status.as_str(), c.closed_at, c.archived_at)) }
+                        td { (archive_state(c, s.console.case_archive)) }
                         td { (at(c.updated_at)) }
                     }
                 }
@@ -420,11 +420,12 @@ pub async fn cases(
     Ok(page(&p, "cases", "Cases", q.msg.as_deref(), body))
 }
 
-/// The 30-day case-file rule in words.
-fn archive_state(status: &str, closed_at: Option<i64>, archived_at: Option<i64>) -> String {
-    match (status, closed_at, archived_at) {
+/// The case-file rule (archived within `cases.archive_days` of closing) in
+/// words.
+fn archive_state(c: &screens::CaseLine, within: std::time::Duration) -> String {
+    match (c.status.as_str(), c.closed_at, c.archived_at) {
         (_, _, Some(t)) => format!("archived {}", at(t)),
-        ("closed", Some(t), None) => format!("due {}", at(t + 30 * 86_400_000)),
+        ("closed", Some(t), None) => format!("due {}", at(t + within.as_millis() as i64)),
         _ => "—".into(),
     }
 }
@@ -461,11 +462,20 @@ pub async fn case_one(
         _ => {}
     }
     let (id2, see) = (id.clone(), p.restricted);
-    let (case, rows, links) = read(&s, move |c| {
-        Ok((ixcases::get_case(c, &id2)?, query::visible_case_rows(c, &id2, see)?, ixcases::case_media(c, &id2)?))
+    let (case, line, rows, links, holds) = read(&s, move |c| {
+        Ok((
+            ixcases::get_case(c, &id2)?,
+            screens::case_line_of(c, &id2)?,
+            query::visible_case_rows(c, &id2, see)?,
+            ixcases::case_media(c, &id2)?,
+            screens::holds_of_case(c, &id2)?,
+        ))
     })
     .await?;
-    let case = case.ok_or_else(|| Problem::not_found(format!("no case {id:?}")))?;
+    let (Some(case), Some(line)) = (case, line) else { return Err(Problem::not_found(format!("no case {id:?}"))) };
+    // Holds on recordings this person may see (a restricted recording's
+    // hold is as invisible as the recording).
+    let holds: Vec<_> = holds.into_iter().filter(|h| rows.iter().any(|m| m.id == h.media_id)).collect();
     let how = |mid: &str| links.iter().find(|l| l.media_id == mid).map(|l| (l.how.clone(), l.linked_by.clone()));
     let admin = p.role == crate::config::Role::Admin;
     let body = html! {
@@ -476,6 +486,8 @@ pub async fn case_one(
             dt { "Devices" } dd { (case.case.devices.join(", ")) }
             dt { "Windows" } dd { @for w in &case.case.windows { (crate::clock::rfc3339(w.start)) " – " (crate::clock::rfc3339(w.end)) br; } }
             dt { "Changed" } dd { (at(case.updated_at)) " by " (case.updated_by) }
+            dt { "Restricted" } dd { @if line.restricted { span.pill.restricted { "restricted" } " (only people with the grant see it)" } @else { "no" } }
+            dt { "Case file" } dd #archive { (archive_state(&line, s.console.case_archive)) }
         }
         h2 { "Recordings (" (rows.len()) ")" }
         table #case-media {
@@ -494,6 +506,17 @@ pub async fn case_one(
                         } }
                     }
                 }
+            }
+        }
+        h2 { "Holds on its recordings (" (holds.len()) ")" }
+        @if holds.is_empty() { p.muted { "No legal hold is in force on this case's recordings." } }
+        @else {
+            table #case-holds {
+                thead { tr { th { "Recording" } th { "Reason" } th { "Placed" } th { "By" } } }
+                tbody { @for h in &holds { tr {
+                    td { a href={ "/console/media/" (h.media_id) } { (h.media_id.get(..16).unwrap_or(&h.media_id)) } }
+                    td { (h.reason) } td { (at(h.placed_at)) } td { (h.placed_by) }
+                } } }
             }
         }
         @if admin {

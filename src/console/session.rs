@@ -46,6 +46,8 @@ pub struct Shared {
     /// The storage deadline and its warning margin (the board's colours).
     pub storage: Duration,
     pub warn_before: Duration,
+    /// A closed case's file is due for archiving this long after closing.
+    pub case_archive: Duration,
     /// Failed logins: key (`name:` or `addr:`) -> (window start ms, count).
     failures: Mutex<HashMap<String, (i64, u32)>>,
     /// Password checks at once (each takes 19 MiB and tens of ms).
@@ -53,12 +55,13 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(storage: Duration, warn_before: Duration) -> Shared {
+    pub fn new(storage: Duration, warn_before: Duration, case_archive: Duration) -> Shared {
         Shared {
             idle: Duration::from_secs(30 * 60),
             absolute: Duration::from_secs(12 * 3600),
             storage,
             warn_before,
+            case_archive,
             failures: Mutex::new(HashMap::new()),
             hashing: tokio::sync::Semaphore::new(2),
         }
@@ -376,7 +379,7 @@ mod tests {
 
     #[test]
     fn failed_logins_lock_a_name_for_the_window() {
-        let s = Shared::new(Duration::from_secs(86400), Duration::from_secs(3600));
+        let s = Shared::new(Duration::from_secs(86400), Duration::from_secs(3600), Duration::from_secs(30 * 86400));
         let keys = ["name:ann".to_string(), "addr:127.0.0.1".to_string()];
         for i in 0..MAX_FAILURES {
             assert!(s.locked(&keys, 1000 + i64::from(i)).is_none());

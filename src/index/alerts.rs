@@ -88,6 +88,17 @@ pub fn get(c: &Db, id: i64) -> crate::index::db::Result<Option<AlertRow>> {
     c.prepare_cached(&format!("SELECT {COLUMNS} FROM alerts WHERE id = ?1"))?.query_row([id], row).optional()
 }
 
+/// One alert, unless it is about a restricted record and `hide_restricted`
+/// (then it does not exist for the caller).
+pub fn get_visible(c: &Db, id: i64, hide_restricted: bool) -> crate::index::db::Result<Option<AlertRow>> {
+    let hide = if hide_restricted && super::query::any_restricted(c)? {
+        format!(" AND NOT {}", about_restricted())
+    } else {
+        String::new()
+    };
+    c.prepare_cached(&format!("SELECT {COLUMNS} FROM alerts WHERE id = ?1{hide}"))?.query_row([id], row).optional()
+}
+
 /// The advisory lock that serialises alert transitions on PostgreSQL.
 const ALERTS_LOCK: i64 = 0x62_6f_64_79_63_61_6d_03;
 
@@ -354,27 +365,47 @@ pub fn list(
     c: &Db,
     state: StateFilter,
     kind: Option<&str>,
+    before: Option<(i64, i64)>,
     limit: Option<u32>,
     hide_restricted: bool,
 ) -> crate::index::db::Result<Vec<AlertRow>> {
+    use crate::index::db::{params_from_iter, ToValue};
     let cond = match state {
         StateFilter::Open => "resolved_at IS NULL",
         StateFilter::Acked => "resolved_at IS NULL AND acked_at IS NOT NULL",
         StateFilter::Resolved => "resolved_at IS NOT NULL",
         StateFilter::All => "TRUE",
     };
-    let hide = if hide_restricted && super::query::any_restricted(c)? {
-        format!("AND NOT {}", about_restricted())
-    } else {
-        String::new()
-    };
-    let sql = format!(
-        "SELECT {COLUMNS} FROM alerts WHERE {cond} AND kind = coalesce(?1, kind) {hide}
-         ORDER BY opened_at DESC, id DESC LIMIT ?2"
-    );
-    let limit = limit.map(i64::from).unwrap_or(i64::MAX);
-    let rows = c.prepare(&sql)?.query_map(params![kind, limit], row)?.collect();
+    // Each filter is its own SQL text (no `coalesce(?, kind)`), so that a
+    // page is a range of an index: `alerts_open_time` for open alerts,
+    // `alerts_kind_time` for one kind, `alerts_opened` otherwise.
+    let mut sql = format!("SELECT {COLUMNS} FROM alerts WHERE {cond}");
+    let mut args = Vec::new();
+    if let Some(k) = kind {
+        args.push(k.to_value());
+        sql += &format!(" AND kind = ?{}", args.len());
+    }
+    let (t, id) = before.unwrap_or((i64::MAX, i64::MAX));
+    args.push(t.to_value());
+    args.push(id.to_value());
+    sql += &format!(" AND (opened_at, id) < (?{}, ?{})", args.len() - 1, args.len());
+    if hide_restricted && super::query::any_restricted(c)? {
+        sql += &format!(" AND NOT {}", about_restricted());
+    }
+    args.push(limit.map(i64::from).unwrap_or(i64::MAX).to_value());
+    sql += &format!(" ORDER BY opened_at DESC, id DESC LIMIT ?{}", args.len());
+    let rows = c.prepare_cached(&sql)?.query_map(params_from_iter(args), row)?.collect();
     rows
+}
+
+/// Every event of one alert (opened, acknowledged, resolved), oldest first.
+pub fn events_of(c: &Db, alert_id: i64) -> crate::index::db::Result<Vec<(String, i64, serde_json::Value)>> {
+    c.prepare_cached("SELECT event, at, body FROM alert_events WHERE alert_id = ?1 ORDER BY id")?
+        .query_map([alert_id], |r| {
+            let body: String = r.get(2)?;
+            Ok((r.get(0)?, r.get(1)?, serde_json::from_str(&body).unwrap_or(serde_json::Value::Null)))
+        })?
+        .collect()
 }
 
 /// Open alerts by kind and severity (for metrics).
@@ -564,10 +595,10 @@ mod tests {
         assert_eq!(missing, AckOutcome::NotFound);
         let conn = crate::index::sqlite::open_reader(&d.path().join("i.sqlite3")).unwrap();
         let c = Db::sqlite(&conn);
-        let all = list(&c, StateFilter::All, None, None, false).unwrap();
+        let all = list(&c, StateFilter::All, None, None, None, false).unwrap();
         assert_eq!(all.len(), 2);
-        assert_eq!(list(&c, StateFilter::Acked, None, None, false).unwrap()[0].id, again.alert_id);
-        assert_eq!(list(&c, StateFilter::Resolved, None, None, false).unwrap().len(), 1);
+        assert_eq!(list(&c, StateFilter::Acked, None, None, None, false).unwrap()[0].id, again.alert_id);
+        assert_eq!(list(&c, StateFilter::Resolved, None, None, None, false).unwrap().len(), 1);
         // opened, resolved, opened, acknowledged: four events, two hooks each.
         let due = due_deliveries(&c, 10_000, 100).unwrap();
         assert_eq!(due.len(), 8);
@@ -575,6 +606,44 @@ mod tests {
         assert_eq!(body["event"], "opened");
         assert_eq!(body["alert"]["kind"], "overdue");
         assert!(body["idempotency_key"].as_str().unwrap().ends_with("-opened"));
+        drop(conn);
+        idx.close();
+    }
+
+    #[tokio::test]
+    async fn pages_of_alerts_cover_every_alert_once_even_when_opened_at_ties() {
+        let d = tempfile::tempdir().unwrap();
+        let idx = Index::open(&d.path().join("i.sqlite3")).unwrap();
+        idx.call(|c| {
+            for i in 0..25 {
+                // Five alerts share each opening time.
+                open(c, &spec(AlertKind::Overdue, &format!("dock/{i:02}.mp4")), 1000 + i / 5, &[])?;
+                open(c, &spec(AlertKind::IngestFailed, &format!("dock/{i:02}.mp4")), 1000 + i / 5, &[])?;
+            }
+            ack(c, 1, "ann", Some("seen"), 2000, &[])?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        let conn = crate::index::sqlite::open_reader(&d.path().join("i.sqlite3")).unwrap();
+        let c = Db::sqlite(&conn);
+        let mut seen = Vec::new();
+        let mut before = None;
+        loop {
+            let page = list(&c, StateFilter::Open, Some("overdue"), before, Some(7), false).unwrap();
+            assert!(page.iter().all(|a| a.kind == "overdue"));
+            seen.extend(page.iter().map(|a| a.id));
+            if page.len() < 7 {
+                break;
+            }
+            before = page.last().map(|a| (a.opened_at, a.id));
+        }
+        assert_eq!(seen.len(), 25, "every overdue alert once: {seen:?}");
+        assert!(seen.windows(2).all(|w| w[0] > w[1]), "newest first, no repeats");
+        assert_eq!(list(&c, StateFilter::All, None, None, Some(100), false).unwrap().len(), 50);
+        let events = events_of(&c, 1).unwrap();
+        assert_eq!(events.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(), ["opened", "acknowledged"]);
+        assert_eq!(events[1].2["alert"]["acknowledged"]["note"], "seen");
         drop(conn);
         idx.close();
     }

@@ -239,6 +239,8 @@ pub fn stations(c: &Db) -> crate::index::db::Result<Vec<StationRow>> {
 pub struct PendingRow {
     pub station: String,
     pub path: PathBuf,
+    /// The path under the station's folder, as stored.
+    pub rel_path: Vec<u8>,
     pub first_seen: i64,
     pub size: Option<u64>,
     pub state: String,
@@ -246,28 +248,51 @@ pub struct PendingRow {
     pub reason: Option<String>,
 }
 
+const PENDING_COLUMNS: &str = "station, rel_path, first_seen, size, state, attempts, reason";
+
+fn pending_row(stations: &HashMap<String, PathBuf>, r: &Row) -> crate::index::db::Result<PendingRow> {
+    let station: String = r.get(0)?;
+    let rel: Vec<u8> = r.get(1)?;
+    Ok(PendingRow {
+        path: abs_path(stations, &station, &rel),
+        station,
+        rel_path: rel,
+        first_seen: r.get(2)?,
+        size: r.get::<_, Option<i64>>(3)?.map(|s| s as u64),
+        state: r.get(4)?,
+        attempts: r.get(5)?,
+        reason: r.get(6)?,
+    })
+}
+
 /// Pending files in the given states (all states when empty).
 pub fn pending(c: &Db, states: &[&str]) -> crate::index::db::Result<Vec<PendingRow>> {
     let stations = station_paths(c)?;
-    let mut stmt = c.prepare(
-        "SELECT station, rel_path, first_seen, size, state, attempts, reason FROM pending
-         ORDER BY station, first_seen, rel_path",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        let station: String = r.get(0)?;
-        let rel: Vec<u8> = r.get(1)?;
-        Ok(PendingRow {
-            path: abs_path(&stations, &station, &rel),
-            station,
-            first_seen: r.get(2)?,
-            size: r.get::<_, Option<i64>>(3)?.map(|s| s as u64),
-            state: r.get(4)?,
-            attempts: r.get(5)?,
-            reason: r.get(6)?,
-        })
-    })?;
+    let mut stmt =
+        c.prepare(&format!("SELECT {PENDING_COLUMNS} FROM pending ORDER BY station, first_seen, rel_path"))?;
+    let rows = stmt.query_map([], |r| pending_row(&stations, r))?;
     let all: Vec<PendingRow> = rows.collect::<Result<_, _>>()?;
     Ok(all.into_iter().filter(|p| states.is_empty() || states.contains(&p.state.as_str())).collect())
+}
+
+/// Files that need a look (every state but `waiting`: retrying, failed,
+/// blocked, missing, rejected), a page at a time in the order they were
+/// first seen, after `(first_seen, station, rel_path)`: a range of the index
+/// `pending_problems`, however many files wait.
+pub fn problems(
+    c: &Db,
+    after: Option<(i64, String, Vec<u8>)>,
+    limit: u32,
+) -> crate::index::db::Result<Vec<PendingRow>> {
+    let stations = station_paths(c)?;
+    let (t, st, rel) = after.unwrap_or((i64::MIN, String::new(), Vec::new()));
+    c.prepare_cached(&format!(
+        "SELECT {PENDING_COLUMNS} FROM pending
+         WHERE state != 'waiting' AND (first_seen, station, rel_path) > (?1, ?2, ?3)
+         ORDER BY first_seen, station, rel_path LIMIT ?4"
+    ))?
+    .query_map(params![t, st, rel, i64::from(limit)], |r| pending_row(&stations, r))?
+    .collect()
 }
 
 #[derive(Debug, Clone, Default)]

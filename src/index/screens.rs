@@ -4,7 +4,7 @@
 //! queries do (the same `RESTRICTED` condition).
 
 use crate::index::custody::{export_row, ExportRecord, EXPORT_COLUMNS};
-use crate::index::db::{params, Db, Result};
+use crate::index::db::{params, Db, OptionalExtension, Result};
 use crate::index::query::{any_restricted, RESTRICTED};
 
 /// `AND NOT <restricted>` over `o` when the caller must not see restricted
@@ -311,25 +311,45 @@ pub struct CaseLine {
     pub archived_at: Option<i64>,
 }
 
+const CASE_LINE: &str = "id, title, status, closed_at, updated_at, restricted = 1, archived_at";
+
+fn case_line(r: &crate::index::db::Row) -> Result<CaseLine> {
+    Ok(CaseLine {
+        id: r.get(0)?,
+        title: r.get(1)?,
+        status: r.get(2)?,
+        closed_at: r.get(3)?,
+        updated_at: r.get(4)?,
+        restricted: r.get(5)?,
+        archived_at: r.get(6)?,
+    })
+}
+
 /// Cases, most recently changed first, before `(updated_at, id)`.
 pub fn cases_page(c: &Db, before: Option<(i64, String)>, limit: u32, see_restricted: bool) -> Result<Vec<CaseLine>> {
     let hide = if see_restricted { "" } else { "AND restricted = 0" };
     let (t, id) = before.unwrap_or((i64::MAX, "\u{10FFFF}".into()));
     c.prepare_cached(&format!(
-        "SELECT id, title, status, closed_at, updated_at, restricted = 1, archived_at FROM cases
+        "SELECT {CASE_LINE} FROM cases
          WHERE (updated_at, id) < (?1, ?2) {hide} ORDER BY updated_at DESC, id DESC LIMIT ?3"
     ))?
-    .query_map(params![t, id, i64::from(limit)], |r| {
-        Ok(CaseLine {
-            id: r.get(0)?,
-            title: r.get(1)?,
-            status: r.get(2)?,
-            closed_at: r.get(3)?,
-            updated_at: r.get(4)?,
-            restricted: r.get(5)?,
-            archived_at: r.get(6)?,
-        })
-    })?
+    .query_map(params![t, id, i64::from(limit)], case_line)?
+    .collect()
+}
+
+/// One case as the lists show it (restriction, archive state).
+pub fn case_line_of(c: &Db, id: &str) -> Result<Option<CaseLine>> {
+    c.prepare_cached(&format!("SELECT {CASE_LINE} FROM cases WHERE id = ?1"))?.query_row([id], case_line).optional()
+}
+
+/// Holds in force on the recordings linked to a case, newest first.
+pub fn holds_of_case(c: &Db, case_id: &str) -> Result<Vec<HoldRow>> {
+    c.prepare_cached(
+        "SELECT h.id, h.media_id, h.reason, h.placed_by, h.placed_at FROM case_links l
+         JOIN holds h ON h.media_id = l.media_id AND h.lifted_at IS NULL
+         WHERE l.case_id = ?1 AND l.state = 'linked' ORDER BY h.placed_at DESC, h.id DESC",
+    )?
+    .query_map([case_id], hold_row)?
     .collect()
 }
 

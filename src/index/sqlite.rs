@@ -27,6 +27,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0007_district.sql"),
     include_str!("migrations/sqlite/0008_console.sql"),
     include_str!("migrations/sqlite/0009_compliance.sql"),
+    include_str!("migrations/sqlite/0010_console_lists.sql"),
 ];
 
 /// Requests per transaction at most.
