@@ -194,6 +194,11 @@ pub fn api_roles() -> Vec<(crate::config::Role, &'static str)> {
     api::ROLES.to_vec()
 }
 
+/// The OpenAPI document as the daemon serves it (`/api/v1/openapi.json`).
+pub fn api_document() -> serde_json::Value {
+    api::harness().doc.clone()
+}
+
 mod api {
     use std::net::SocketAddr;
     use std::path::Path;
@@ -213,6 +218,7 @@ mod api {
         router: axum::Router,
         /// (method, path template) of every operation.
         pub(super) ops: Vec<(Method, String)>,
+        pub(super) doc: serde_json::Value,
         _dir: tempfile::TempDir,
     }
 
@@ -253,7 +259,7 @@ mod api {
                 }
             }
             ops.sort_by(|a, b| (a.1.as_str(), a.0.as_str()).cmp(&(b.1.as_str(), b.0.as_str())));
-            Harness { rt, router, ops, _dir: dir }
+            Harness { rt, router, ops, doc, _dir: dir }
         })
     }
 

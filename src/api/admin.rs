@@ -117,9 +117,10 @@ pub async fn alerts(
         return Err(ApiError::bad_request("invalid_request", "limit must be between 1 and 10000"));
     }
     let index = s.index.clone();
-    let rows =
-        tokio::task::spawn_blocking(move || index.read(|c| ax::list(c, state, p.kind.as_deref(), None, Some(limit), hide)))
-            .await??;
+    let rows = tokio::task::spawn_blocking(move || {
+        index.read(|c| ax::list(c, state, p.kind.as_deref(), None, Some(limit), hide))
+    })
+    .await??;
     Ok(Json(rows.iter().map(AlertJson::from).collect()))
 }
 

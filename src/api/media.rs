@@ -42,7 +42,7 @@ pub fn decode_cursor(c: &str) -> Result<(i64, String), ApiError> {
     get, path = "/api/v1/media", tag = "media",
     params(MediaParams),
     responses((status = 200, body = MediaPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-               (status = 403, body = ErrorBody)),
+               (status = 403, body = ErrorBody), (status = 404, description = "No such case", body = ErrorBody)),
     security(("bearer" = []))
 )]
 pub async fn list(
@@ -217,8 +217,8 @@ fn disposition(name: &str) -> HeaderValue {
     get, path = "/api/v1/media/{id}/original", tag = "media",
     params(("id" = String, Path), ("Range" = Option<String>, Header, description = "bytes=START-END")),
     responses(
-        (status = 200, description = "The whole original", content_type = "application/octet-stream"),
-        (status = 206, description = "The requested byte range", content_type = "application/octet-stream"),
+        (status = 200, description = "The whole original, as its own media type (video/mp4, image/jpeg, …)", content_type = "*/*"),
+        (status = 206, description = "The requested byte range", content_type = "*/*"),
         (status = 304, description = "Not modified (If-None-Match matched the ETag)"),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 416, body = ErrorBody),

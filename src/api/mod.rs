@@ -16,6 +16,7 @@ pub mod admin;
 pub mod auditlog;
 pub mod auth;
 pub mod cases;
+pub mod contract;
 pub mod custody;
 pub mod error;
 pub mod listener;
@@ -114,12 +115,21 @@ impl utoipa::Modify for Bearer {
     }
 }
 
-fn for_roles(roles: &'static [Role], r: OpenApiRouter<ApiState>) -> OpenApiRouter<ApiState> {
+/// Routes only these roles may use; each operation says so in the
+/// document (`x-roles`).
+fn for_roles(roles: &'static [Role], mut r: OpenApiRouter<ApiState>) -> OpenApiRouter<ApiState> {
+    let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+    for item in r.get_openapi_mut().paths.paths.values_mut() {
+        let ops = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+        for op in ops.into_iter().flatten() {
+            op.extensions.get_or_insert_with(Default::default).insert("x-roles".into(), serde_json::json!(names));
+        }
+    }
     r.route_layer(from_fn(move |req, next| auth::require(roles, req, next)))
 }
 
 /// The API routes and their OpenAPI document.
-pub fn api_routes(state: ApiState) -> (Router<ApiState>, utoipa::openapi::OpenApi) {
+pub fn api_routes(state: ApiState) -> (Router<ApiState>, serde_json::Value) {
     let case_system = OpenApiRouter::new()
         .routes(routes!(cases::put_case, cases::get_case))
         .routes(routes!(cases::case_media, cases::link))
@@ -160,6 +170,7 @@ pub fn api_routes(state: ApiState) -> (Router<ApiState>, utoipa::openapi::OpenAp
         ))
         .split_for_parts();
     api.info.version = env!("CARGO_PKG_VERSION").to_string();
+    let api = contract::state(api);
     let router = router
         .fallback(|| async { ApiError::not_found("no such route").into_response() })
         .method_not_allowed_fallback(|| async {

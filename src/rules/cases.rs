@@ -57,7 +57,10 @@ pub const MAX_ITEMS: usize = 1000;
 
 /// Whether a case id is acceptable: 1-128 printable characters, no `/`.
 pub fn valid_case_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 128 && !id.chars().any(|c| c.is_control() || c == '/' || c == '\\') && id.trim() == id
+    !id.is_empty()
+        && id.chars().count() <= 128
+        && !id.chars().any(|c| c.is_control() || c == '/' || c == '\\')
+        && id.trim() == id
 }
 
 /// Check a case as a careful case system expects; every problem is listed.
