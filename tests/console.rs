@@ -220,7 +220,8 @@ fn lists_are_paged_and_alerts_and_cases_show_their_history() {
     let mut d = h.spawn_daemon();
     let addr = d.api_addr();
     let db = h.db();
-    let count = |sql: &str| db.query_all(sql, [] as [&dyn bodycamd::index::db::ToValue; 0], |r| r.get::<_, i64>(0)).unwrap()[0];
+    let count =
+        |sql: &str| db.query_all(sql, [] as [&dyn bodycamd::index::db::ToValue; 0], |r| r.get::<_, i64>(0)).unwrap()[0];
     wait_until("130 refused files, their alerts and the clip", Duration::from_secs(60), || {
         count("SELECT count(*) FROM pending WHERE state = 'rejected'") == 130
             && count("SELECT count(*) FROM alerts WHERE kind = 'ingest_rejected' AND resolved_at IS NULL") == 130
@@ -262,12 +263,22 @@ fn lists_are_paged_and_alerts_and_cases_show_their_history() {
     assert_eq!(st, 200, "{one}");
     assert_eq!(rows_of(&one, "history").len(), 1, "{one}");
     assert!(rows_of(&one, "history")[0].contains("opened"));
-    let r = post_form(addr, &format!("/console/alerts/{alert}/ack"), &cookie, &[("csrf", &csrf_of(&one)), ("note", "link removed by the site")]);
+    let r = post_form(
+        addr,
+        &format!("/console/alerts/{alert}/ack"),
+        &cookie,
+        &[("csrf", &csrf_of(&one)), ("note", "link removed by the site")],
+    );
     assert_eq!(r.status, 303);
     let (_, one) = page(addr, &format!("/console/alerts/{alert}"), &cookie);
     let history = rows_of(&one, "history");
     assert_eq!(history.len(), 2, "{one}");
-    assert!(history[1].contains("acknowledged") && history[1].contains("ann") && history[1].contains("link removed by the site"), "{one}");
+    assert!(
+        history[1].contains("acknowledged")
+            && history[1].contains("ann")
+            && history[1].contains("link removed by the site"),
+        "{one}"
+    );
     assert_eq!(page(addr, "/console/alerts/999999", &cookie).0, 404);
 
     // A closed case with a recording on hold.
@@ -286,7 +297,12 @@ fn lists_are_paged_and_alerts_and_cases_show_their_history() {
     let csrf = csrf_of(&case);
     let r = post_form(addr, "/console/cases/K-9/link", &cookie, &[("csrf", &csrf), ("media_id", &id)]);
     assert_eq!(r.status, 303, "{}", String::from_utf8_lossy(&r.body));
-    let r = post_form(addr, &format!("/console/media/{id}/holds"), &cookie, &[("csrf", &csrf), ("reason", "appeal pending")]);
+    let r = post_form(
+        addr,
+        &format!("/console/media/{id}/holds"),
+        &cookie,
+        &[("csrf", &csrf), ("reason", "appeal pending")],
+    );
     assert_eq!(r.status, 303, "{}", String::from_utf8_lossy(&r.body));
     let (_, case) = page(addr, "/console/cases/K-9", &cookie);
     let holds = rows_of(&case, "case-holds");

@@ -195,9 +195,7 @@ const ALERTS_PAGE: u32 = 100;
 
 /// An alert list's page cursor: `opened_at,id` of the last alert shown.
 fn alert_cursor(v: &Option<String>) -> Result<Option<(i64, i64)>, Problem> {
-    super::cursor(v)?
-        .map(|(t, id)| Ok((t, id.parse().map_err(|_| Problem::bad("bad page cursor"))?)))
-        .transpose()
+    super::cursor(v)?.map(|(t, id)| Ok((t, id.parse().map_err(|_| Problem::bad("bad page cursor"))?))).transpose()
 }
 
 fn alert_next(rows: &[ax::AlertRow], page: u32) -> Option<String> {
