@@ -39,18 +39,22 @@ listen = "127.0.0.1:0"
 name = "cms"
 role = "case_system"
 token_sha256 = "$(sha fuzz-cms)"
+restricted = true
 [[api.tokens]]
 name = "ops"
 role = "admin"
 token_sha256 = "$(sha fuzz-ops)"
+restricted = true
 [[api.tokens]]
 name = "auditor"
 role = "auditor"
 token_sha256 = "$(sha fuzz-audit)"
+restricted = true
 [[api.tokens]]
 name = "boss"
 role = "approver"
 token_sha256 = "$(sha fuzz-boss)"
+restricted = true
 [[stations]]
 id = "dock-01"
 path = "$WORK/dock"
@@ -65,31 +69,70 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 [ -n "$ADDR" ] || { cat "$WORK/daemon.log"; echo "the daemon did not start" >&2; exit 1; }
-# A case, so that case routes have data to find.
-curl -fsS -X PUT -H "Authorization: Bearer fuzz-cms" -H 'Content-Type: application/json' \
-    "http://$ADDR/api/v1/cases/2026-0457" \
-    -d '{"officers":["004711"],"windows":[{"start":"2026-11-26T01:00:00Z","end":"2026-11-26T03:00:00Z"}]}' >/dev/null
+URL=http://$ADDR/api/v1
+api() { # METHOD PATH TOKEN [BODY]: the answer's body (fails on an error status)
+    curl -fsS -X "$1" -H "Authorization: Bearer $3" -H 'Content-Type: application/json' "$URL$2" ${4:+-d "$4"}
+}
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
-# Each role's operations come from the document itself (`x-roles`); one
-# token per role: schemathesis drives every operation with a token whose role
-# may use it, and every other role must get 403 (and no token, 401).
+# The data operations need, so that they get past "no such id": the docked
+# originals, a case with one linked by hand, a hold, an export awaiting
+# approval and one approved (by another person than its requester), and the
+# alerts the corrupt file raised.
+for _ in $(seq 1 200); do
+    n=$(api GET "/media?limit=1000" fuzz-cms | json "len(d['media'])")
+    [ "$n" -ge 4 ] && break
+    sleep 0.1
+done
+MEDIA=$(api GET "/media?limit=1000" fuzz-cms | json "' '.join(m['id'] for m in d['media'])")
+FIRST=${MEDIA%% *}
+api PUT /cases/2026-0457 fuzz-cms \
+    '{"officers":["004711"],"windows":[{"start":"2026-11-26T01:00:00Z","end":"2026-11-26T03:00:00Z"}]}' >/dev/null
+for m in $MEDIA; do
+    api POST /cases/2026-0457/media fuzz-cms "{\"media_id\":\"$m\",\"note\":\"seed\"}" >/dev/null
+done
+# Renditions are made in the background: wait for them (up to 60 s), and
+# give the rendition and thumbnail operations the originals that have one.
+RENDERED=""
+for _ in $(seq 1 600); do
+    RENDERED=$(for m in $MEDIA; do
+        curl -fsS -o /dev/null -H "Authorization: Bearer fuzz-cms" "$URL/media/$m/rendition" 2>/dev/null && echo "$m"
+    done | tr '\n' ' ')
+    [ "$(echo $RENDERED | wc -w)" -ge "$(($(echo $MEDIA | wc -w) - 1))" ] && break
+    sleep 0.1
+done
+HOLD=$(api POST "/media/$FIRST/holds" fuzz-ops '{"reason":"api-fuzz seed"}' | json "d['hold_id']")
+PENDING=$(api POST /exports fuzz-cms "{\"reason\":\"seed\",\"media\":[\"$FIRST\"]}" | json "d['id']")
+APPROVED=$(api POST /exports fuzz-cms "{\"reason\":\"seed\",\"case_id\":\"2026-0457\"}" | json "d['id']")
+api POST "/exports/$APPROVED/approve" fuzz-boss '{"note":"seed"}' >/dev/null
+api GET "/exports/$PENDING" fuzz-cms >/dev/null
+api GET "/exports/$APPROVED/download" fuzz-cms >/dev/null
+ALERTS=$(api GET "/alerts?state=all" fuzz-ops | json "' '.join(str(a['id']) for a in d)")
+python3 - "$WORK/seeds.json" "$MEDIA" "$HOLD" "$PENDING $APPROVED" "$ALERTS" "$RENDERED" <<'PY'
+import json, sys
+out, media, hold, exports, alerts, rendered = sys.argv[1:]
+json.dump({"media": media.split(), "case": ["2026-0457"], "hold": [hold], "export": exports.split(),
+           "alert": alerts.split(), "station": ["dock-01"], "rendered": rendered.split()}, open(out, "w"))
+PY
+
+# Each operation's roles come from the document itself (`x-roles`): every
+# other role must get 403 (and no token, 401); schemathesis then drives
+# every operation with a token whose role may use it (one run, so that the
+# stateful phase follows links across roles: a case system's export to an
+# approver's approval).
 DOC=$WORK/openapi.json
-curl -fsS "http://$ADDR/api/v1/openapi.json" -o "$DOC"
-python3 scripts/api-roles.py check "$DOC" "http://$ADDR" \
-    case_system=fuzz-cms admin=fuzz-ops auditor=fuzz-audit approver=fuzz-boss
+curl -fsS "$URL/openapi.json" -o "$DOC"
+TOKENS="case_system=fuzz-cms admin=fuzz-ops auditor=fuzz-audit approver=fuzz-boss"
+# shellcheck disable=SC2086
+python3 scripts/api-roles.py check "$DOC" "http://$ADDR" $TOKENS
+# shellcheck disable=SC2086
+python3 scripts/api-roles.py config "$DOC" "$WORK/seeds.json" $TOKENS > "$WORK/schemathesis.toml"
 
 EXAMPLES=${FUZZ_EXAMPLES:-40}
 CHECKS=not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance
-for pair in case_system=fuzz-cms admin=fuzz-ops auditor=fuzz-audit approver=fuzz-boss; do
-    role=${pair%%=*}; token=${pair#*=}
-    ops=$(python3 scripts/api-roles.py ops "$DOC" "$role")
-    echo "== $role: $(echo $ops | wc -w) operations" >&2
-    # shellcheck disable=SC2086
-    "$VENV/bin/schemathesis" run "$DOC" --url "http://$ADDR" --checks "$CHECKS" \
-        -H "Authorization: Bearer $token" -n "$EXAMPLES" --phases examples,coverage,fuzzing,stateful \
-        --seed "${FUZZ_SEED:-20261130}" \
-        $(for o in $ops; do printf -- '--include-operation-id %s ' "$o"; done)
-done
+"$VENV/bin/schemathesis" --config-file "$WORK/schemathesis.toml" run "$DOC" --url "http://$ADDR" \
+    --checks "$CHECKS" -n "$EXAMPLES" --phases examples,coverage,fuzzing,stateful \
+    --seed "${FUZZ_SEED:-20261130}"
 # No request may have crashed or failed inside the daemon.
 if grep -E "panicked|ERROR" "$WORK/daemon.log"; then
     echo "the daemon logged errors while being fuzzed" >&2

@@ -5,6 +5,11 @@
   api-roles.py check DOC URL ROLE=TOKEN...
       every operation, called with a well-formed request by every role it
       does not list, answers 403; without a token, 401. Exit 1 otherwise.
+  api-roles.py config DOC SEEDS ROLE=TOKEN...
+      a schemathesis.toml that gives every operation the token of a role it
+      lists, and draws its ids (originals, cases, exports, holds, alerts,
+      stations) mostly from the seeded data in SEEDS (a JSON object of
+      lists), so that operations get past "no such id" to their real work.
 """
 import json
 import sys
@@ -35,8 +40,65 @@ def call(url, method, token):
         return e.code
 
 
+def binding(path, location, name):
+    """Which seeded list a parameter's values come from."""
+    if location == "path" and name == "id":
+        if path.startswith("/api/v1/alerts"):
+            return "alert"
+        return "rendered" if path.endswith(("/rendition", "/thumbnail")) else "media"
+    return {("path", "media_id"): "media", ("path", "case_id"): "case", ("path", "export_id"): "export",
+            ("path", "hold_id"): "hold", ("path", "station"): "station", ("query", "case"): "case",
+            ("query", "media"): "media", ("body", "media_id"): "media", ("body", "case_id"): "case",
+            ("body", "media[*]"): "media"}.get((location, name))
+
+
+def toml_str(v):
+    return json.dumps(str(v))
+
+
+def toml_value(v):
+    """Ids that are integers (alerts, holds) stay integers."""
+    return str(v) if str(v).isdigit() and len(str(v)) < 19 else toml_str(v)
+
+
+def config(doc, seeds, tokens):
+    out = ["# Written by scripts/api-roles.py for scripts/api-fuzz.sh.", ""]
+    for name, values in seeds.items():
+        if values:
+            out.append(f"[dictionaries.{name}]")
+            out.append("values = [" + ", ".join(toml_value(v) for v in values) + "]")
+    out.append("")
+    for method, path, op in operations(doc):
+        role = op["x-roles"][0]
+        out.append("[[operations]]")
+        out.append(f"include-operation-id = {toml_str(op['operationId'])}")
+        # Every token holds the restricted grant and gives a reason: the
+        # fuzzer restricts originals and cases as it goes, and that must not
+        # hide the seeded data from the operations that follow.
+        out.append(f"headers = {{ Authorization = {toml_str('Bearer ' + tokens[role])}, "
+                   f"X-Bodycamd-Reason = {toml_str('api-fuzz')} }}")
+        params = []
+        names = [(p["in"], p["name"]) for p in op.get("parameters", [])]
+        body = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
+        ref = body.get("$ref", "").rsplit("/", 1)[-1]
+        for prop in doc["components"]["schemas"].get(ref, {}).get("properties", {}):
+            names.append(("body", prop + "[*]" if prop == "media" else prop))
+        for location, name in names:
+            source = binding(path, location, name)
+            if source and seeds.get(source):
+                params.append(f"{toml_str(location + '.' + name)} = {{ dictionary = {toml_str(source)}, probability = 0.9 }}")
+        if params:
+            out.append("parameters = { " + ", ".join(params) + " }")
+        out.append("")
+    return "\n".join(out)
+
+
 def main():
     cmd, doc = sys.argv[1], json.load(open(sys.argv[2]))
+    if cmd == "config":
+        seeds = json.load(open(sys.argv[3]))
+        print(config(doc, seeds, dict(a.split("=", 1) for a in sys.argv[4:])))
+        return 0
     if cmd == "ops":
         print(" ".join(op["operationId"] for _, _, op in operations(doc) if sys.argv[3] in op["x-roles"]))
         return 0

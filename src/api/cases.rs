@@ -275,7 +275,7 @@ pub async fn link(
     media_id_param(&body.media_id)?;
     super::custody::visible_case(&s, &caller, &headers, &case_id).await?;
     let (media, _) = super::custody::visible_media(&s, &caller, &headers, &body.media_id).await?;
-    if body.note.as_ref().is_some_and(|n| n.len() > 2000) {
+    if body.note.as_ref().is_some_and(|n| n.chars().count() > 2000) {
         return Err(ApiError::validation(vec!["note is longer than 2000 characters".into()]));
     }
     let now = to_ms(s.clock.now());

@@ -146,11 +146,11 @@ fn links(op: &str) -> Vec<(&'static str, &'static str, Value)> {
             ("200", "getOriginal", json!({"id": "$response.body#/media/0/id"})),
             ("200", "getReceipt", json!({"id": "$response.body#/media/0/id"})),
         ],
-        "getMedia" => vec![
-            ("200", "getOriginal", json!({"id": "$response.body#/id"})),
-            ("200", "getReceipt", json!({"id": "$response.body#/id"})),
-            ("200", "getRendition", json!({"id": "$response.body#/id"})),
-        ],
+        "getMedia" => ["getOriginal", "getReceipt", "getRendition", "getThumbnail"]
+            .into_iter()
+            .chain(["setRetention", "placeHold", "restoreMedia", "restrictMedia"])
+            .map(|to| ("200", to, json!({"id": "$response.body#/id"})))
+            .collect(),
         "placeHold" => {
             vec![("201", "liftHold", json!({"id": "$request.path.id", "hold_id": "$response.body#/hold_id"}))]
         }
@@ -165,6 +165,51 @@ fn links(op: &str) -> Vec<(&'static str, &'static str, Value)> {
     }
 }
 
+/// Request bodies: the same ids as in paths, and the lengths the handlers
+/// check (in characters).
+fn tighten_bodies(schemas: &mut Map<String, Value>) {
+    for (name, schema) in schemas.iter_mut() {
+        let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) else { continue };
+        for (prop, s) in props.iter_mut() {
+            let nullable = s["type"].as_array().is_some_and(|t| t.contains(&json!("null")));
+            let description = s.get("description").cloned();
+            let string = |extra: Value| {
+                let mut v = extra;
+                v["type"] = if nullable { json!(["string", "null"]) } else { json!("string") };
+                if let Some(d) = &description {
+                    v["description"] = d.clone();
+                }
+                v
+            };
+            match prop.as_str() {
+                "media_id" => *s = string(json!({"pattern": MEDIA_ID, "minLength": 64, "maxLength": 64})),
+                "case_id" if name != "CaseJson" => {
+                    *s = string(json!({"pattern": CASE_ID, "minLength": 1, "maxLength": 128}))
+                }
+                "reason" if name.ends_with("Body") || name == "ExportRequest" => {
+                    *s = string(json!({"pattern": r"\S", "minLength": 1, "maxLength": 1000}))
+                }
+                "note" if name == "LinkBody" => *s = string(json!({"maxLength": 2000})),
+                "media" if name == "ExportRequest" => {
+                    s["items"] = json!({"type": "string", "pattern": MEDIA_ID});
+                    s["minItems"] = json!(1);
+                    s["maxItems"] = json!(10000);
+                }
+                _ => {}
+            }
+        }
+        if name == "ExportRequest" {
+            // Either a case's recordings or a list of originals; only a
+            // case's export can be its case file.
+            schema["oneOf"] = json!([
+                {"required": ["case_id"], "properties": {"case_id": {"type": "string"}, "media": {"type": "null"}}},
+                {"required": ["media"], "properties": {"media": {"type": "array"}, "case_id": {"type": "null"},
+                                                       "case_file": {"const": false}}},
+            ]);
+        }
+    }
+}
+
 fn error_response(description: &str) -> Value {
     json!({"description": description,
            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}})
@@ -175,6 +220,9 @@ fn error_response(description: &str) -> Value {
 /// as `operation_id`.
 pub fn state(api: utoipa::openapi::OpenApi) -> Value {
     let mut doc = serde_json::to_value(&api).expect("the OpenAPI document is JSON");
+    if let Some(schemas) = doc.pointer_mut("/components/schemas").and_then(Value::as_object_mut) {
+        tighten_bodies(schemas);
+    }
     let paths = doc["paths"].as_object_mut().expect("paths");
     for (path, item) in paths.iter_mut() {
         let Some(item) = item.as_object_mut() else { continue };

@@ -138,7 +138,7 @@ pub struct RetentionJson {
 }
 
 fn need_reason(reason: &str) -> Result<(), ApiError> {
-    if reason.trim().is_empty() || reason.len() > 1000 {
+    if reason.trim().is_empty() || reason.chars().count() > 1000 {
         return Err(ApiError::validation(vec!["reason: must be 1-1000 characters".into()]));
     }
     Ok(())
