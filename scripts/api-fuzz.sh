@@ -128,6 +128,22 @@ python3 scripts/api-roles.py check "$DOC" "http://$ADDR" $TOKENS
 # shellcheck disable=SC2086
 python3 scripts/api-roles.py config "$DOC" "$WORK/seeds.json" $TOKENS > "$WORK/schemathesis.toml"
 
+# A client generated from the document works: a case system's main flow
+# through it (scripts/api-client.py), before the fuzzer changes the data.
+CLIENT_VENV=target/openapi-client-venv
+if [ ! -x "$CLIENT_VENV/bin/openapi-python-client" ]; then
+    python3 -m venv "$CLIENT_VENV"
+    "$CLIENT_VENV/bin/pip" install -q --disable-pip-version-check 'openapi-python-client==0.29.1'
+fi
+"$CLIENT_VENV/bin/openapi-python-client" generate --path "$DOC" --output-path "$WORK/client" --overwrite \
+    >"$WORK/client.log" 2>&1 || { cat "$WORK/client.log" >&2; exit 1; }
+if grep -q "Endpoint will not be generated" "$WORK/client.log"; then
+    grep -B1 -A3 "Endpoint will not be generated" "$WORK/client.log" >&2
+    echo "api-client: the generator dropped an operation" >&2
+    exit 1
+fi
+"$CLIENT_VENV/bin/python" scripts/api-client.py "$WORK/client" "http://$ADDR" fuzz-cms
+
 EXAMPLES=${FUZZ_EXAMPLES:-40}
 CHECKS=not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance
 "$VENV/bin/schemathesis" --config-file "$WORK/schemathesis.toml" run "$DOC" --url "http://$ADDR" \

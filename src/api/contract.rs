@@ -169,6 +169,11 @@ fn links(op: &str) -> Vec<(&'static str, &'static str, Value)> {
 /// check (in characters).
 fn tighten_bodies(schemas: &mut Map<String, Value>) {
     for (name, schema) in schemas.iter_mut() {
+        // Request bodies only: a response may echo what a caller sent (the
+        // audit log records the ids it was asked for, valid or not).
+        if !(name.ends_with("Body") || name == "ExportRequest") {
+            continue;
+        }
         let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) else { continue };
         for (prop, s) in props.iter_mut() {
             let nullable = s["type"].as_array().is_some_and(|t| t.contains(&json!("null")));
@@ -183,12 +188,8 @@ fn tighten_bodies(schemas: &mut Map<String, Value>) {
             };
             match prop.as_str() {
                 "media_id" => *s = string(json!({"pattern": MEDIA_ID, "minLength": 64, "maxLength": 64})),
-                "case_id" if name != "CaseJson" => {
-                    *s = string(json!({"pattern": CASE_ID, "minLength": 1, "maxLength": 128}))
-                }
-                "reason" if name.ends_with("Body") || name == "ExportRequest" => {
-                    *s = string(json!({"pattern": r"\S", "minLength": 1, "maxLength": 1000}))
-                }
+                "case_id" => *s = string(json!({"pattern": CASE_ID, "minLength": 1, "maxLength": 128})),
+                "reason" => *s = string(json!({"pattern": r"\S", "minLength": 1, "maxLength": 1000})),
                 "note" if name == "LinkBody" => *s = string(json!({"maxLength": 2000})),
                 "media" if name == "ExportRequest" => {
                     s["items"] = json!({"type": "string", "pattern": MEDIA_ID});
@@ -199,13 +200,18 @@ fn tighten_bodies(schemas: &mut Map<String, Value>) {
             }
         }
         if name == "ExportRequest" {
-            // Either a case's recordings or a list of originals; only a
-            // case's export can be its case file.
-            schema["oneOf"] = json!([
-                {"required": ["case_id"], "properties": {"case_id": {"type": "string"}, "media": {"type": "null"}}},
-                {"required": ["media"], "properties": {"media": {"type": "array"}, "case_id": {"type": "null"},
-                                                       "case_file": {"const": false}}},
-            ]);
+            // Either a case's recordings or a list of originals, not both
+            // (as `anyOf` and `not`: a `oneOf` here made openapi-python-client
+            // drop the operation from the clients it generates).
+            schema["properties"]["case_id"]["type"] = json!("string");
+            schema["properties"]["media"]["type"] = json!("array");
+            schema["anyOf"] =
+                json!([{"type": "object", "required": ["case_id"]}, {"type": "object", "required": ["media"]}]);
+            schema["not"] = json!({"type": "object", "required": ["case_id", "media"]});
+            schema["description"] = json!(
+                "Either `case_id` (a case's recordings) or `media` (a list of originals), not both; only a \
+                 case's export can be its case file (`case_file`)."
+            );
         }
     }
 }
