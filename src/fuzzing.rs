@@ -22,6 +22,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("worker_replies", worker_replies),
     ("http_headers", http_headers),
     ("receipt", receipt),
+    ("export_manifest", export_manifest),
     ("api_requests", api_requests),
 ];
 
@@ -143,10 +144,27 @@ pub fn http_headers(data: &[u8]) {
 /// canonical form survives the round trip through JSON).
 pub fn receipt(data: &[u8]) {
     use crate::custody::receipt::{verify, Receipt, FORMAT};
+    let key = fuzz_key();
+    let public = key.public_hex();
+    let _ = verify(data, &public);
+    let Ok(mut r) = serde_json::from_slice::<Receipt>(data) else { return };
+    if r.receipt.format != FORMAT {
+        return;
+    }
+    r.receipt.host_key = public.clone();
+    r.signature = key.sign_hex(&r.receipt.canonical());
+    let text = serde_json::to_vec_pretty(&r).expect("serializable");
+    if let Err(e) = verify(&text, &public) {
+        panic!("a receipt this key signed does not verify: {e}");
+    }
+}
+
+/// The fixed host key the custody targets sign with (32 bytes of 7), so
+/// that seeds can name it.
+pub fn fuzz_key() -> &'static crate::custody::key::HostKey {
     use std::sync::OnceLock;
     static KEY: OnceLock<(tempfile::TempDir, crate::custody::key::HostKey)> = OnceLock::new();
     let (_, key) = KEY.get_or_init(|| {
-        // A fixed key, so that seeds can name it.
         use std::os::unix::fs::OpenOptionsExt as _;
         let dir = tempfile::tempdir().expect("a temporary directory");
         let mut f = std::fs::OpenOptions::new()
@@ -159,17 +177,26 @@ pub fn receipt(data: &[u8]) {
         let key = crate::custody::key::HostKey::load_or_create(dir.path()).expect("a host key");
         (dir, key)
     });
+    key
+}
+
+/// An export archive (or its manifest) given to `bodycamd receipt verify`:
+/// never a panic, and a manifest this key signed, whose files are all there
+/// as it lists them, verifies.
+pub fn export_manifest(data: &[u8]) {
+    use crate::custody::export::{verify_archive, verify_manifest, ManifestIn};
+    let key = fuzz_key();
     let public = key.public_hex();
-    let _ = verify(data, &public);
-    let Ok(mut r) = serde_json::from_slice::<Receipt>(data) else { return };
-    if r.receipt.format != FORMAT {
+    let _ = verify_archive(data, &public);
+    let Ok(m) = serde_json::from_slice::<ManifestIn>(data) else { return };
+    let files: std::collections::BTreeMap<String, (u64, String)> =
+        m.files.iter().map(|f| (f.path.clone(), (f.size, f.blake3.clone()))).collect();
+    if m.format != "bodycamd-export/1" || m.host_key != public || files.len() != m.files.len() {
         return;
     }
-    r.receipt.host_key = public.clone();
-    r.signature = key.sign_hex(&r.receipt.canonical());
-    let text = serde_json::to_vec_pretty(&r).expect("serializable");
-    if let Err(e) = verify(&text, &public) {
-        panic!("a receipt this key signed does not verify: {e}");
+    let sig = key.sign_hex(data);
+    if let Err(e) = verify_manifest(data, sig.as_bytes(), &public, &files) {
+        panic!("a manifest this key signed, with its files as listed, does not verify: {e}");
     }
 }
 

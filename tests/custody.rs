@@ -588,6 +588,36 @@ fn exports_need_an_approver_who_is_not_the_requester_and_carry_a_matching_manife
     let pk = bodycamd::custody::key::parse_public(&key).unwrap();
     let sig = String::from_utf8(files["manifest.json.sig"].clone()).unwrap();
     assert!(bodycamd::custody::key::verify_hex(&pk, &files["manifest.json"], &sig));
+    // The whole archive verifies offline, as a recipient gets it; a changed
+    // byte in an original, or another host's key, does not.
+    let verify_tar = |bytes: &[u8], key: &str| {
+        let f = h.dir.path().join("export.tar");
+        fs::write(&f, bytes).unwrap();
+        let out = std::process::Command::new(bin())
+            .args(["receipt", "verify"])
+            .arg(&f)
+            .args(["--pubkey", key])
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (code, said) = verify_tar(&r.body, &key);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(
+        said.contains(&format!("valid: export {id}"))
+            && said.contains("2 original(s)")
+            && said.contains("2 receipt(s)"),
+        "{said}"
+    );
+    let original = &files[&format!("originals/{a}")];
+    let at = r.body.windows(original.len()).position(|w| w == original.as_slice()).unwrap();
+    let mut changed = r.body.clone();
+    changed[at + original.len() / 2] ^= 1;
+    let (code, said) = verify_tar(&changed, &key);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains(&format!("originals/{a}")) && said.contains("BLAKE3"), "{said}");
+    let (code, said) = verify_tar(&r.body, &"11".repeat(32));
+    assert_eq!(code, Some(1), "{said}");
 
     // The case file archived the case: its alert resolves.
     wait_until("the archive alert to resolve", Duration::from_secs(10), || {

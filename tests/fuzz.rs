@@ -243,6 +243,54 @@ fn fuzz_prober_on_arbitrary_bytes() {
 /// Writes the generated seeds (EXIF in JPEG/HEIC/PNG, and one well-formed
 /// request per API operation, whose first byte depends on the operations'
 /// order). Run by hand when the API's operations change:
+/// An export archive signed by the fuzz key (one original, its receipt, the
+/// manifest and its signature), and that manifest alone, for the
+/// `export_manifest` target. `cargo test --test fuzz -- --ignored
+/// write_export_seeds`.
+#[test]
+#[ignore = "writes fuzz/seeds/; run by hand"]
+fn write_export_seeds() {
+    let key = bodycamd::fuzzing::fuzz_key();
+    let original = b"an original's bytes".to_vec();
+    let id = blake3_hex(&original);
+    let mut receipt: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fuzz_dir("seeds", "receipt").join("receipt.json")).unwrap()).unwrap();
+    receipt["receipt"]["host_key"] = key.public_hex().into();
+    receipt["receipt"]["id"] = id.clone().into();
+    let body: bodycamd::custody::receipt::ReceiptBody = serde_json::from_value(receipt["receipt"].clone()).unwrap();
+    receipt["signature"] = key.sign_hex(&body.canonical()).into();
+    let receipt = serde_json::to_vec_pretty(&receipt).unwrap();
+    let listed =
+        |path: &str, bytes: &[u8]| serde_json::json!({"path": path, "size": bytes.len(), "blake3": blake3_hex(bytes)});
+    let manifest = serde_json::to_vec_pretty(&serde_json::json!({
+        "format": "bodycamd-export/1",
+        "export": {"id": "0123456789abcdef0123456789abcdef", "case_id": "K-1", "media": [id]},
+        "host_key": key.public_hex(),
+        "created_at": "2026-11-30T20:00:00Z",
+        "files": [listed(&format!("originals/{id}"), &original), listed(&format!("receipts/{id}.json"), &receipt)],
+    }))
+    .unwrap();
+    let sig = key.sign_hex(&manifest);
+    let mut tar = tar::Builder::new(Vec::new());
+    for (path, bytes) in [
+        (format!("originals/{id}"), original.as_slice()),
+        (format!("receipts/{id}.json"), receipt.as_slice()),
+        ("manifest.json".to_string(), manifest.as_slice()),
+        ("manifest.json.sig".to_string(), sig.as_bytes()),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(bytes.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, path, bytes).unwrap();
+    }
+    let archive = tar.into_inner().unwrap();
+    let dir = fuzz_dir("seeds", "export_manifest");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("export.tar"), &archive).unwrap();
+    std::fs::write(dir.join("manifest.json"), &manifest).unwrap();
+}
+
 /// `cargo test --test fuzz -- --ignored write_generated_seeds`.
 #[test]
 #[ignore = "writes fuzz/seeds/; run by hand"]
@@ -271,6 +319,8 @@ fn write_generated_seeds() {
         serde_json::from_slice(&std::fs::read(fuzz_dir("seeds", "receipt").join("receipt.json")).unwrap()).unwrap();
     r["receipt"]["host_key"] = key.public_hex().into();
     put("receipt", "fuzz-key.json", &serde_json::to_vec_pretty(&r).unwrap());
+
+    write_export_seeds();
 
     let id = "ab".repeat(32);
     let roles = bodycamd::fuzzing::api_roles();

@@ -72,10 +72,14 @@ pub fn key_main(c: KeyCommand) -> anyhow::Result<i32> {
 
 #[derive(clap::Subcommand, Debug)]
 pub enum ReceiptCommand {
-    /// Check a receipt offline, without the index: exit 0 if it is intact
-    /// and signed by KEY.
+    /// Check a receipt, or an approved export's archive, offline, without
+    /// the index: exit 0 if it is intact and signed by KEY (for an archive:
+    /// its manifest's signature, every file's size and BLAKE3, nothing
+    /// added, and every receipt in it).
     Verify {
-        /// The receipt (JSON, as `GET /api/v1/media/{id}/receipt` gives it).
+        /// The receipt (JSON, as `GET /api/v1/media/{id}/receipt` gives it)
+        /// or the export archive (tar, as `GET /api/v1/exports/{id}/download`
+        /// gives it).
         file: std::path::PathBuf,
         /// The host's public key: 64 hex digits, or a file holding them.
         #[arg(long)]
@@ -85,6 +89,24 @@ pub enum ReceiptCommand {
 
 pub fn receipt_main(c: ReceiptCommand) -> anyhow::Result<i32> {
     let ReceiptCommand::Verify { file, pubkey } = c;
+    let open = || std::fs::File::open(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()));
+    let mut head = [0u8; 262];
+    let n = std::io::Read::read(&mut open()?, &mut head)?;
+    if n == head.len() && &head[257..262] == b"ustar" {
+        return match crate::custody::export::verify_archive(std::io::BufReader::new(open()?), &pubkey) {
+            Ok(a) => {
+                println!(
+                    "valid: export {}: {} file(s) as the signed manifest lists them, {} original(s), {} receipt(s) verified",
+                    a.export_id, a.files, a.originals, a.receipts
+                );
+                Ok(0)
+            }
+            Err(e) => {
+                println!("INVALID: {e}");
+                Ok(1)
+            }
+        };
+    }
     let text = std::fs::read(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     match receipt::verify(&text, &pubkey) {
         Ok(r) => {

@@ -176,3 +176,144 @@ pub fn build(c: &Db, state: &Path, info: &ExportInfo, key: &HostKey, out: &Path)
     tmp.persist(out)?;
     Ok(out.to_path_buf())
 }
+
+/// A manifest as read back from an archive (what `Manifest` writes).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ManifestIn {
+    pub format: String,
+    pub export: serde_json::Value,
+    pub host_key: String,
+    pub created_at: String,
+    pub files: Vec<ManifestFileIn>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ManifestFileIn {
+    pub path: String,
+    pub size: u64,
+    pub blake3: String,
+}
+
+/// What checking an export archive found wrong.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ManifestError {
+    #[error("not a bodycamd export archive: {0}")]
+    Malformed(String),
+    #[error("{0}")]
+    Key(String),
+    #[error("the manifest names host key {named}, not the key given ({given})")]
+    OtherKey { named: String, given: String },
+    #[error("the manifest's signature does not match: it was changed or was not signed by this key")]
+    BadSignature,
+    #[error("{0}: listed in the manifest but missing from the archive")]
+    Missing(String),
+    #[error("{path}: {what} (the file was changed after the export was made)")]
+    Altered { path: String, what: String },
+    #[error("{0}: in the archive but not in the manifest")]
+    Unlisted(String),
+    #[error("{path}: {error}")]
+    Receipt { path: String, error: super::receipt::ReceiptError },
+}
+
+/// What a sound export archive holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArchiveCheck {
+    pub export_id: String,
+    pub files: usize,
+    pub originals: usize,
+    pub receipts: usize,
+}
+
+/// Check a manifest's text and signature against a public key (hex, or a
+/// file holding it), then the archive's files (path → size and BLAKE3)
+/// against the manifest: every listed file present and unchanged, nothing
+/// unlisted.
+pub fn verify_manifest(
+    manifest: &[u8],
+    signature: &[u8],
+    pubkey: &str,
+    files: &std::collections::BTreeMap<String, (u64, String)>,
+) -> Result<ManifestIn, ManifestError> {
+    use super::key::{parse_public, verify_hex};
+    let m: ManifestIn = serde_json::from_slice(manifest).map_err(|e| ManifestError::Malformed(e.to_string()))?;
+    if m.format != "bodycamd-export/1" {
+        return Err(ManifestError::Malformed(format!("unknown format {:?}", m.format)));
+    }
+    let key = parse_public(pubkey).map_err(|e| ManifestError::Key(e.to_string()))?;
+    let given = hex::encode(key.as_bytes());
+    if m.host_key != given {
+        return Err(ManifestError::OtherKey { named: m.host_key.clone(), given });
+    }
+    let sig = std::str::from_utf8(signature).map_err(|_| ManifestError::BadSignature)?.trim();
+    if !verify_hex(&key, manifest, sig) {
+        return Err(ManifestError::BadSignature);
+    }
+    for f in &m.files {
+        match files.get(&f.path) {
+            None => return Err(ManifestError::Missing(f.path.clone())),
+            Some((size, _)) if *size != f.size => {
+                return Err(ManifestError::Altered {
+                    path: f.path.clone(),
+                    what: format!("{size} bytes, the manifest says {}", f.size),
+                })
+            }
+            Some((_, hash)) if *hash != f.blake3 => {
+                return Err(ManifestError::Altered {
+                    path: f.path.clone(),
+                    what: format!("BLAKE3 {hash}, the manifest says {}", f.blake3),
+                })
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(extra) = files.keys().find(|p| !m.files.iter().any(|f| &f.path == *p)) {
+        return Err(ManifestError::Unlisted(extra.clone()));
+    }
+    Ok(m)
+}
+
+/// Check an export archive as a recipient gets it (`bodycamd receipt verify
+/// EXPORT.tar`): the manifest's signature, every file's size and BLAKE3,
+/// nothing added, and every receipt in it.
+pub fn verify_archive(archive: impl std::io::Read, pubkey: &str) -> Result<ArchiveCheck, ManifestError> {
+    let bad = |e: std::io::Error| ManifestError::Malformed(e.to_string());
+    let mut tar = tar::Archive::new(archive);
+    let (mut manifest, mut signature) = (None, None);
+    let mut files = std::collections::BTreeMap::new();
+    let mut receipts = Vec::new();
+    for entry in tar.entries().map_err(bad)? {
+        let mut entry = entry.map_err(bad)?;
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let path = entry.path().map_err(bad)?.to_string_lossy().into_owned();
+        if path == "manifest.json" || path == "manifest.json.sig" || path.starts_with("receipts/") {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut bytes).map_err(bad)?;
+            match path.as_str() {
+                "manifest.json" => manifest = Some(bytes),
+                "manifest.json.sig" => signature = Some(bytes),
+                _ => {
+                    files.insert(path.clone(), (bytes.len() as u64, blake3::hash(&bytes).to_hex().to_string()));
+                    receipts.push((path, bytes));
+                }
+            }
+            continue;
+        }
+        let mut h = Hashing { inner: &mut entry, hasher: blake3::Hasher::new() };
+        let size = std::io::copy(&mut h, &mut std::io::sink()).map_err(bad)?;
+        files.insert(path, (size, h.hasher.finalize().to_hex().to_string()));
+    }
+    let manifest = manifest.ok_or_else(|| ManifestError::Malformed("no manifest.json".into()))?;
+    let signature = signature.ok_or_else(|| ManifestError::Malformed("no manifest.json.sig".into()))?;
+    let m = verify_manifest(&manifest, &signature, pubkey, &files)?;
+    for (path, bytes) in &receipts {
+        super::receipt::verify(bytes, pubkey).map_err(|error| ManifestError::Receipt { path: path.clone(), error })?;
+    }
+    Ok(ArchiveCheck {
+        export_id: m.export["id"].as_str().unwrap_or("").to_string(),
+        files: m.files.len(),
+        originals: files.keys().filter(|p| p.starts_with("originals/")).count(),
+        receipts: receipts.len(),
+    })
+}
