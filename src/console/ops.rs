@@ -89,12 +89,15 @@ pub struct BoardQuery {
     after: Option<String>,
 }
 
-fn board_cursor(s: &str) -> Option<(i64, String, Vec<u8>)> {
-    let mut it = s.splitn(3, ',');
-    let t = it.next()?.parse().ok()?;
-    let st = it.next()?.to_string();
-    let rel = hex::decode(it.next()?).ok()?;
-    Some((t, st, rel))
+fn board_cursor(v: &Option<String>) -> Result<Option<(i64, String, Vec<u8>)>, Problem> {
+    let parse = |s: &str| {
+        let mut it = s.splitn(3, ',');
+        let t = it.next()?.parse().ok()?;
+        let st = it.next()?.to_string();
+        let rel = hex::decode(it.next()?).ok()?;
+        Some((t, st, rel))
+    };
+    v.as_deref().map(|a| parse(a).ok_or_else(|| Problem::bad("bad page cursor"))).transpose()
 }
 
 /// The 24-hour board: files waiting on the docks by time left; late files
@@ -106,10 +109,7 @@ pub async fn board(
 ) -> PageResult {
     let now = to_ms(s.clock.now());
     let warn = s.console.warn_before.as_millis() as i64;
-    let after = match q.after.as_deref() {
-        Some(a) => Some(board_cursor(a).ok_or_else(|| Problem::bad("bad page cursor"))?),
-        None => None,
-    };
+    let after = board_cursor(&q.after)?;
     let see = sees_restricted(&p);
     let (counts, rows, by_station, late) = read(&s, move |c| {
         Ok((
@@ -423,10 +423,7 @@ pub async fn problems(
     Query(q): Query<ProblemsQuery>,
 ) -> PageResult {
     let hide = !sees_restricted(&p);
-    let after = match q.after.as_deref() {
-        Some(a) => Some(board_cursor(a).ok_or_else(|| Problem::bad("bad page cursor"))?),
-        None => None,
-    };
+    let after = board_cursor(&q.after)?;
     let unreadable_after = alert_cursor(&q.unreadable_after)?;
     let (rows, unreadable) = read(&s, move |c| {
         Ok((
