@@ -316,7 +316,8 @@ pub fn render_media_table(rows: &[MediaJson]) -> String {
 pub struct RenditionJson {
     /// `playable` or `thumbnail`.
     pub kind: String,
-    /// `queued`, `running`, `done`, `failed` or `skipped`.
+    /// `queued`, `running`, `done`, `failed`, `skipped`, or `waiting` (a
+    /// recovery waiting for a reference recording).
     pub state: String,
     /// `remux`, `transcode` or `image` once made.
     pub method: Option<String>,
@@ -336,6 +337,12 @@ pub struct RenditionJson {
     pub attempts: u32,
     pub last_error: Option<String>,
     pub created_at: Option<String>,
+    /// A rendition recovered from a cut-short recording: how many video and
+    /// audio frames and seconds, from which byte range of the original, and
+    /// `reference`, the media id of the recording whose codec configuration
+    /// was used.
+    #[schema(value_type = Option<Object>)]
+    pub recovered: Option<serde_json::Value>,
 }
 
 impl RenditionJson {
@@ -362,6 +369,7 @@ impl RenditionJson {
                     attempts: j.attempts,
                     last_error: j.last_error.clone(),
                     created_at: t(r.map(|r| r.created_at)),
+                    recovered: r.and_then(|r| r.recovery.as_deref()).and_then(|j| serde_json::from_str(j).ok()),
                 }
             })
             .collect()
@@ -393,6 +401,24 @@ pub fn render_renditions(rs: &[RenditionJson]) -> String {
             if let Some(v) = v {
                 let _ = writeln!(out, "    {k}: {v}");
             }
+        }
+        if let Some(rec) = &r.recovered {
+            let _ = writeln!(
+                out,
+                "    recovered: {} video and {} audio frames, {:.2} s, from bytes {}..{} of the original ({} skipped)",
+                rec["video_frames"],
+                rec["audio_frames"],
+                rec["seconds"].as_f64().unwrap_or(0.0),
+                rec["bytes_from"],
+                rec["bytes_to"],
+                rec["bytes_skipped"]
+            );
+            if let Some(reference) = rec["reference"].as_str() {
+                let _ = writeln!(out, "    codec configuration from: {reference}");
+            }
+        }
+        if r.state == "waiting" {
+            let _ = writeln!(out, "    waiting: {}", r.last_error.as_deref().unwrap_or("for a reference recording"));
         }
         if r.state == "skipped" {
             let _ = writeln!(out, "    why: {}", r.settings["skip"].as_str().unwrap_or("not needed"));

@@ -114,6 +114,8 @@ fn action_of(method: &str, route: &str) -> String {
         ("GET" | "HEAD", "/api/v1/media/{id}/original") => "media.original",
         ("GET" | "HEAD", "/api/v1/media/{id}/rendition") => "media.rendition",
         ("GET" | "HEAD", "/api/v1/media/{id}/thumbnail") => "media.thumbnail",
+        ("GET", "/api/v1/media/{id}/renditions") => "media.renditions",
+        ("POST", "/api/v1/media/{id}/recover") => "media.recover",
         ("GET", "/api/v1/stations") => "stations.list",
         ("POST", "/api/v1/stations/{station}/retry") => "ingest.retry",
         ("GET", "/api/v1/alerts") => "alerts.list",

@@ -32,6 +32,8 @@ pub const OPERATIONS: &[(&str, &str, &str)] = &[
     ("get", "/api/v1/media/{id}/original", "getOriginal"),
     ("get", "/api/v1/media/{id}/rendition", "getRendition"),
     ("get", "/api/v1/media/{id}/thumbnail", "getThumbnail"),
+    ("get", "/api/v1/media/{id}/renditions", "listRenditions"),
+    ("post", "/api/v1/media/{id}/recover", "recoverMedia"),
     ("get", "/api/v1/media/{id}/receipt", "getReceipt"),
     ("put", "/api/v1/media/{id}/retention", "setRetention"),
     ("post", "/api/v1/media/{id}/holds", "placeHold"),
@@ -146,9 +148,9 @@ fn links(op: &str) -> Vec<(&'static str, &'static str, Value)> {
             ("200", "getOriginal", json!({"id": "$response.body#/media/0/id"})),
             ("200", "getReceipt", json!({"id": "$response.body#/media/0/id"})),
         ],
-        "getMedia" => ["getOriginal", "getReceipt", "getRendition", "getThumbnail"]
+        "getMedia" => ["getOriginal", "getReceipt", "getRendition", "getThumbnail", "listRenditions"]
             .into_iter()
-            .chain(["setRetention", "placeHold", "restoreMedia", "restrictMedia"])
+            .chain(["setRetention", "placeHold", "restoreMedia", "restrictMedia", "recoverMedia"])
             .map(|to| ("200", to, json!({"id": "$response.body#/id"})))
             .collect(),
         "placeHold" => {

@@ -462,3 +462,116 @@ mod tests {
         assert_eq!(content_type(Some("other"), None), "application/octet-stream");
     }
 }
+
+/// An original's renditions: made, queued, waiting or failed, with a
+/// recovered rendition's provenance.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct RenditionsJson {
+    pub media_id: String,
+    pub renditions: Vec<crate::views::RenditionJson>,
+}
+
+async fn renditions_json(s: &ApiState, hex: String) -> Result<RenditionsJson, ApiError> {
+    let (index, dir, h2) = (s.index.clone(), s.renditions.root().to_path_buf(), hex.clone());
+    let renditions = tokio::task::spawn_blocking(move || {
+        index.read(|c| {
+            let (jobs, made) =
+                (crate::index::renditions::jobs_of(c, &h2)?, crate::index::renditions::of_original(c, &h2)?);
+            Ok(crate::views::RenditionJson::join(&jobs, &made, &dir))
+        })
+    })
+    .await??;
+    Ok(RenditionsJson { media_id: hex, renditions })
+}
+
+/// The original's renditions and their state: a recovered rendition of a
+/// cut-short recording says what it holds and which recording supplied the
+/// codec configuration.
+#[utoipa::path(
+    get, path = "/api/v1/media/{id}/renditions", tag = "media",
+    params(("id" = String, Path)),
+    responses((status = 200, body = RenditionsJson), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn renditions(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    PathParams(id): PathParams<String>,
+) -> Result<Response, ApiError> {
+    let (hex, note) = visible_media(&s, &caller, &headers, &id).await?;
+    Ok(with_note(Json(renditions_json(&s, hex).await?), note))
+}
+
+/// `POST /api/v1/media/{id}/recover`: which recording supplies the codec
+/// configuration (absent or null: the camera's most recent complete one).
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecoverBody {
+    /// The media id of a complete H.264/H.265 recording of the same camera.
+    pub reference: Option<String>,
+    pub reason: String,
+}
+
+/// Recover a cut-short recording again, with a reference an admin names
+/// (or the automatic choice): its recovery is queued now.
+#[utoipa::path(
+    post, path = "/api/v1/media/{id}/recover", tag = "media",
+    params(("id" = String, Path)), request_body = RecoverBody,
+    responses((status = 200, body = RenditionsJson), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+               (status = 422, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn recover(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    PathParams(id): PathParams<String>,
+    super::error::JsonBody(body): super::error::JsonBody<RecoverBody>,
+) -> Result<Response, ApiError> {
+    if body.reason.trim().is_empty() || body.reason.chars().count() > 1000 {
+        return Err(ApiError::validation(vec!["reason: must be 1-1000 characters".into()]));
+    }
+    let (hex, mut note) = visible_media(&s, &caller, &headers, &id).await?;
+    let reference = match &body.reference {
+        Some(r) => {
+            let r =
+                media_id_param(r).map_err(|_| ApiError::validation(vec!["reference: must be a media id".into()]))?;
+            // A reference the caller may not see is as unknown as a missing one.
+            let (rhex, _) = visible_media(&s, &caller, &headers, &r.to_hex())
+                .await
+                .map_err(|_| ApiError::validation(vec![format!("reference: no original {}", r.to_hex())]))?;
+            Some(rhex)
+        }
+        None => None,
+    };
+    let (now, h2, reason) = (to_ms(s.clock.now()), hex.clone(), body.reason.clone());
+    let outcome = s
+        .index
+        .call(move |c| {
+            if let Some(r) = &reference {
+                if let Some(why) = crate::index::renditions::unfit_reference(c, r)? {
+                    return Ok(Err(why));
+                }
+            }
+            crate::index::renditions::set_reference(c, &h2, reference.as_deref(), now).map(Ok)
+        })
+        .await?;
+    // The audit entry of this request says what was asked, and why.
+    let asked = format!("reference {}; reason: {reason}", body.reference.as_deref().unwrap_or("automatic"));
+    note.details = Some(match note.details.take() {
+        Some(d) => format!("{d}; {asked}"),
+        None => asked,
+    });
+    match outcome {
+        Err(why) => Err(ApiError::validation(vec![format!("reference: {why}")])),
+        Ok(false) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("{hex} is not a cut-short recording with a recovery to run (or its recovery is running now)"),
+        )),
+        Ok(true) => Ok(with_note(Json(renditions_json(&s, hex).await?), note)),
+    }
+}

@@ -138,7 +138,8 @@ pub fn api_routes(state: ApiState) -> (Router<ApiState>, serde_json::Value) {
         .routes(routes!(media::get))
         .routes(routes!(media::original))
         .routes(routes!(media::rendition))
-        .routes(routes!(media::thumbnail));
+        .routes(routes!(media::thumbnail))
+        .routes(routes!(media::renditions));
     let admin = OpenApiRouter::new()
         .routes(routes!(admin::stations))
         .routes(routes!(admin::retry))
@@ -150,7 +151,8 @@ pub fn api_routes(state: ApiState) -> (Router<ApiState>, serde_json::Value) {
         .routes(routes!(custody::restore))
         .routes(routes!(custody::restrict_media))
         .routes(routes!(custody::restrict_case))
-        .routes(routes!(custody::archive_case));
+        .routes(routes!(custody::archive_case))
+        .routes(routes!(media::recover));
     let auditor = OpenApiRouter::new().routes(routes!(auditlog::list));
     let (router, mut api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(for_roles(&[Role::CaseSystem], case_system))

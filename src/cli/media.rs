@@ -10,6 +10,23 @@ pub enum Command {
     List(ListArgs),
     /// Everything known about one original.
     Show(ShowArgs),
+    /// Recover a cut-short recording again, with the codec configuration of
+    /// a recording you name (default: the camera's most recent complete one).
+    Recover(RecoverArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RecoverArgs {
+    /// The cut-short original (media id).
+    id: String,
+    /// A complete H.264/H.265 recording of the same camera (media id).
+    #[arg(long)]
+    reference: Option<String>,
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Who asks (recorded in the audit log).
+    #[arg(long, default_value = "cli")]
+    by: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -51,6 +68,56 @@ pub fn main(cmd: Command) -> anyhow::Result<i32> {
     match cmd {
         Command::List(a) => list(a),
         Command::Show(a) => show(a),
+        Command::Recover(a) => recover(a),
+    }
+}
+
+fn recover(a: RecoverArgs) -> anyhow::Result<i32> {
+    let cfg = match load_config(&a.config.config) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    for id in std::iter::once(&a.id).chain(a.reference.as_ref()) {
+        if let Err(e) = id.parse::<crate::domain::MediaId>() {
+            eprintln!("error: {e}");
+            return Ok(2);
+        }
+    }
+    let (id, reference, by) = (a.id.clone(), a.reference.clone(), a.by.clone());
+    let now = to_ms(chrono::Utc::now());
+    let outcome = crate::index::write_once(&cfg.index, move |c| {
+        if query::media_get(c, &id)?.is_none() {
+            return Ok(Err(format!("no original with id {id}")));
+        }
+        if let Some(r) = &reference {
+            if let Some(why) = rx::unfit_reference(c, r)? {
+                return Ok(Err(format!("cannot use it as the reference: {why}")));
+            }
+        }
+        if !rx::set_reference(c, &id, reference.as_deref(), now)? {
+            return Ok(Err(format!(
+                "{id} is not a cut-short recording with a recovery to run (or its recovery is running now)"
+            )));
+        }
+        let what = format!("reference {}", reference.as_deref().unwrap_or("automatic"));
+        crate::index::audit::event_by(c, now, &by, "media.recover", Some(&id), Some(what))?;
+        Ok(Ok(()))
+    })?;
+    match outcome {
+        Ok(()) => {
+            println!(
+                "Recovery of {} queued with {} (the daemon takes it within a few seconds; see `bodycamd media show`).",
+                a.id,
+                a.reference
+                    .as_deref()
+                    .map_or("the camera's most recent complete recording".to_string(), |r| format!("reference {r}"))
+            );
+            Ok(0)
+        }
+        Err(why) => {
+            eprintln!("error: {why}");
+            Ok(1)
+        }
     }
 }
 

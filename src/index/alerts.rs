@@ -181,6 +181,41 @@ pub fn open(c: &Db, spec: &AlertSpec, now_ms: i64, hooks: &[String]) -> crate::i
     record_event(c, &alert, "opened", now_ms, hooks).map(Some)
 }
 
+/// Say what is now known about an open alert: set one field of its details
+/// (the alert lists, the API and the console show it). With `event`, the
+/// change is also recorded as a transition that webhooks receive, once per
+/// alert (a second one would repeat its idempotency key).
+#[allow(clippy::too_many_arguments)]
+pub fn annotate(
+    c: &Db,
+    kind: AlertKind,
+    subject: &str,
+    key: &str,
+    value: serde_json::Value,
+    event: Option<&'static str>,
+    now_ms: i64,
+    hooks: &[String],
+) -> crate::index::db::Result<Option<Transition>> {
+    let Some(mut alert) = open_one(c, kind.as_str(), subject)? else {
+        return Ok(None);
+    };
+    if let Some(o) = alert.details.as_object_mut() {
+        o.insert(key.to_string(), value);
+    } else {
+        alert.details = json!({ key: value });
+    }
+    c.prepare_cached("UPDATE alerts SET details = ?2 WHERE id = ?1")?
+        .execute(params![alert.id, alert.details.to_string()])?;
+    let Some(event) = event else { return Ok(None) };
+    let seen: i64 = c
+        .prepare_cached("SELECT count(*) FROM alert_events WHERE alert_id = ?1 AND event = ?2")?
+        .query_row(params![alert.id, event], |r| r.get(0))?;
+    if seen > 0 {
+        return Ok(None);
+    }
+    record_event(c, &alert, event, now_ms, hooks).map(Some)
+}
+
 /// Resolve the open alert of this kind and subject, if any.
 pub fn resolve(
     c: &Db,

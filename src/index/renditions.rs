@@ -27,6 +27,8 @@ pub struct RenditionRow {
     pub width: Option<u32>,
     pub height: Option<u32>,
     pub created_at: i64,
+    /// A recovered rendition's provenance (JSON [`crate::media::recover::Recovery`]).
+    pub recovery: Option<String>,
 }
 
 /// Queue a job (or record why there is none: `state = skipped`), unless
@@ -91,12 +93,12 @@ pub fn requeue_running(c: &Db, host: &str, stale_before: i64, now_ms: i64) -> cr
 /// Record a made rendition and close its job.
 pub fn done(c: &Db, r: &RenditionRow) -> crate::index::db::Result<()> {
     c.prepare_cached(
-        "INSERT INTO renditions (id, original_id, kind, method, mime, size, settings, encoder, duration_secs, width, height, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+        "INSERT INTO renditions (id, original_id, kind, method, mime, size, settings, encoder, duration_secs, width, height, created_at, recovery)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
          ON CONFLICT (original_id, kind) DO UPDATE SET id = excluded.id, method = excluded.method, mime = excluded.mime,
             size = excluded.size, settings = excluded.settings, encoder = excluded.encoder,
             duration_secs = excluded.duration_secs, width = excluded.width, height = excluded.height,
-            created_at = excluded.created_at",
+            created_at = excluded.created_at, recovery = excluded.recovery",
     )?
     .execute(params![
         r.id,
@@ -110,7 +112,8 @@ pub fn done(c: &Db, r: &RenditionRow) -> crate::index::db::Result<()> {
         r.duration_secs,
         r.width,
         r.height,
-        r.created_at
+        r.created_at,
+        r.recovery
     ])?;
     c.prepare_cached(
         "UPDATE rendition_jobs SET state = 'done', last_error = NULL, updated_at = ?3 WHERE original_id = ?1 AND kind = ?2",
@@ -176,11 +179,12 @@ fn row(r: &crate::index::db::Row) -> crate::index::db::Result<RenditionRow> {
         width: r.get(9)?,
         height: r.get(10)?,
         created_at: r.get(11)?,
+        recovery: r.get(12)?,
     })
 }
 
 const COLUMNS: &str =
-    "id, original_id, kind, method, mime, size, settings, encoder, duration_secs, width, height, created_at";
+    "id, original_id, kind, method, mime, size, settings, encoder, duration_secs, width, height, created_at, recovery";
 
 pub fn of_original(c: &Db, original: &str) -> crate::index::db::Result<Vec<RenditionRow>> {
     c.prepare_cached(&format!("SELECT {COLUMNS} FROM renditions WHERE original_id = ?1 ORDER BY kind"))?
@@ -252,11 +256,12 @@ pub struct PlanInputs {
     pub audio_codec: Option<String>,
     pub height: Option<u32>,
     pub probe_error: Option<String>,
+    pub device: Option<String>,
 }
 
 pub fn plan_inputs(c: &Db, id: &str) -> crate::index::db::Result<Option<PlanInputs>> {
     c.prepare_cached(
-        "SELECT kind, container, video_codec, audio_codec, height, probe_error FROM originals WHERE id = ?1",
+        "SELECT kind, container, video_codec, audio_codec, height, probe_error, device FROM originals WHERE id = ?1",
     )?
     .query_row([id], |r| {
         Ok(PlanInputs {
@@ -266,6 +271,7 @@ pub fn plan_inputs(c: &Db, id: &str) -> crate::index::db::Result<Option<PlanInpu
             audio_codec: r.get(3)?,
             height: r.get(4)?,
             probe_error: r.get(5)?,
+            device: r.get(6)?,
         })
     })
     .optional()
@@ -274,4 +280,83 @@ pub fn plan_inputs(c: &Db, id: &str) -> crate::index::db::Result<Option<PlanInpu
 /// An original's duration and kind (to check a rendition against).
 pub fn duration_and_kind(c: &Db, id: &str) -> crate::index::db::Result<(Option<f64>, Option<String>)> {
     c.query_row("SELECT duration_secs, kind FROM originals WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?)))
+}
+
+/// A recovery job that cannot run yet: no recording can supply the codec
+/// configuration. It waits (not counted as outstanding work) until a
+/// complete recording of the same camera arrives or an admin names one.
+pub fn waiting(c: &Db, original: &str, kind: &str, why: &str, now_ms: i64) -> crate::index::db::Result<()> {
+    c.prepare_cached(
+        "UPDATE rendition_jobs SET state = 'waiting', last_error = ?3, updated_at = ?4, next_try = ?4
+         WHERE original_id = ?1 AND kind = ?2",
+    )?
+    .execute(params![original, kind, why, now_ms])?;
+    Ok(())
+}
+
+/// A complete recording of `device` was described: recovery jobs of that
+/// camera waiting for a reference are queued again. Returns how many.
+pub fn wake_waiting(c: &Db, device: &str, now_ms: i64) -> crate::index::db::Result<usize> {
+    c.prepare_cached(
+        "UPDATE rendition_jobs SET state = 'queued', next_try = ?2, updated_at = ?2
+         WHERE state = 'waiting' AND original_id IN (SELECT id FROM originals WHERE device = ?1)",
+    )?
+    .execute(params![device, now_ms])
+}
+
+/// Recordings that may supply the codec configuration for recovering
+/// `original`: complete (read without error) H.264/H.265 videos of the same
+/// camera, the most recent first.
+pub fn reference_candidates(c: &Db, original: &str, limit: u32) -> crate::index::db::Result<Vec<String>> {
+    c.prepare_cached(
+        "SELECT r.id FROM originals o JOIN originals r ON r.device = o.device
+         WHERE o.id = ?1 AND r.id != o.id AND r.kind = 'video' AND r.probe_error IS NULL
+           AND r.video_codec IN ('h264', 'hevc') AND r.described_at IS NOT NULL
+         ORDER BY r.recorded_start DESC, r.id LIMIT ?2",
+    )?
+    .query_map(params![original, limit], |r| r.get(0))?
+    .collect()
+}
+
+/// Why a recording cannot be named as a reference, if it cannot.
+pub fn unfit_reference(c: &Db, reference: &str) -> crate::index::db::Result<Option<String>> {
+    let row: Option<(Option<String>, Option<String>, Option<String>)> = c
+        .query_row("SELECT kind, video_codec, probe_error FROM originals WHERE id = ?1", [reference], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?;
+    Ok(match row {
+        None => Some(format!("no original {reference}")),
+        Some((_, _, Some(e))) => Some(format!("{reference} is not a complete recording itself ({e})")),
+        Some((kind, codec, None))
+            if kind.as_deref() != Some("video") || !matches!(codec.as_deref(), Some("h264" | "hevc")) =>
+        {
+            Some(format!("{reference} is not an H.264 or H.265 video"))
+        }
+        _ => None,
+    })
+}
+
+/// An admin names the reference for recovering `original` (or `None`: pick
+/// one automatically): the recovery is planned again and queued now.
+/// False when `original` has no recovery job.
+pub fn set_reference(c: &Db, original: &str, reference: Option<&str>, now_ms: i64) -> crate::index::db::Result<bool> {
+    let plan: Option<String> = c
+        .query_row("SELECT plan FROM rendition_jobs WHERE original_id = ?1 AND kind = 'playable'", [original], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    let Some(mut plan) = plan.and_then(|p| serde_json::from_str::<serde_json::Value>(&p).ok()) else {
+        return Ok(false);
+    };
+    if plan["method"] != "recover" {
+        return Ok(false);
+    }
+    plan["reference"] = reference.map_or(serde_json::Value::Null, |r| serde_json::Value::from(r));
+    c.prepare_cached(
+        "UPDATE rendition_jobs SET plan = ?2, state = 'queued', attempts = 0, next_try = ?3, last_error = NULL, updated_at = ?3
+         WHERE original_id = ?1 AND kind = 'playable' AND state != 'running'",
+    )?
+    .execute(params![original, plan.to_string(), now_ms])
+    .map(|n| n == 1)
 }

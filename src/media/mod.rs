@@ -13,6 +13,7 @@
 pub mod encode;
 pub mod exif;
 pub mod probe;
+pub mod recover;
 pub mod render;
 pub mod sniff;
 pub mod worker;

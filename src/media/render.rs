@@ -40,8 +40,26 @@ pub struct PlayableSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "task", rename_all = "snake_case")]
 pub enum RenderJob {
-    Playable { input: PathBuf, output: PathBuf, spec: PlayableSpec },
-    Thumbnail { input: PathBuf, output: PathBuf, max_size: u32, heic: bool },
+    Playable {
+        input: PathBuf,
+        output: PathBuf,
+        spec: PlayableSpec,
+    },
+    Thumbnail {
+        input: PathBuf,
+        output: PathBuf,
+        max_size: u32,
+        heic: bool,
+    },
+    /// A playable rendition of a cut-short MP4/MOV, recovered from its
+    /// sample data with the codec configuration of a reference recording
+    /// (media id, stored copy), tried in order until one fits.
+    Recover {
+        input: PathBuf,
+        output: PathBuf,
+        references: Vec<(String, PathBuf)>,
+        spec: PlayableSpec,
+    },
 }
 
 /// What a finished rendition is (checked by reading it back).
@@ -54,6 +72,9 @@ pub struct RenderReport {
     pub audio_codec: Option<String>,
     /// libavcodec's version, and the encoders used.
     pub encoder: String,
+    /// A recovered rendition: what it holds and where it came from.
+    #[serde(default)]
+    pub recovery: Option<super::recover::Recovery>,
 }
 
 fn err(ctx: &'static str) -> impl Fn(ff::Error) -> String {
@@ -67,18 +88,26 @@ pub struct RenderError {
     /// Trying again cannot help: the original itself cannot be read (it
     /// does not open, has no stream to render, no picture decodes).
     pub permanent: bool,
+    /// A recovery found no reference that fits: it can be made once a
+    /// complete recording of the same camera arrives.
+    #[serde(default)]
+    pub waiting: bool,
 }
 
 impl RenderError {
     pub fn permanent(reason: impl Into<String>) -> RenderError {
-        RenderError { reason: reason.into(), permanent: true }
+        RenderError { reason: reason.into(), permanent: true, waiting: false }
+    }
+
+    pub fn waiting(reason: impl Into<String>) -> RenderError {
+        RenderError { reason: reason.into(), permanent: false, waiting: true }
     }
 }
 
 /// Anything else may pass (a full disk, a worker killed): tried again.
 impl From<String> for RenderError {
     fn from(reason: String) -> RenderError {
-        RenderError { reason, permanent: false }
+        RenderError { reason, permanent: false, waiting: false }
     }
 }
 
@@ -501,6 +530,7 @@ pub fn playable(input: &Path, output: &Path, spec: &PlayableSpec) -> Result<Rend
         video_codec: info.video.map(|v| v.codec),
         audio_codec: info.audio.map(|a| a.codec),
         encoder: encoders.join("; "),
+        recovery: None,
     })
 }
 
@@ -637,6 +667,7 @@ fn thumbnail_at(
         video_codec: Some("mjpeg".into()),
         audio_codec: None,
         encoder: format!("{}; mjpeg q=3", libav_version()),
+        recovery: None,
     })
 }
 
@@ -695,7 +726,73 @@ pub fn run_job(job: &RenderJob) -> Result<RenderReport, RenderError> {
             Ok(report)
         }
         RenderJob::Thumbnail { input, output, max_size, heic } => thumbnail(input, output, *max_size, *heic),
+        RenderJob::Recover { input, output, references, spec } => {
+            let report = recover_playable(input, output, references, spec)?;
+            if !moov_before_mdat(output).map_err(|e| e.to_string())? {
+                return Err("the rendition is not fast-start (mdat before moov)".into());
+            }
+            Ok(report)
+        }
     }
+}
+
+/// Recover a cut-short recording with the first reference that fits, then
+/// make it playable: kept as recovered when it is H.264 with AAC (or no
+/// audio), otherwise what a browser cannot play is encoded.
+fn recover_playable(
+    input: &Path,
+    output: &Path,
+    references: &[(String, PathBuf)],
+    spec: &PlayableSpec,
+) -> Result<RenderReport, RenderError> {
+    use super::recover::{recover, RecoverError};
+    if references.is_empty() {
+        return Err(RenderError::waiting(
+            "waiting for a complete recording of the same camera to supply the codec configuration",
+        ));
+    }
+    let recovered = scopeguard(output.with_extension("recovered.mp4"));
+    let mut unfit = Vec::new();
+    for (id, reference) in references {
+        let mut rec = match recover(input, reference, &recovered.0) {
+            Ok(r) => r,
+            Err(RecoverError::NotRecoverable(why)) => {
+                return Err(RenderError::permanent(format!("not recoverable: {why}")))
+            }
+            Err(RecoverError::Unsuitable(why)) => {
+                unfit.push(format!("{}: {why}", &id[..id.len().min(12)]));
+                continue;
+            }
+            Err(RecoverError::Io(e)) => return Err(RenderError::from(e)),
+        };
+        rec.reference = Some(id.clone());
+        let video = if rec.video_codec == "h264" { StreamAction::Copy } else { StreamAction::Encode };
+        let audio = match rec.audio_codec.as_deref() {
+            None => StreamAction::None,
+            Some("aac") => StreamAction::Copy,
+            Some(_) => StreamAction::Encode,
+        };
+        let mut report = if video == StreamAction::Copy && audio != StreamAction::Encode {
+            std::fs::rename(&recovered.0, output).map_err(|e| format!("keeping the recovered rendition: {e}"))?;
+            let info = super::probe::probe_av(output)?;
+            RenderReport {
+                duration_secs: info.duration_secs,
+                width: info.video.as_ref().map(|v| v.width),
+                height: info.video.as_ref().map(|v| v.height),
+                video_codec: info.video.map(|v| v.codec),
+                audio_codec: info.audio.map(|a| a.codec),
+                encoder: format!("{}; recovered, stream copy", libav_version()),
+                recovery: None,
+            }
+        } else {
+            let mut r = playable(&recovered.0, output, &PlayableSpec { video, audio, ..spec.clone() })?;
+            r.encoder = format!("{}; recovered", r.encoder);
+            r
+        };
+        report.recovery = Some(rec);
+        return Ok(report);
+    }
+    Err(RenderError::waiting(format!("no recording of the same camera fits as a reference yet ({})", unfit.join("; "))))
 }
 
 #[cfg(test)]

@@ -126,7 +126,24 @@ pub fn media_alerts(id: &str, d: &Described, inputs: &DescribeInputs, extra: &se
         out.push(AlertSpec {
             kind: AlertKind::MediaUnreadable,
             subject: id.to_string(),
-            details: base(json!({ "reason": e, "kind": d.kind.map(|k| k.as_str()) })),
+            details: base({
+                let mut v = json!({ "reason": e, "kind": d.kind.map(|k| k.as_str()) });
+                let src = crate::rules::renditions::Source {
+                    kind: d.kind.map(|k| k.as_str()).unwrap_or("other"),
+                    container: d.container.as_deref(),
+                    video_codec: d.video_codec.as_deref(),
+                    unreadable: true,
+                    ..Default::default()
+                };
+                if crate::rules::renditions::recoverable(&src) {
+                    v["recovery"] = json!({
+                        "state": "pending",
+                        "reason": "a playable rendition will be recovered from the recorded frames, with the codec \
+                                   configuration of a complete recording from the same camera",
+                    });
+                }
+                v
+            }),
         });
     }
     if d.assessment.is_some_and(|a| a.clock_invalid) {

@@ -57,10 +57,21 @@ pub fn plan(c: &Db, id: &str, cfg: &RenditionConfig, now_ms: i64) -> crate::inde
         audio_codec: acodec,
         height,
         probe_error,
+        device,
     }) = rx::plan_inputs(c, id)?
     else {
         return Ok(());
     };
+    // A complete recording of a camera can supply the codec configuration
+    // its cut-short recordings wait for.
+    if kind == "video" && probe_error.is_none() && matches!(vcodec.as_deref(), Some("h264" | "hevc")) {
+        if let Some(d) = &device {
+            let n = rx::wake_waiting(c, d, now_ms)?;
+            if n > 0 {
+                tracing::info!(device = %d, count = n, "a complete recording arrived: recoveries waiting for a reference are tried again");
+            }
+        }
+    }
     let src = Source {
         kind: &kind,
         container: container.as_deref(),
@@ -74,6 +85,15 @@ pub fn plan(c: &Db, id: &str, cfg: &RenditionConfig, now_ms: i64) -> crate::inde
         transcode_video: cfg.transcode_video,
         transcode_audio: cfg.transcode_audio,
     };
+    if policy::recoverable(&src) {
+        // The thumbnail is planned once the recovered rendition exists.
+        let p = json!({
+            "method": "recover", "reference": null,
+            "max_height": cfg.max_height, "preset": cfg.preset, "crf": cfg.crf, "audio_bitrate": cfg.audio_bitrate,
+        });
+        rx::plan(c, id, "playable", "queued", &p.to_string(), now_ms)?;
+        return Ok(());
+    }
     if matches!(kind.as_str(), "video" | "audio") {
         match policy::playable(&src, &pol) {
             Playable::Make { video, audio, method } => {
@@ -204,6 +224,16 @@ pub fn check(
     if plan["video"] != "none" && r.video_codec.as_deref() != Some("h264") {
         return Err(format!("the rendition's video is {:?}, not H.264", r.video_codec));
     }
+    if let Some(rec) = &r.recovery {
+        // What the recording held decides: audio only if audio was found.
+        if rec.audio_codec.is_some() && r.audio_codec.as_deref() != Some("aac") {
+            return Err(format!("the recovered rendition's audio is {:?}, not AAC", r.audio_codec));
+        }
+        if rec.video_frames == 0 {
+            return Err("the recovered rendition has no frame".into());
+        }
+        return Ok(());
+    }
     if plan["audio"] != "none" && r.audio_codec.as_deref() != Some("aac") {
         return Err(format!("the rendition's audio is {:?}, not AAC", r.audio_codec));
     }
@@ -219,7 +249,23 @@ async fn process(ctx: &Arc<Ctx>, job: Job) {
     let rt = &ctx.renditions;
     let plan: serde_json::Value = serde_json::from_str(&job.plan).unwrap_or_default();
     let Ok(mid) = job.original_id.parse::<crate::domain::MediaId>() else { return };
-    let input = match crate::store::local_async(&ctx.archive, mid).await {
+    // A recovered recording's thumbnail is made from its recovered rendition.
+    let from_rendition = if plan["from"] == "playable" {
+        let (index, id) = (ctx.index.clone(), job.original_id.clone());
+        let row = tokio::task::spawn_blocking(move || index.read(|c| rx::get(c, &id, "playable")))
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .flatten();
+        row.and_then(|r| r.id.parse::<crate::domain::MediaId>().ok())
+    } else {
+        None
+    };
+    let input = match from_rendition {
+        Some(rid) => crate::store::local_async(&rt.store, rid).await,
+        None => crate::store::local_async(&ctx.archive, mid).await,
+    };
+    let input = match input {
         Ok(p) => p,
         Err(e) => {
             // The bucket could not give the original now: not the
@@ -242,17 +288,18 @@ async fn process(ctx: &Arc<Ctx>, job: Job) {
             heic: plan["heic"].as_bool().unwrap_or(false),
         }
     } else {
-        RenderJob::Playable {
-            input,
-            output: output.clone(),
-            spec: PlayableSpec {
-                video: stream_action(&plan["video"]),
-                audio: stream_action(&plan["audio"]),
-                max_height: plan["max_height"].as_u64().unwrap_or(1080) as u32,
-                preset: plan["preset"].as_str().unwrap_or("veryfast").to_string(),
-                crf: plan["crf"].as_u64().unwrap_or(23) as u32,
-                audio_bitrate: plan["audio_bitrate"].as_u64().unwrap_or(128_000) as u32,
-            },
+        let spec = PlayableSpec {
+            video: stream_action(&plan["video"]),
+            audio: stream_action(&plan["audio"]),
+            max_height: plan["max_height"].as_u64().unwrap_or(1080) as u32,
+            preset: plan["preset"].as_str().unwrap_or("veryfast").to_string(),
+            crf: plan["crf"].as_u64().unwrap_or(23) as u32,
+            audio_bitrate: plan["audio_bitrate"].as_u64().unwrap_or(128_000) as u32,
+        };
+        if plan["method"] == "recover" {
+            RenderJob::Recover { input, output: output.clone(), references: references(ctx, &job, &plan).await, spec }
+        } else {
+            RenderJob::Playable { input, output: output.clone(), spec }
         }
     };
     let (index, id) = (ctx.index.clone(), job.original_id.clone());
@@ -293,7 +340,11 @@ async fn process(ctx: &Arc<Ctx>, job: Job) {
                 id: stored.id.to_hex(),
                 original_id: job.original_id.clone(),
                 kind: job.kind.clone(),
-                method: plan["method"].as_str().unwrap_or("transcode").to_string(),
+                method: match (&r.recovery, plan["method"].as_str()) {
+                    (Some(_), _) if r.encoder.contains("stream copy") => "remux".to_string(),
+                    (Some(_), _) => "transcode".to_string(),
+                    (None, m) => m.unwrap_or("transcode").to_string(),
+                },
                 mime: mime.to_string(),
                 size: stored.size,
                 settings: job.plan.clone(),
@@ -302,12 +353,44 @@ async fn process(ctx: &Arc<Ctx>, job: Job) {
                 width: r.width,
                 height: r.height,
                 created_at: now,
+                recovery: r.recovery.as_ref().map(|rec| serde_json::to_string(rec).unwrap_or_default()),
             };
             tracing::info!(
                 media_id = %job.original_id, kind = %job.kind, method = %row.method, rendition = %row.id,
                 secs = started.elapsed().as_secs_f64(), "rendition made"
             );
-            if let Err(e) = ctx.index.call(move |c| rx::done(c, &row)).await {
+            let recovered = r
+                .recovery
+                .clone()
+                .map(|rec| (rec, rt.cfg.thumbnails, rt.cfg.thumbnail_size, ctx.alerting.hooks.clone()));
+            let done = ctx
+                .index
+                .call(move |c| {
+                    rx::done(c, &row)?;
+                    let Some((rec, thumbnails, size, hooks)) = &recovered else { return Ok(None) };
+                    if *thumbnails {
+                        let p = json!({ "method": "image", "max_size": size, "heic": false, "from": "playable" });
+                        rx::plan(c, &row.original_id, "thumbnail", "queued", &p.to_string(), now)?;
+                    }
+                    let mut v = serde_json::to_value(rec).unwrap_or_default();
+                    v["state"] = "recovered".into();
+                    ax::annotate(
+                        c,
+                        AlertKind::MediaUnreadable,
+                        &row.original_id,
+                        "recovery",
+                        v,
+                        Some("recovered"),
+                        now,
+                        hooks,
+                    )
+                })
+                .await;
+            if let Ok(t) = &done {
+                ctx.alerting.committed(&t.iter().cloned().collect::<Vec<_>>());
+                rt.wake.notify_one();
+            }
+            if let Err(e) = done.map(|_| ()) {
                 tracing::error!(error = %e, "recording a rendition failed; it is made again later");
                 // Never leave the job `running`: queue it again.
                 let (id, kind, msg) = (job.original_id.clone(), job.kind.clone(), e.to_string());
@@ -315,7 +398,23 @@ async fn process(ctx: &Arc<Ctx>, job: Job) {
                 let _ = ctx.index.call(move |c| rx::failed(c, &id, &kind, &msg, Some(retry_at), now)).await;
             }
         }
-        Err(RenderError { reason: e, permanent }) => {
+        Err(RenderError { reason, waiting: true, .. }) => {
+            let _ = std::fs::remove_file(&output);
+            tracing::info!(media_id = %job.original_id, reason = %reason, "recovery waits for a reference recording");
+            let (id, kind, hooks) = (job.original_id.clone(), job.kind.clone(), ctx.alerting.hooks.clone());
+            let r = ctx
+                .index
+                .call(move |c| {
+                    rx::waiting(c, &id, &kind, &reason, now)?;
+                    let v = json!({ "state": "waiting", "reason": reason });
+                    ax::annotate(c, AlertKind::MediaUnreadable, &id, "recovery", v, None, now, &hooks)
+                })
+                .await;
+            if let Err(e) = r {
+                tracing::error!(error = %e, "recording a waiting recovery failed");
+            }
+        }
+        Err(RenderError { reason: e, permanent, .. }) => {
             let _ = std::fs::remove_file(&output);
             // An original that cannot be read at all is not tried again.
             let final_failure = permanent || job.attempts >= rt.cfg.max_attempts;
@@ -348,6 +447,34 @@ async fn process(ctx: &Arc<Ctx>, job: Job) {
             }
         }
     }
+}
+
+/// The recordings that may supply the codec configuration for recovering
+/// `job`'s original: the one an admin named, or the camera's most recent
+/// complete recordings; each with its stored copy.
+async fn references(ctx: &Arc<Ctx>, job: &Job, plan: &serde_json::Value) -> Vec<(String, std::path::PathBuf)> {
+    let ids = match plan["reference"].as_str() {
+        Some(r) => vec![r.to_string()],
+        None => {
+            let (index, id) = (ctx.index.clone(), job.original_id.clone());
+            tokio::task::spawn_blocking(move || index.read(|c| rx::reference_candidates(c, &id, 5)))
+                .await
+                .ok()
+                .and_then(|r| r.ok())
+                .unwrap_or_default()
+        }
+    };
+    let mut out = Vec::new();
+    for id in ids {
+        let Ok(mid) = id.parse::<crate::domain::MediaId>() else { continue };
+        match crate::store::local_async(&ctx.archive, mid).await {
+            Ok(p) => out.push((id, p)),
+            Err(e) => {
+                tracing::warn!(media_id = %job.original_id, reference = %id, error = %e, "cannot read a reference recording")
+            }
+        }
+    }
+    out
 }
 
 /// Make renditions until shutdown, one job at a time, yielding to

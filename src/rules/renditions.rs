@@ -99,6 +99,14 @@ pub fn playable(s: &Source<'_>, p: &Policy) -> Playable {
     }
 }
 
+/// Whether an original is a cut-short MP4/MOV whose frames can be
+/// recovered: the describer recognised the container from its first bytes
+/// but libav could not open it (no usable `moov` index), so no stream is
+/// known. Its playable rendition is recovered from the sample data.
+pub fn recoverable(s: &Source<'_>) -> bool {
+    s.kind == "video" && s.unreadable && s.video_codec.is_none() && matches!(s.container, Some("mp4" | "mov" | "3gp"))
+}
+
 /// Whether an original gets a thumbnail.
 pub fn thumbnail(s: &Source<'_>) -> bool {
     matches!(s.kind, "video" | "photo")
