@@ -4,11 +4,19 @@
 //! frame by frame against the complete file with an independent decoder
 //! (`ffmpeg -f framemd5`).
 
+#[path = "common/browser.rs"]
+mod browser;
+mod common;
+
 use std::fs;
 use std::path::Path;
 use std::process::Command;
 
 use bodycamd::media::recover::recover;
+use browser::*;
+use common::*;
+use serde_json::json;
+use std::time::Duration;
 
 struct Camera {
     name: &'static str,
@@ -324,4 +332,192 @@ fn a_reference_of_another_camera_setting_is_refused_and_a_file_without_samples_i
         .arg(&mjpeg));
     let err = recover(&cut, &mjpeg, &dir.path().join("o4.mp4")).unwrap_err();
     assert!(err.to_string().contains("only H.264 and H.265"), "{err}");
+}
+
+// ------------------------------------------------------------ in the daemon
+
+const OPS: &str = "ops-token-for-recovery-tests";
+const CMS: &str = "cms-token-for-recovery-tests";
+
+fn get_json(addr: std::net::SocketAddr, path: &str, token: &str) -> serde_json::Value {
+    let r = call(addr, "GET", path, &format!("Bearer {token}"), None);
+    assert_eq!(r.status, 200, "{path}: {}", String::from_utf8_lossy(&r.body));
+    r.json()
+}
+
+fn playable(addr: std::net::SocketAddr, id: &str) -> serde_json::Value {
+    let r = call(addr, "GET", &format!("/api/v1/media/{id}/renditions"), &format!("Bearer {CMS}"), None);
+    if r.status == 404 {
+        // Not stored yet.
+        return serde_json::Value::Null;
+    }
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let v = r.json();
+    v["renditions"].as_array().unwrap().iter().find(|r| r["kind"] == "playable").cloned().unwrap_or_default()
+}
+
+fn unreadable_alert(h: &Harness, id: &str) -> serde_json::Value {
+    alert(&h.alerts(), "media_unreadable", id, None)
+        .cloned()
+        .unwrap_or_else(|| panic!("no media_unreadable alert for {id}"))
+}
+
+/// A cut recording docked before any complete one of its camera waits;
+/// the camera's next recording supplies the configuration and the frames
+/// are recovered; the API, `media show`, the alert and a real browser show
+/// the result; an admin can name another reference.
+#[test]
+fn a_cut_recording_waits_for_its_camera_is_recovered_and_plays_in_a_browser() {
+    let tokens = format!(
+        "[renditions]\npreset = \"ultrafast\"\n\
+         [[api.tokens]]\nname = \"ops\"\nrole = \"admin\"\ntoken_sha256 = \"{}\"\n\
+         [[api.tokens]]\nname = \"cms\"\nrole = \"case_system\"\ntoken_sha256 = \"{}\"\n",
+        sha256_hex(OPS),
+        sha256_hex(CMS)
+    );
+    let h = Harness::new("", &tokens);
+    let cam = &CAMERAS[0];
+    let work = h.dir.path().join("work");
+    fs::create_dir_all(&work).unwrap();
+    let (full, reference, other) = (work.join("full.mp4"), work.join("ref.mp4"), work.join("other.mp4"));
+    record(cam, &full, "testsrc2", 6);
+    record(cam, &reference, "testsrc", 3);
+    record(cam, &other, "smptebars", 2);
+    let bytes = fs::read(&full).unwrap();
+    let cut = &bytes[..bytes.len() * 3 / 4];
+    let cut_id = blake3_hex(cut);
+    // Docked under a hidden name, then renamed: the dock sees it whole.
+    let dock = |name: &str, data: &[u8]| {
+        let tmp = h.dock.join(format!(".{name}"));
+        fs::write(&tmp, data).unwrap();
+        fs::rename(&tmp, h.dock.join(name)).unwrap();
+    };
+    dock("BC0042_004711_20261130081500_0001.mp4", cut);
+    let mut d = h.spawn_daemon();
+    let addr = d.api_addr();
+    wait_until("the recovery to wait for a reference", Duration::from_secs(60), || {
+        playable(addr, &cut_id)["state"] == "waiting"
+    });
+    let p = playable(addr, &cut_id);
+    assert!(p["last_error"].as_str().unwrap().contains("same camera"), "{p:#}");
+    let a = unreadable_alert(&h, &cut_id);
+    assert_eq!(a["details"]["recovery"]["state"], "waiting", "{a:#}");
+    // The camera's next recording arrives: the recovery runs with it.
+    let ref_bytes = fs::read(&reference).unwrap();
+    let ref_id = blake3_hex(&ref_bytes);
+    dock("BC0042_004711_20261130093000_0002.mp4", &ref_bytes);
+    wait_until("the recovered rendition", Duration::from_secs(90), || playable(addr, &cut_id)["state"] == "done");
+    let p = playable(addr, &cut_id);
+    let rec = &p["recovered"];
+    assert_eq!(rec["reference"], ref_id.as_str(), "{p:#}");
+    assert_eq!(p["method"], "remux", "H.264 with AAC is kept as recovered: {p:#}");
+    let complete = video_packets(&full).iter().filter(|(pos, size)| pos + size <= cut.len() as u64).count() as u64;
+    let frames = rec["video_frames"].as_u64().unwrap();
+    assert!(frames <= complete && frames * 100 >= complete * 95, "{frames} of {complete} frames: {p:#}");
+    assert!(rec["audio_frames"].as_u64().unwrap() > 0 && rec["bytes_to"].as_u64().unwrap() <= cut.len() as u64);
+    // The rendition a case system downloads decodes without an error.
+    let r = http(
+        addr,
+        "GET",
+        &format!("/api/v1/media/{cut_id}/rendition"),
+        &[("Authorization", &format!("Bearer {CMS}"))],
+        None,
+    );
+    assert_eq!(r.status, 200);
+    let got = work.join("recovered.mp4");
+    fs::write(&got, &r.body).unwrap();
+    assert_eq!(frame_hashes(&got).len() as u64, frames);
+    let errs = Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(&got).args(["-f", "null", "-"]).output().unwrap();
+    assert!(errs.status.success() && errs.stderr.is_empty(), "{}", String::from_utf8_lossy(&errs.stderr));
+    // The alert says what was recovered; the thumbnail comes from it.
+    let a = unreadable_alert(&h, &cut_id);
+    assert_eq!(a["details"]["recovery"]["state"], "recovered", "{a:#}");
+    assert_eq!(a["details"]["recovery"]["reference"], ref_id.as_str());
+    wait_until("the thumbnail", Duration::from_secs(60), || {
+        let v = get_json(addr, &format!("/api/v1/media/{cut_id}/renditions"), CMS);
+        v["renditions"].as_array().unwrap().iter().any(|r| r["kind"] == "thumbnail" && r["state"] == "done")
+    });
+    // `media show` says the same in words.
+    let out = h.cmd(&["media", "show", &cut_id]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("recovered: {frames} video")) && text.contains(&ref_id), "{text}");
+
+    // It plays in a real browser, in the console's player.
+    if let Some(driver) = chromedriver() {
+        add_user(&h, "ann", "admin", false);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let b = Browser::start(&driver, addr).await;
+            b.login("ann").await;
+            let src = b
+                .until("the player", &format!("/console/media/{cut_id}"), Duration::from_secs(30), |s| {
+                    s.contains("id=\"player\"")
+                })
+                .await;
+            assert!(src.contains("recovered"), "the media page says the rendition is recovered");
+            let played =
+                b.c.execute_async(
+                    "const done = arguments[arguments.length - 1]; const v = document.getElementById('player');
+                     v.muted = true;
+                     v.play().then(() => setTimeout(() => done({t: v.currentTime, d: v.duration}), 1500))
+                             .catch(e => done({error: String(e)}));",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            assert!(played["t"].as_f64().unwrap_or(0.0) > 0.2, "the recovered video did not play: {played}");
+            b.shot("recovered-player").await;
+            b.c.clone().close().await.unwrap();
+        });
+    }
+
+    // An admin names another recording as the reference: refused when it
+    // is not a complete recording, taken and recovered again when it is.
+    let ops = format!("Bearer {OPS}");
+    let url = format!("/api/v1/media/{cut_id}/recover");
+    let r = call(addr, "POST", &url, &ops, Some(json!({"reference": cut_id, "reason": "use itself"})));
+    assert_eq!(r.status, 422, "{}", String::from_utf8_lossy(&r.body));
+    let r = call(addr, "POST", &url, &ops, Some(json!({"reference": ref_id})));
+    assert_eq!(r.status, 400, "a reason is required: {}", String::from_utf8_lossy(&r.body));
+    let r = call(addr, "POST", &format!("/api/v1/media/{ref_id}/recover"), &ops, Some(json!({"reason": "not cut"})));
+    assert_eq!(r.status, 409, "{}", String::from_utf8_lossy(&r.body));
+    let r = call(addr, "POST", &url, &format!("Bearer {CMS}"), Some(json!({"reason": "x"})));
+    assert_eq!(r.status, 403, "a case system may not: {}", String::from_utf8_lossy(&r.body));
+    let other_bytes = fs::read(&other).unwrap();
+    let other_id = blake3_hex(&other_bytes);
+    dock("BC0042_004711_20261130100000_0003.mp4", &other_bytes);
+    wait_until("the other recording to be described", Duration::from_secs(60), || {
+        h.media().iter().any(|m| m["id"] == other_id.as_str() && m["kind"] == "video")
+    });
+    let r = call(
+        addr,
+        "POST",
+        &url,
+        &ops,
+        Some(json!({"reference": other_id, "reason": "the later clip is the same camera"})),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    wait_until("the recovery with the named reference", Duration::from_secs(60), || {
+        let p = playable(addr, &cut_id);
+        p["state"] == "done" && p["recovered"]["reference"] == other_id.as_str()
+    });
+    // The CLI does the same (back to the automatic choice), and both are audited.
+    let out = h.cmd(&["media", "recover", &cut_id]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = h.cmd(&["media", "recover", &ref_id]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "a complete recording has nothing to recover");
+    wait_until("the automatic recovery again", Duration::from_secs(60), || playable(addr, &cut_id)["state"] == "done");
+    let db = h.db();
+    let recovers: Vec<(String, String, Option<String>)> = db
+        .query_all("SELECT actor, outcome, details FROM audit WHERE action = 'media.recover' ORDER BY id", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
+    let who: Vec<&str> = recovers.iter().map(|r| r.0.as_str()).collect();
+    assert!(who.contains(&"ops") && who.contains(&"cli"), "{recovers:?}");
+    assert!(
+        recovers.iter().any(|r| r.2.as_deref().is_some_and(|d| d.contains("the later clip is the same camera"))),
+        "the reason is audited: {recovers:?}"
+    );
+    d.stop();
 }

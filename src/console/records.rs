@@ -202,12 +202,28 @@ pub async fn media_one(
         .unwrap_or_default();
     let playable = rends.iter().any(|r| r.kind == "playable");
     let thumb = rends.iter().any(|r| r.kind == "thumbnail");
+    // A rendition recovered from a cut-short recording says so, and from what.
+    let recovered: Option<crate::media::recover::Recovery> = rends
+        .iter()
+        .find(|r| r.kind == "playable")
+        .and_then(|r| r.recovery.as_deref())
+        .and_then(|j| serde_json::from_str(j).ok());
     let body = html! {
         @if playable {
             @if m.kind.as_deref() == Some("audio") {
                 audio #player controls preload="metadata" src={ "/console/media/" (id) "/rendition" (r) } {}
             } @else {
                 video #player controls preload="metadata" src={ "/console/media/" (id) "/rendition" (r) } poster=[thumb.then(|| format!("/console/media/{id}/thumbnail{r}"))] {}
+            }
+            @if let Some(rec) = &recovered {
+                p.recovered {
+                    span.pill { "recovered" } " The recording was cut short; this rendition holds the "
+                    (rec.video_frames) " video and " (rec.audio_frames) " audio frames ("
+                    (format!("{:.1}", rec.seconds)) " s) found in bytes " (rec.bytes_from) "–" (rec.bytes_to)
+                    " of the original, decoded with the codec configuration of "
+                    @if let Some(reference) = &rec.reference { a href={ "/console/media/" (reference) } { (&reference[..reference.len().min(16)]) "…" } } @else { "the original itself" }
+                    ". The original is unchanged."
+                }
             }
         } @else if thumb {
             img src={ "/console/media/" (id) "/thumbnail" (r) } alt="thumbnail";

@@ -182,22 +182,17 @@ pub fn open(c: &Db, spec: &AlertSpec, now_ms: i64, hooks: &[String]) -> crate::i
 }
 
 /// Say what is now known about an open alert: set one field of its details
-/// (the alert lists, the API and the console show it). With `event`, the
-/// change is also recorded as a transition that webhooks receive, once per
-/// alert (a second one would repeat its idempotency key).
-#[allow(clippy::too_many_arguments)]
+/// (the alert lists, the API and the console show it). Not a transition:
+/// webhooks are told of openings, acknowledgements and resolutions.
 pub fn annotate(
     c: &Db,
     kind: AlertKind,
     subject: &str,
     key: &str,
     value: serde_json::Value,
-    event: Option<&'static str>,
-    now_ms: i64,
-    hooks: &[String],
-) -> crate::index::db::Result<Option<Transition>> {
+) -> crate::index::db::Result<bool> {
     let Some(mut alert) = open_one(c, kind.as_str(), subject)? else {
-        return Ok(None);
+        return Ok(false);
     };
     if let Some(o) = alert.details.as_object_mut() {
         o.insert(key.to_string(), value);
@@ -206,14 +201,7 @@ pub fn annotate(
     }
     c.prepare_cached("UPDATE alerts SET details = ?2 WHERE id = ?1")?
         .execute(params![alert.id, alert.details.to_string()])?;
-    let Some(event) = event else { return Ok(None) };
-    let seen: i64 = c
-        .prepare_cached("SELECT count(*) FROM alert_events WHERE alert_id = ?1 AND event = ?2")?
-        .query_row(params![alert.id, event], |r| r.get(0))?;
-    if seen > 0 {
-        return Ok(None);
-    }
-    record_event(c, &alert, event, now_ms, hooks).map(Some)
+    Ok(true)
 }
 
 /// Resolve the open alert of this kind and subject, if any.

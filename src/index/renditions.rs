@@ -352,7 +352,7 @@ pub fn set_reference(c: &Db, original: &str, reference: Option<&str>, now_ms: i6
     if plan["method"] != "recover" {
         return Ok(false);
     }
-    plan["reference"] = reference.map_or(serde_json::Value::Null, |r| serde_json::Value::from(r));
+    plan["reference"] = reference.map_or(serde_json::Value::Null, serde_json::Value::from);
     c.prepare_cached(
         "UPDATE rendition_jobs SET plan = ?2, state = 'queued', attempts = 0, next_try = ?3, last_error = NULL, updated_at = ?3
          WHERE original_id = ?1 AND kind = 'playable' AND state != 'running'",

@@ -429,7 +429,7 @@ fn nal(codec: Codec, h: &[u8]) -> Option<Nal> {
                 }
                 2..=4 => Some(Nal { vcl: true, key: false, starts_au: false }),
                 6 | 9 | 10..=12 if ref_idc != 0 => None,
-                6 | 7 | 8 | 9 => Some(Nal { vcl: false, key: false, starts_au: true }),
+                6..=9 => Some(Nal { vcl: false, key: false, starts_au: true }),
                 10..=12 => Some(Nal { vcl: false, key: false, starts_au: false }),
                 _ => None,
             }
@@ -599,7 +599,7 @@ pub fn recover(input: &Path, reference: &Path, output: &Path) -> Result<Recovery
             shown += 1;
             // SAFETY: reading plain fields of a frame the decoder filled.
             let (flags, errors) = unsafe { ((*frame.as_ptr()).flags, (*frame.as_ptr()).decode_error_flags) };
-            if flags & ff::ffi::AV_FRAME_FLAG_CORRUPT as i32 != 0 || errors != 0 {
+            if flags & ff::ffi::AV_FRAME_FLAG_CORRUPT != 0 || errors != 0 {
                 corrupt += 1;
                 if shown == 1 {
                     first_corrupt = true;
@@ -692,7 +692,6 @@ pub fn recover(input: &Path, reference: &Path, output: &Path) -> Result<Recovery
     }
     let _ = vdec.send_eof();
     receive(&mut vdec, &mut rank);
-    drop(receive);
     if shown == 0 {
         return Err(if video.is_empty() {
             RecoverError::NotRecoverable(format!(

@@ -74,7 +74,7 @@ pub struct RenderReport {
     pub encoder: String,
     /// A recovered rendition: what it holds and where it came from.
     #[serde(default)]
-    pub recovery: Option<super::recover::Recovery>,
+    pub recovery: Option<Box<super::recover::Recovery>>,
 }
 
 fn err(ctx: &'static str) -> impl Fn(ff::Error) -> String {
@@ -789,7 +789,7 @@ fn recover_playable(
             r.encoder = format!("{}; recovered", r.encoder);
             r
         };
-        report.recovery = Some(rec);
+        report.recovery = Some(Box::new(rec));
         return Ok(report);
     }
     Err(RenderError::waiting(format!("no recording of the same camera fits as a reference yet ({})", unfit.join("; "))))

@@ -359,38 +359,25 @@ async fn process(ctx: &Arc<Ctx>, job: Job) {
                 media_id = %job.original_id, kind = %job.kind, method = %row.method, rendition = %row.id,
                 secs = started.elapsed().as_secs_f64(), "rendition made"
             );
-            let recovered = r
-                .recovery
-                .clone()
-                .map(|rec| (rec, rt.cfg.thumbnails, rt.cfg.thumbnail_size, ctx.alerting.hooks.clone()));
+            let recovered = r.recovery.clone().map(|rec| (rec, rt.cfg.thumbnails, rt.cfg.thumbnail_size));
             let done = ctx
                 .index
                 .call(move |c| {
                     rx::done(c, &row)?;
-                    let Some((rec, thumbnails, size, hooks)) = &recovered else { return Ok(None) };
+                    let Some((rec, thumbnails, size)) = &recovered else { return Ok(()) };
                     if *thumbnails {
                         let p = json!({ "method": "image", "max_size": size, "heic": false, "from": "playable" });
                         rx::plan(c, &row.original_id, "thumbnail", "queued", &p.to_string(), now)?;
                     }
                     let mut v = serde_json::to_value(rec).unwrap_or_default();
                     v["state"] = "recovered".into();
-                    ax::annotate(
-                        c,
-                        AlertKind::MediaUnreadable,
-                        &row.original_id,
-                        "recovery",
-                        v,
-                        Some("recovered"),
-                        now,
-                        hooks,
-                    )
+                    ax::annotate(c, AlertKind::MediaUnreadable, &row.original_id, "recovery", v).map(|_| ())
                 })
                 .await;
-            if let Ok(t) = &done {
-                ctx.alerting.committed(&t.iter().cloned().collect::<Vec<_>>());
+            if done.is_ok() {
                 rt.wake.notify_one();
             }
-            if let Err(e) = done.map(|_| ()) {
+            if let Err(e) = done {
                 tracing::error!(error = %e, "recording a rendition failed; it is made again later");
                 // Never leave the job `running`: queue it again.
                 let (id, kind, msg) = (job.original_id.clone(), job.kind.clone(), e.to_string());
@@ -401,13 +388,13 @@ async fn process(ctx: &Arc<Ctx>, job: Job) {
         Err(RenderError { reason, waiting: true, .. }) => {
             let _ = std::fs::remove_file(&output);
             tracing::info!(media_id = %job.original_id, reason = %reason, "recovery waits for a reference recording");
-            let (id, kind, hooks) = (job.original_id.clone(), job.kind.clone(), ctx.alerting.hooks.clone());
+            let (id, kind) = (job.original_id.clone(), job.kind.clone());
             let r = ctx
                 .index
                 .call(move |c| {
                     rx::waiting(c, &id, &kind, &reason, now)?;
                     let v = json!({ "state": "waiting", "reason": reason });
-                    ax::annotate(c, AlertKind::MediaUnreadable, &id, "recovery", v, None, now, &hooks)
+                    ax::annotate(c, AlertKind::MediaUnreadable, &id, "recovery", v)
                 })
                 .await;
             if let Err(e) = r {
