@@ -19,6 +19,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("naming", naming),
     ("exif", exif),
     ("mp4_boxes", mp4_boxes),
+    ("recover_walk", recover_walk),
     ("worker_replies", worker_replies),
     ("http_headers", http_headers),
     ("receipt", receipt),
@@ -69,6 +70,23 @@ pub fn mp4_boxes(data: &[u8]) {
     let verdict = crate::media::probe::boxes_complete(std::io::Cursor::new(data), data.len() as u64);
     if let Some(why) = verdict {
         assert!(why.starts_with("truncated") || why.starts_with("damaged"), "{why}");
+    }
+}
+
+/// Recovering a cut-short recording: finding `mdat` in what may be any
+/// bytes, and walking sample data for H.264/H.265 access units (the first
+/// byte picks the codec and NAL length size). Every unit found lies inside
+/// the data, after the one before it, and is not empty.
+pub fn recover_walk(data: &[u8]) {
+    use crate::media::recover::{mdat_range, video_units};
+    if let Ok(Some((start, end))) = mdat_range(&data, data.len() as u64) {
+        assert!(start <= end && end <= data.len() as u64, "mdat {start}..{end} of {} bytes", data.len());
+    }
+    let Some((&mode, rest)) = data.split_first() else { return };
+    let mut last_end = 0u64;
+    for (at, len, _) in video_units(rest, mode & 1 == 1, [4, 2, 1, 4][usize::from(mode >> 1 & 3)]) {
+        assert!(len > 0 && at >= last_end && at + len <= rest.len() as u64, "unit {at}+{len} after {last_end}");
+        last_end = at + len;
     }
 }
 

@@ -338,6 +338,7 @@ fn write_generated_seeds() {
             ("POST", p) if p.ends_with("/ack") || p.ends_with("/archive") => (Admin, r#"{"note":"seen"}"#.into()),
             ("POST", p) if p.ends_with("/retry") => (Admin, r#"{"path":"CAM1/a.mp4"}"#.into()),
             ("POST", p) if p.ends_with("/restore") => (Admin, r#"{"reason":"deleted by mistake"}"#.into()),
+            ("POST", p) if p.ends_with("/recover") => (Admin, format!(r#"{{"reference":"{}","reason":"same camera"}}"#, "cd".repeat(32))),
             ("GET", "/api/v1/media") => (CaseSystem, "officer=004711&from=2026-11-26T00:00:00Z&to=2026-11-27T00:00:00Z&limit=10".into()),
             ("GET", "/api/v1/audit") => (Auditor, "actor=fuzz-admin&limit=5".into()),
             ("GET", "/api/v1/alerts") => (Admin, "state=open&kind=overdue".into()),

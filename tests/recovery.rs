@@ -92,10 +92,10 @@ fn video_packets(path: &Path) -> Vec<(u64, u64)> {
     String::from_utf8(out)
         .unwrap()
         .lines()
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            let (a, b) = l.split_once(',').unwrap();
-            (b.trim().parse().unwrap(), a.trim().parse().unwrap())
+        .filter_map(|l| {
+            let mut f = l.split(',').map(str::trim);
+            let (size, pos) = (f.next()?.parse().ok()?, f.next()?.parse().ok()?);
+            Some((pos, size))
         })
         .collect()
 }
@@ -105,7 +105,7 @@ fn video_pts(path: &Path) -> Vec<i64> {
     let out = run(Command::new("ffprobe")
         .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts", "-of", "csv=p=0"])
         .arg(path));
-    String::from_utf8(out).unwrap().lines().filter(|l| !l.is_empty()).map(|l| l.trim().parse().unwrap()).collect()
+    String::from_utf8(out).unwrap().lines().filter_map(|l| l.trim().trim_end_matches(',').parse().ok()).collect()
 }
 
 /// Decoded video frames, hashed, in presentation order: (pts, md5).
@@ -520,4 +520,71 @@ fn a_cut_recording_waits_for_its_camera_is_recovered_and_plays_in_a_browser() {
         "the reason is audited: {recovers:?}"
     );
     d.stop();
+}
+
+/// The frames of `out` are the first `n` frames (in decode order) of
+/// `full`, shown in presentation order, bit for bit.
+fn assert_first_frames(full: &Path, out: &Path, what: &str) -> usize {
+    let got = frame_hashes(out);
+    let pts = video_pts(full);
+    let hashes = frame_hashes(full);
+    let mut all = pts.clone();
+    all.sort_unstable();
+    let mut want_pts = pts[..got.len()].to_vec();
+    want_pts.sort_unstable();
+    let want: Vec<&str> = want_pts.iter().map(|p| hashes[all.binary_search(p).unwrap()].1.as_str()).collect();
+    let got_h: Vec<&str> = got.iter().map(|(_, h)| h.as_str()).collect();
+    assert_eq!(got_h, want, "{what}: pictures differ");
+    let errs = Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(out).args(["-f", "null", "-"]).output().unwrap();
+    assert!(errs.status.success() && errs.stderr.is_empty(), "{what}: {}", String::from_utf8_lossy(&errs.stderr));
+    got.len()
+}
+
+/// An MP4 whose last fragment is cut and a transport stream cut inside a
+/// packet still open in libav; their renditions leave out what the cut
+/// spoiled and say what they hold.
+#[test]
+fn a_cut_fragmented_mp4_and_a_cut_transport_stream_are_salvaged_without_spoiled_frames() {
+    use bodycamd::media::render::{playable, PlayableSpec, StreamAction};
+    let dir = tempfile::tempdir().unwrap();
+    let full = dir.path().join("full.mp4");
+    record(&CAMERAS[0], &full, "testsrc2", 6);
+    let frag = dir.path().join("frag.mp4");
+    let ts = dir.path().join("full.ts");
+    for (out, extra) in [(&frag, &["-movflags", "+frag_keyframe+empty_moov"][..]), (&ts, &[][..])] {
+        run(Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(&full).args(["-c", "copy"]).args(extra).arg(out));
+    }
+    let spec = PlayableSpec {
+        video: StreamAction::Copy,
+        audio: StreamAction::Copy,
+        max_height: 1080,
+        preset: "ultrafast".into(),
+        crf: 23,
+        audio_bitrate: 96_000,
+        salvage: true,
+    };
+    for src in [&frag, &ts] {
+        let bytes = fs::read(src).unwrap();
+        let packets = video_packets(src);
+        for (k, cut) in [bytes.len() * 2 / 3, bytes.len() * 4 / 5 + 77].into_iter().enumerate() {
+            let what = format!("{} cut at {cut}", src.display());
+            let cut_file = dir.path().join(format!("cut{k}.{}", src.extension().unwrap().to_string_lossy()));
+            fs::write(&cut_file, &bytes[..cut]).unwrap();
+            let d = bodycamd::media::describe_file(&cut_file);
+            assert!(d.probe_error.as_deref().is_some_and(|e| e.starts_with("truncated")), "{what}: {d:?}");
+            let out = dir.path().join(format!("salvaged{k}.mp4"));
+            let r = playable(&cut_file, &out, &spec).unwrap_or_else(|e| panic!("{what}: {e}"));
+            let rec = r.recovery.expect("a salvaged rendition reports what it holds");
+            let n = assert_first_frames(src, &out, &what);
+            assert_eq!(n as u64, rec.video_frames, "{what}");
+            // Frames whole before the cut: a sample that ends before it (an
+            // MP4), a PES whose next one of the stream starts before it (TS).
+            let whole = packets
+                .windows(2)
+                .filter(|w| if src == &ts { w[1].0 <= cut as u64 } else { w[0].0 + w[0].1 <= cut as u64 })
+                .count();
+            assert!(n <= whole + 1 && n * 100 >= whole * 95, "{what}: {n} frames of {whole}");
+            assert!(rec.audio_frames > 0 && rec.bytes_to <= cut as u64, "{what}: {rec:?}");
+        }
+    }
 }

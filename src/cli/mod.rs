@@ -71,12 +71,59 @@ enum Command {
     Simulate(simulate::Args),
     /// Run the daemon against a simulated docking station and show the result.
     Demo(demo::Args),
+    /// Recover the frames of a cut-short MP4/MOV file (no index) into a
+    /// playable MP4, with the codec configuration of a complete recording
+    /// of the same camera. Reads only the files given; writes OUT.
+    RecoverFile(RecoverFileArgs),
     /// (internal) Describe files for the daemon, one JSON request per line.
     #[command(hide = true)]
     ProbeWorker,
     /// (internal) Make one rendition for the daemon (a JSON job on stdin).
     #[command(hide = true)]
     RenderWorker,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct RecoverFileArgs {
+    /// The cut-short recording.
+    cut: PathBuf,
+    /// Where to write the recovered MP4 (an existing file is not replaced).
+    out: PathBuf,
+    /// A complete recording of the same camera.
+    #[arg(long)]
+    reference: PathBuf,
+    /// Print what was recovered as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn recover_file(a: RecoverFileArgs) -> anyhow::Result<i32> {
+    if a.out.exists() {
+        eprintln!("error: {} exists; give a new file", a.out.display());
+        return Ok(2);
+    }
+    let started = std::time::Instant::now();
+    match crate::media::recover::recover(&a.cut, &a.reference, &a.out) {
+        Ok(r) => {
+            let secs = started.elapsed().as_secs_f64();
+            if a.json {
+                let mut v = serde_json::to_value(&r)?;
+                v["elapsed_secs"] = secs.into();
+                println!("{v}");
+            } else {
+                println!(
+                    "recovered {} video and {} audio frames ({:.2} s) from bytes {}..{} in {secs:.2} s ({} bytes skipped, {} access units left out) into {}",
+                    r.video_frames, r.audio_frames, r.seconds, r.bytes_from, r.bytes_to, r.bytes_skipped, r.undecodable, a.out.display()
+                );
+            }
+            Ok(0)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&a.out);
+            eprintln!("error: {e}");
+            Ok(1)
+        }
+    }
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -131,7 +178,11 @@ pub fn main() -> i32 {
         Err(code) => return code,
     };
     match cli.command {
-        Command::Simulate(_) | Command::Demo(_) | Command::ProbeWorker | Command::RenderWorker => exec_media(),
+        Command::Simulate(_)
+        | Command::Demo(_)
+        | Command::RecoverFile(_)
+        | Command::ProbeWorker
+        | Command::RenderWorker => exec_media(),
         other => finish(common(other)),
     }
 }
@@ -145,6 +196,7 @@ pub fn media_main() -> i32 {
     let result = match cli.command {
         Command::Simulate(a) => simulate::main(a),
         Command::Demo(a) => demo::main(a),
+        Command::RecoverFile(a) => recover_file(a),
         Command::RenderWorker => {
             let stdin = std::io::stdin().lock();
             let stdout = std::io::stdout().lock();
@@ -191,9 +243,11 @@ fn common(command: Command) -> anyhow::Result<i32> {
         Command::Receipt(c) => custody::receipt_main(c),
         Command::Retention(c) => custody::retention_main(c),
         Command::User(c) => user::main(c),
-        Command::Simulate(_) | Command::Demo(_) | Command::ProbeWorker | Command::RenderWorker => {
-            Err(anyhow::anyhow!("{MEDIA_EXE} runs this command"))
-        }
+        Command::Simulate(_)
+        | Command::Demo(_)
+        | Command::RecoverFile(_)
+        | Command::ProbeWorker
+        | Command::RenderWorker => Err(anyhow::anyhow!("{MEDIA_EXE} runs this command")),
     }
 }
 

@@ -129,7 +129,23 @@ pub fn probe_av(path: &Path) -> Result<AvInfo, String> {
         // No sample index (MP3, WAV, TS, AVI without idx1): read the packets.
         IndexCheck::NoIndex => scan_packets(&mut ictx, &time_bases, info.duration_secs),
     };
+    if info.problem.is_none() && info.container == "mpegts" {
+        info.problem = ts_cut(file_size);
+    }
     Ok(info)
+}
+
+/// An MPEG transport stream is a sequence of 188-byte packets (192 with
+/// the timecode prefix of M2TS): a length that is neither means the
+/// recording or the copy stopped inside a packet.
+pub fn ts_cut(file_size: u64) -> Option<String> {
+    (file_size % 188 != 0 && file_size % 192 != 0).then(|| {
+        format!(
+            "truncated: the transport stream ends inside a packet ({} bytes after the last whole 188-byte packet): \
+             the recording or the copy was cut short",
+            file_size % 188
+        )
+    })
 }
 
 /// Walk an MP4/MOV file's top-level boxes: each must end inside the file.

@@ -280,10 +280,30 @@ fn mode(sorted: &[i64]) -> Option<i64> {
     best.map(|(v, _)| v)
 }
 
+/// Bytes read by position: the original (a file), or a buffer (the fuzzer).
+pub trait ReadAt {
+    fn read_at(&self, buf: &mut [u8], at: u64) -> std::io::Result<usize>;
+}
+
+impl ReadAt for File {
+    fn read_at(&self, buf: &mut [u8], at: u64) -> std::io::Result<usize> {
+        FileExt::read_at(self, buf, at)
+    }
+}
+
+impl ReadAt for &[u8] {
+    fn read_at(&self, buf: &mut [u8], at: u64) -> std::io::Result<usize> {
+        let from = usize::try_from(at).unwrap_or(usize::MAX).min(self.len());
+        let n = buf.len().min(self.len() - from);
+        buf[..n].copy_from_slice(&self[from..from + n]);
+        Ok(n)
+    }
+}
+
 /// The sample data of a cut MP4/MOV: where its `mdat` payload starts and
 /// ends (the end of the file when the box's size was never written or
 /// runs past the end). `None` when the file has no `mdat`.
-pub fn mdat_range(f: &File, len: u64) -> std::io::Result<Option<(u64, u64)>> {
+pub fn mdat_range(f: &dyn ReadAt, len: u64) -> std::io::Result<Option<(u64, u64)>> {
     let mut at = 0u64;
     for _ in 0..10_000 {
         if at + 8 > len {
@@ -318,7 +338,7 @@ pub fn mdat_range(f: &File, len: u64) -> std::io::Result<Option<(u64, u64)>> {
 /// A read window over the original, so that walking byte by byte does not
 /// cost a system call per byte.
 struct Window<'a> {
-    f: &'a File,
+    f: &'a dyn ReadAt,
     start: u64,
     buf: Vec<u8>,
 }
@@ -326,7 +346,7 @@ struct Window<'a> {
 const WINDOW: usize = 1 << 20;
 
 impl<'a> Window<'a> {
-    fn new(f: &'a File) -> Self {
+    fn new(f: &'a dyn ReadAt) -> Self {
         Window { f, start: 0, buf: Vec::new() }
     }
 
@@ -506,6 +526,27 @@ impl Walker<'_> {
         }
         Ok(if vcl { Au::Frame { len: q - p, key } } else { Au::No })
     }
+}
+
+/// The video access units a walk finds in `data` (sample data, without
+/// audio): (offset, length, random access), in order. Pure: what the
+/// fuzzer drives.
+pub fn video_units(data: &[u8], hevc: bool, nal_len: usize) -> Vec<(u64, u64, bool)> {
+    let codec = if hevc { Codec::Hevc } else { Codec::H264 };
+    let nal_len = if matches!(nal_len, 1 | 2 | 4) { nal_len } else { 4 };
+    let mut w = Walker { win: Window::new(&data), end: data.len() as u64, codec, nal_len, max_nal: 4 << 20 };
+    let (mut p, mut out) = (0u64, Vec::new());
+    while p < w.end {
+        match w.au(p) {
+            Ok(Au::Frame { len, key }) => {
+                out.push((p, len, key));
+                p += len;
+            }
+            Ok(Au::Cut) | Err(_) => break,
+            Ok(Au::No) => p += 1,
+        }
+    }
+    out
 }
 
 /// One recovered sample: where it is in the original.

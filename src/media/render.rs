@@ -34,6 +34,12 @@ pub struct PlayableSpec {
     pub preset: String,
     pub crf: u32,
     pub audio_bitrate: u32,
+    /// The original is cut short but its container still reads (an MP4
+    /// whose last fragment is cut, a transport stream cut inside a
+    /// packet): leave out the frames the cut spoiled, and report what was
+    /// recovered.
+    #[serde(default)]
+    pub salvage: bool,
 }
 
 /// A rendition job for the render worker.
@@ -481,6 +487,7 @@ pub fn playable(input: &Path, output: &Path, spec: &PlayableSpec) -> Result<Rend
     opts.set("movflags", "+faststart");
     octx.write_header_with(opts).map_err(err("writing the header"))?;
     let mut errors = 0;
+    let mut salvage = spec.salvage.then(|| Salvage::new(input, &ictx));
     loop {
         let mut pkt = ff::Packet::empty();
         match pkt.read(&mut ictx) {
@@ -494,6 +501,19 @@ pub fn playable(input: &Path, output: &Path, spec: &PlayableSpec) -> Result<Rend
                 continue;
             }
         }
+        if !routes.iter().any(|(i, _)| *i == pkt.stream()) {
+            continue;
+        }
+        let pkt = match salvage.as_mut() {
+            // A cut original: each packet is held until the next of its
+            // stream shows it was whole.
+            Some(s) => match s.take(pkt) {
+                Some(p) => p,
+                None => continue,
+            },
+            None => pkt,
+        };
+        let mut pkt = pkt;
         let Some((_, route)) = routes.iter_mut().find(|(i, _)| *i == pkt.stream()) else { continue };
         let itb = ictx.stream(pkt.stream()).map(|s| s.time_base()).unwrap_or(ff::Rational(1, 1));
         match route {
@@ -514,6 +534,7 @@ pub fn playable(input: &Path, output: &Path, spec: &PlayableSpec) -> Result<Rend
         }
     }
     octx.write_trailer().map_err(err("writing the trailer"))?;
+    let salvaged = salvage.map(|s| s.report(&ictx));
     drop(octx);
     let mut encoders = vec![libav_version()];
     if spec.video == StreamAction::Encode {
@@ -523,6 +544,10 @@ pub fn playable(input: &Path, output: &Path, spec: &PlayableSpec) -> Result<Rend
         encoders.push(format!("aac {} kb/s", spec.audio_bitrate / 1000));
     }
     let info = super::probe::probe_av(output)?;
+    let recovery = salvaged.map(|mut r| {
+        r.seconds = info.duration_secs.unwrap_or(0.0);
+        Box::new(r)
+    });
     Ok(RenderReport {
         duration_secs: info.duration_secs,
         width: info.video.as_ref().map(|v| v.width),
@@ -530,8 +555,84 @@ pub fn playable(input: &Path, output: &Path, spec: &PlayableSpec) -> Result<Rend
         video_codec: info.video.map(|v| v.codec),
         audio_codec: info.audio.map(|a| a.codec),
         encoder: encoders.join("; "),
-        recovery: None,
+        recovery,
     })
+}
+
+/// Reading a cut-short original whose container still reads: a packet is
+/// passed on only once the next packet of its stream has been read (so the
+/// last one of each stream, which the cut may have spoiled, is left out),
+/// and only if it is whole (libav marks a sample that ends past the end of
+/// the file corrupt).
+struct Salvage {
+    /// Hold packets back (a transport stream: its last packets may be cut
+    /// inside; an MP4's samples say where they end).
+    hold: bool,
+    held: std::collections::HashMap<usize, ff::Packet>,
+    video: Option<usize>,
+    video_frames: u64,
+    audio_frames: u64,
+    dropped: u64,
+    from: Option<u64>,
+    to: u64,
+    file_size: u64,
+}
+
+impl Salvage {
+    fn new(input: &Path, ictx: &ff::format::context::Input) -> Salvage {
+        Salvage {
+            hold: ictx.format().name().contains("mpegts"),
+            held: Default::default(),
+            video: best_video(ictx),
+            video_frames: 0,
+            audio_frames: 0,
+            dropped: 0,
+            from: None,
+            to: 0,
+            file_size: std::fs::metadata(input).map(|m| m.len()).unwrap_or(0),
+        }
+    }
+
+    fn whole(&self, p: &ff::Packet) -> bool {
+        let end = u64::try_from(p.position()).ok().map(|pos| pos + p.size() as u64);
+        !p.is_corrupt() && end.is_none_or(|e| e <= self.file_size)
+    }
+
+    /// The packet to pass on now, if any.
+    fn take(&mut self, pkt: ff::Packet) -> Option<ff::Packet> {
+        if !self.whole(&pkt) {
+            self.dropped += 1;
+            return None;
+        }
+        let out = if self.hold { self.held.insert(pkt.stream(), pkt)? } else { pkt };
+        if let Ok(pos) = u64::try_from(out.position()) {
+            self.from = Some(self.from.map_or(pos, |f| f.min(pos)));
+            self.to = self.to.max(pos + out.size() as u64);
+        }
+        if Some(out.stream()) == self.video {
+            self.video_frames += 1;
+        } else {
+            self.audio_frames += 1;
+        }
+        Some(out)
+    }
+
+    fn report(self, ictx: &ff::format::context::Input) -> super::recover::Recovery {
+        let codec = |i: Option<usize>| i.and_then(|i| ictx.stream(i)).map(|s| s.parameters().id().name().to_string());
+        super::recover::Recovery {
+            reference: None,
+            video_frames: self.video_frames,
+            audio_frames: self.audio_frames,
+            seconds: 0.0,
+            bytes_from: self.from.unwrap_or(0),
+            bytes_to: self.to,
+            bytes_skipped: 0,
+            undecodable: self.dropped + self.held.len() as u64,
+            frames_damaged: 0,
+            video_codec: codec(self.video).unwrap_or_default(),
+            audio_codec: codec(best_audio(ictx)),
+        }
+    }
 }
 
 /// Make a JPEG thumbnail (at most `max_size` on its longer side) of a
@@ -747,6 +848,12 @@ fn recover_playable(
 ) -> Result<RenderReport, RenderError> {
     use super::recover::{recover, RecoverError};
     if references.is_empty() {
+        // Without sample data no reference can help: say so now.
+        let f = std::fs::File::open(input).map_err(|e| format!("opening the original: {e}"))?;
+        let len = f.metadata().map_err(|e| e.to_string())?.len();
+        if super::recover::mdat_range(&f, len).map_err(|e| e.to_string())?.is_none() {
+            return Err(RenderError::permanent("not recoverable: the file has no mdat box, so no recorded frames"));
+        }
         return Err(RenderError::waiting(
             "waiting for a complete recording of the same camera to supply the codec configuration",
         ));
@@ -801,7 +908,15 @@ mod tests {
     use crate::media::encode::*;
 
     fn spec(video: StreamAction, audio: StreamAction) -> PlayableSpec {
-        PlayableSpec { video, audio, max_height: 1080, preset: "ultrafast".into(), crf: 28, audio_bitrate: 96_000 }
+        PlayableSpec {
+            video,
+            audio,
+            max_height: 1080,
+            preset: "ultrafast".into(),
+            crf: 28,
+            audio_bitrate: 96_000,
+            salvage: false,
+        }
     }
 
     fn clip(dir: &Path, name: &str, format: &'static str, v: Option<VideoCodec>, a: Option<AudioCodec>) -> PathBuf {

@@ -97,9 +97,13 @@ pub fn plan(c: &Db, id: &str, cfg: &RenditionConfig, now_ms: i64) -> crate::inde
     if matches!(kind.as_str(), "video" | "audio") {
         match policy::playable(&src, &pol) {
             Playable::Make { video, audio, method } => {
+                // Cut short, but the container reads: the spoiled frames are
+                // left out and the rendition says what was recovered.
+                let salvage = probe_error.as_deref().is_some_and(|e| e.starts_with("truncated"));
                 let p = json!({
                     "method": method.as_str(), "video": action(video), "audio": action(audio),
                     "max_height": cfg.max_height, "preset": cfg.preset, "crf": cfg.crf, "audio_bitrate": cfg.audio_bitrate,
+                    "salvage": salvage,
                 });
                 rx::plan(c, id, "playable", "queued", &p.to_string(), now_ms)?;
             }
@@ -229,7 +233,7 @@ pub fn check(
         if rec.audio_codec.is_some() && r.audio_codec.as_deref() != Some("aac") {
             return Err(format!("the recovered rendition's audio is {:?}, not AAC", r.audio_codec));
         }
-        if rec.video_frames == 0 {
+        if rec.video_frames + rec.audio_frames == 0 {
             return Err("the recovered rendition has no frame".into());
         }
         return Ok(());
@@ -295,6 +299,7 @@ async fn process(ctx: &Arc<Ctx>, job: Job) {
             preset: plan["preset"].as_str().unwrap_or("veryfast").to_string(),
             crf: plan["crf"].as_u64().unwrap_or(23) as u32,
             audio_bitrate: plan["audio_bitrate"].as_u64().unwrap_or(128_000) as u32,
+            salvage: plan["salvage"].as_bool().unwrap_or(false),
         };
         if plan["method"] == "recover" {
             RenderJob::Recover { input, output: output.clone(), references: references(ctx, &job, &plan).await, spec }
@@ -340,10 +345,11 @@ async fn process(ctx: &Arc<Ctx>, job: Job) {
                 id: stored.id.to_hex(),
                 original_id: job.original_id.clone(),
                 kind: job.kind.clone(),
-                method: match (&r.recovery, plan["method"].as_str()) {
-                    (Some(_), _) if r.encoder.contains("stream copy") => "remux".to_string(),
-                    (Some(_), _) => "transcode".to_string(),
-                    (None, m) => m.unwrap_or("transcode").to_string(),
+                method: match plan["method"].as_str() {
+                    // Recovered from the sample data: copied when it could be.
+                    Some("recover") if r.encoder.contains("stream copy") => "remux".to_string(),
+                    Some("recover") => "transcode".to_string(),
+                    m => m.unwrap_or("transcode").to_string(),
                 },
                 mime: mime.to_string(),
                 size: stored.size,

@@ -107,17 +107,43 @@ impl Browser {
         std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
     }
 
+    /// Find `css` and act on it; when the page replaced the element between
+    /// finding and acting (a live update re-rendered it: a stale element),
+    /// find it again.
+    async fn on_element<F, Fut>(&self, css: &str, act: F)
+    where
+        F: Fn(fantoccini::elements::Element) -> Fut,
+        Fut: std::future::Future<Output = Result<(), fantoccini::error::CmdError>>,
+    {
+        let mut tries = 0;
+        loop {
+            let e = match self.c.find(fantoccini::Locator::Css(css)).await {
+                Ok(e) => e,
+                Err(e) => panic!("{css}: {e}\non the page:\n{}", self.source().await),
+            };
+            match act(e).await {
+                Ok(()) => return,
+                Err(fantoccini::error::CmdError::Standard(w))
+                    if w.error == fantoccini::error::ErrorStatus::StaleElementReference && tries < 20 =>
+                {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("{css}: {e}"),
+            }
+        }
+    }
+
     pub async fn fill(&self, css: &str, text: &str) {
-        let e = self.c.find(fantoccini::Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"));
-        e.clear().await.unwrap();
-        e.send_keys(text).await.unwrap();
+        self.on_element(css, |e| async move {
+            e.clear().await?;
+            e.send_keys(text).await
+        })
+        .await;
     }
 
     pub async fn click(&self, css: &str) {
-        match self.c.find(fantoccini::Locator::Css(css)).await {
-            Ok(e) => e.click().await.unwrap(),
-            Err(e) => panic!("{css}: {e}\non the page:\n{}", self.source().await),
-        }
+        self.on_element(css, |e| async move { e.click().await }).await;
     }
 
     pub async fn login(&self, name: &str) {
