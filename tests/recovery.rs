@@ -402,6 +402,8 @@ fn a_cut_recording_waits_for_its_camera_is_recovered_and_plays_in_a_browser() {
     assert!(p["last_error"].as_str().unwrap().contains("same camera"), "{p:#}");
     let a = unreadable_alert(&h, &cut_id);
     assert_eq!(a["details"]["recovery"]["state"], "waiting", "{a:#}");
+    let receipt_before = call(addr, "GET", &format!("/api/v1/media/{cut_id}/receipt"), &format!("Bearer {CMS}"), None);
+    assert_eq!(receipt_before.status, 200);
     // The camera's next recording arrives: the recovery runs with it.
     let ref_bytes = fs::read(&reference).unwrap();
     let ref_id = blake3_hex(&ref_bytes);
@@ -429,6 +431,17 @@ fn a_cut_recording_waits_for_its_camera_is_recovered_and_plays_in_a_browser() {
     assert_eq!(frame_hashes(&got).len() as u64, frames);
     let errs = Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(&got).args(["-f", "null", "-"]).output().unwrap();
     assert!(errs.status.success() && errs.stderr.is_empty(), "{}", String::from_utf8_lossy(&errs.stderr));
+    // The original and its receipt are as they were.
+    let receipt_after = call(addr, "GET", &format!("/api/v1/media/{cut_id}/receipt"), &format!("Bearer {CMS}"), None);
+    assert_eq!(receipt_after.body, receipt_before.body, "the original's receipt is unchanged");
+    let original = http(
+        addr,
+        "GET",
+        &format!("/api/v1/media/{cut_id}/original"),
+        &[("Authorization", &format!("Bearer {CMS}"))],
+        None,
+    );
+    assert_eq!(blake3_hex(&original.body), cut_id, "the original is unchanged");
     // The alert says what was recovered; the thumbnail comes from it.
     let a = unreadable_alert(&h, &cut_id);
     assert_eq!(a["details"]["recovery"]["state"], "recovered", "{a:#}");
