@@ -492,9 +492,24 @@ pub fn sync_sequence_gaps(
                 "note": "a recording with this sequence number never reached a station; it may have been deleted before docking",
             }),
         };
-        out.extend(open(c, &spec, now_ms, hooks)?);
+        match open(c, &spec, now_ms, hooks)? {
+            Some(t) => out.push(t),
+            // Open already: what is known about it may have changed (a
+            // recording stored late moves the start of its run earlier).
+            None => refresh_details(c, &spec)?,
+        }
     }
     Ok(out)
+}
+
+/// Keep an open alert's details as they are now known.
+fn refresh_details(c: &Db, spec: &AlertSpec) -> crate::index::db::Result<()> {
+    let details = spec.details.to_string();
+    c.prepare_cached(
+        "UPDATE alerts SET details = ?3 WHERE kind = ?1 AND subject = ?2 AND resolved_at IS NULL AND details != ?3",
+    )?
+    .execute(params![spec.kind.as_str(), spec.subject, details])?;
+    Ok(())
 }
 
 /// A webhook delivery that is due.
