@@ -306,7 +306,8 @@ impl ReadAt for &[u8] {
 pub fn mdat_range(f: &dyn ReadAt, len: u64) -> std::io::Result<Option<(u64, u64)>> {
     let mut at = 0u64;
     for _ in 0..10_000 {
-        if at + 8 > len {
+        // A 64-bit box size can carry `at` to the end of the number range.
+        if at.checked_add(8).is_none_or(|e| e > len) {
             break;
         }
         let mut h = [0u8; 16];
