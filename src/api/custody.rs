@@ -137,7 +137,7 @@ pub struct RetentionJson {
     pub expires: Option<String>,
 }
 
-fn need_reason(reason: &str) -> Result<(), ApiError> {
+pub(super) fn need_reason(reason: &str) -> Result<(), ApiError> {
     if reason.trim().is_empty() || reason.chars().count() > 1000 {
         return Err(ApiError::validation(vec!["reason: must be 1-1000 characters".into()]));
     }

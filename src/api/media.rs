@@ -531,9 +531,7 @@ pub async fn recover(
     PathParams(id): PathParams<String>,
     super::error::JsonBody(body): super::error::JsonBody<RecoverBody>,
 ) -> Result<Response, ApiError> {
-    if body.reason.trim().is_empty() || body.reason.chars().count() > 1000 {
-        return Err(ApiError::validation(vec!["reason: must be 1-1000 characters".into()]));
-    }
+    super::custody::need_reason(&body.reason)?;
     let (hex, mut note) = visible_media(&s, &caller, &headers, &id).await?;
     let reference = match &body.reference {
         Some(r) => {

@@ -299,7 +299,8 @@ pub fn waiting(c: &Db, original: &str, kind: &str, why: &str, now_ms: i64) -> cr
 pub fn wake_waiting(c: &Db, device: &str, now_ms: i64) -> crate::index::db::Result<usize> {
     c.prepare_cached(
         "UPDATE rendition_jobs SET state = 'queued', next_try = ?2, updated_at = ?2
-         WHERE state = 'waiting' AND original_id IN (SELECT id FROM originals WHERE device = ?1)",
+         WHERE state = 'waiting'
+           AND EXISTS (SELECT 1 FROM originals o WHERE o.id = rendition_jobs.original_id AND o.device = ?1)",
     )?
     .execute(params![device, now_ms])
 }
@@ -308,12 +309,15 @@ pub fn wake_waiting(c: &Db, device: &str, now_ms: i64) -> crate::index::db::Resu
 /// `original`: complete (read without error) H.264/H.265 videos of the same
 /// camera, the most recent first.
 pub fn reference_candidates(c: &Db, original: &str, limit: u32) -> crate::index::db::Result<Vec<String>> {
-    c.prepare_cached(
-        "SELECT r.id FROM originals o JOIN originals r ON r.device = o.device
-         WHERE o.id = ?1 AND r.id != o.id AND r.kind = 'video' AND r.probe_error IS NULL
-           AND r.video_codec IN ('h264', 'hevc') AND r.described_at IS NOT NULL
-         ORDER BY r.recorded_start DESC, r.id LIMIT ?2",
-    )?
+    // Never a restricted recording: its id would show in the provenance to
+    // callers without the grant.
+    c.prepare_cached(&format!(
+        "SELECT o.id FROM originals cut JOIN originals o ON o.device = cut.device
+         WHERE cut.id = ?1 AND o.id != cut.id AND o.kind = 'video' AND o.probe_error IS NULL
+           AND o.video_codec IN ('h264', 'hevc') AND o.described_at IS NOT NULL AND NOT {}
+         ORDER BY o.recorded_start DESC, o.id LIMIT ?2",
+        crate::index::query::RESTRICTED
+    ))?
     .query_map(params![original, limit], |r| r.get(0))?
     .collect()
 }
@@ -332,6 +336,9 @@ pub fn unfit_reference(c: &Db, reference: &str) -> crate::index::db::Result<Opti
             if kind.as_deref() != Some("video") || !matches!(codec.as_deref(), Some("h264" | "hevc")) =>
         {
             Some(format!("{reference} is not an H.264 or H.265 video"))
+        }
+        _ if crate::index::query::media_restricted(c, reference)? == Some(true) => {
+            Some(format!("{reference} is restricted: its id would show in the provenance of the recovered rendition"))
         }
         _ => None,
     })
