@@ -300,6 +300,85 @@ fn lists_are_paged_and_alerts_and_cases_show_their_history() {
     d.stop();
 }
 
+/// A case's recordings are a list like any other: 55 linked recordings show
+/// 50 and a next page with the other 5, each once, under a count of all of
+/// them; a person without the grant sees neither a restricted one nor it in
+/// the count.
+#[test]
+fn a_cases_recordings_are_paged_and_counted_as_each_person_may_see_them() {
+    let h = harness();
+    h.write_config(PATTERN, &tokens());
+    add_user(&h, "ann", "admin", false);
+    add_user(&h, "rex", "admin", true);
+    let mut ids = Vec::new();
+    for i in 0..55 {
+        let bytes = format!("recording {i} of a busy case").into_bytes();
+        ids.push(blake3_hex(&bytes));
+        std::fs::write(h.dock.join(format!("CAM1_000777_202611300{}{:02}00_{:04}.mp4", i / 60, i % 60, i + 1)), bytes)
+            .unwrap();
+    }
+    let mut d = h.spawn_daemon();
+    let addr = d.api_addr();
+    let db = h.db();
+    wait_until("55 originals", Duration::from_secs(60), || {
+        db.query_all("SELECT count(*) FROM originals", [] as [&dyn bodycamd::index::db::ToValue; 0], |r| {
+            r.get::<_, i64>(0)
+        })
+        .unwrap()[0]
+            == 55
+    });
+    let r = call(
+        addr,
+        "PUT",
+        "/api/v1/cases/K-55",
+        &format!("Bearer {CMS}"),
+        Some(json!({"title": "Busy", "status": "open", "officers": ["000123"]})),
+    );
+    assert!(r.status == 200 || r.status == 201, "{r:?}");
+    for id in &ids {
+        let r = call(addr, "POST", "/api/v1/cases/K-55/media", &format!("Bearer {CMS}"), Some(json!({"media_id": id})));
+        assert_eq!(r.status, 201, "{r:?}");
+    }
+    let secret = &ids[52];
+    let r = call(
+        addr,
+        "PUT",
+        &format!("/api/v1/media/{secret}/restriction"),
+        &format!("Bearer {OPS}"),
+        Some(json!({"restricted": true, "reason": "internal affairs"})),
+    );
+    assert!(r.status < 300, "{r:?}");
+
+    let walk = |who: &str| -> (String, Vec<String>) {
+        let cookie = login(addr, who, PASSWORD).unwrap();
+        let (st, first) = page(addr, "/console/cases/K-55", &cookie);
+        assert_eq!(st, 200, "{first}");
+        let rows = rows_of(&first, "case-media");
+        assert_eq!(rows.len(), 50, "{first}");
+        let next = next_href(&first).expect("a next page of the case's recordings");
+        let (st, second) = page(addr, &next, &cookie);
+        assert_eq!(st, 200, "{second}");
+        assert!(next_href(&second).is_none(), "no third page");
+        let shown: Vec<String> = rows
+            .iter()
+            .chain(&rows_of(&second, "case-media"))
+            .map(|r| r.split("data-media=\"").nth(1).unwrap()[..64].to_string())
+            .collect();
+        (first, shown)
+    };
+    let (first, shown) = walk("ann");
+    assert!(first.contains("Recordings (54)"), "the count leaves the restricted one out: {first}");
+    assert_eq!(shown.len(), 54);
+    assert!(!shown.contains(secret), "ann has no grant");
+    let (first, shown) = walk("rex");
+    assert!(first.contains("Recordings (55)"), "{first}");
+    let unique: std::collections::BTreeSet<_> = shown.iter().collect();
+    assert_eq!((shown.len(), unique.len()), (55, 55), "each recording once");
+    assert_eq!(unique, ids.iter().collect(), "every linked recording");
+    assert!(first.contains("manual by cms"), "how each was linked: {first}");
+    d.stop();
+}
+
 // ---------------------------------------------------------------- browser
 
 /// A 3-second clip (long enough to play and seek in a page).

@@ -136,6 +136,8 @@ pub struct OneQuery {
     msg: Option<String>,
     /// Why a restricted record is opened (people with the grant).
     reason: Option<String>,
+    /// A case's recordings continue after this cursor.
+    after: Option<String>,
 }
 
 /// Whether a person may see an original: `Err(not found)` when it is
@@ -477,22 +479,44 @@ pub async fn case_one(
         }
         _ => {}
     }
+    // The recordings a page at a time, on the (case, start) keyset the
+    // API's media list uses; the count and the links only for what is shown.
+    const PAGE: u32 = 50;
+    let after = match opt(&q.after) {
+        Some(c) => Some(crate::api::media::decode_cursor(&c).map_err(Problem::from)?),
+        None => None,
+    };
+    let mq = MediaQuery { case: Some(id.clone()), after, limit: PAGE, restricted: p.restricted, ..Default::default() };
     let (id2, see) = (id.clone(), p.restricted);
-    let (case, line, rows, links, holds) = read(&s, move |c| {
+    let (case, line, rows, total, links, holds) = read(&s, move |c| {
+        let rows = query::media_page(c, &mq)?;
+        let ids: Vec<String> = rows.iter().map(|m| m.id.clone()).collect();
+        let links = ixcases::media_links_many(c, &ids)?;
+        // Holds on recordings this person may see (a restricted
+        // recording's hold is as invisible as the recording).
+        let hidden = if see { Default::default() } else { query::restricted_in_case(c, &id2)? };
+        let mut holds = screens::holds_of_case(c, &id2)?;
+        holds.retain(|h| !hidden.contains(&h.media_id));
         Ok((
             ixcases::get_case(c, &id2)?,
             screens::case_line_of(c, &id2)?,
-            query::visible_case_rows(c, &id2, see)?,
-            ixcases::case_media(c, &id2)?,
-            screens::holds_of_case(c, &id2)?,
+            rows,
+            query::media_count(c, &MediaQuery { after: None, ..mq })?,
+            links,
+            holds,
         ))
     })
     .await?;
     let (Some(case), Some(line)) = (case, line) else { return Err(Problem::not_found(format!("no case {id:?}"))) };
-    // Holds on recordings this person may see (a restricted recording's
-    // hold is as invisible as the recording).
-    let holds: Vec<_> = holds.into_iter().filter(|h| rows.iter().any(|m| m.id == h.media_id)).collect();
-    let how = |mid: &str| links.iter().find(|l| l.media_id == mid).map(|l| (l.how.clone(), l.linked_by.clone()));
+    let next = (rows.len() as u32 == PAGE)
+        .then(|| rows.last().map(|r| crate::api::media::encode_cursor(r.start_at, &r.id)))
+        .flatten();
+    let how = |mid: &str| {
+        links
+            .get(mid)
+            .and_then(|ls| ls.iter().find(|l| l.case_id == id && l.state == "linked"))
+            .map(|l| (l.how.clone(), l.linked_by.clone()))
+    };
     let admin = p.role == crate::config::Role::Admin;
     let body = html! {
         dl.facts {
@@ -505,7 +529,7 @@ pub async fn case_one(
             dt { "Restricted" } dd { @if line.restricted { span.pill.restricted { "restricted" } " (only people with the grant see it)" } @else { "no" } }
             dt { "Case file" } dd #archive { (archive_state(&line, s.console.case_archive)) }
         }
-        h2 { "Recordings (" (rows.len()) ")" }
+        h2 { "Recordings (" (total) ")" }
         table #case-media {
             thead { tr { th { "Recorded" } th { "Officer" } th { "Device" } th { "Linked" } th {} } }
             tbody {
@@ -524,6 +548,7 @@ pub async fn case_one(
                 }
             }
         }
+        (next_link(&format!("/console/cases/{}", url_part(&id)), &[("reason", reason.clone())], next))
         h2 { "Holds on its recordings (" (holds.len()) ")" }
         @if holds.is_empty() { p.muted { "No legal hold is in force on this case's recordings." } }
         @else {

@@ -726,12 +726,16 @@ pub fn case_restricted(c: &Db, id: &str) -> crate::index::db::Result<Option<bool
     c.prepare_cached("SELECT restricted = 1 FROM cases WHERE id = ?1")?.query_row([id], |r| r.get(0)).optional()
 }
 
-/// One page of originals, by recording start then id.
+/// The FROM and WHERE of a media query (without its keyset position and
+/// limit) and its arguments: one filter for a page and for its count.
 ///
-/// The WHERE clause holds only the filters given, so that SQLite can use
+/// The WHERE clause holds only the filters given, so that the index can use
 /// the (officer | device | station, start_at, id) indexes; `?x IS NULL OR`
 /// guards would force a scan of every original.
-pub fn media_page(c: &Db, q: &MediaQuery) -> crate::index::db::Result<Vec<MediaRow>> {
+fn media_filter(
+    c: &Db,
+    q: &MediaQuery,
+) -> crate::index::db::Result<(String, Vec<String>, Vec<crate::index::db::Value>)> {
     use crate::index::db::Value;
     let mut conds: Vec<String> = Vec::new();
     let mut args: Vec<Value> = Vec::new();
@@ -766,20 +770,39 @@ pub fn media_page(c: &Db, q: &MediaQuery) -> crate::index::db::Result<Vec<MediaR
         conds.push(format!("NOT {RESTRICTED}"));
     }
     conds.push("o.purged_at IS NULL".into());
+    Ok((format!("FROM originals o {join}"), conds, args))
+}
+
+/// One page of originals, by recording start then id.
+pub fn media_page(c: &Db, q: &MediaQuery) -> crate::index::db::Result<Vec<MediaRow>> {
+    use crate::index::db::Value;
+    let (from, mut conds, mut args) = media_filter(c, q)?;
     if let Some((t, id)) = &q.after {
-        let (a, b) = (arg(Value::Int(*t)), arg(Value::Text(id.clone())));
-        conds.push(format!("(o.start_at, o.id) > ({a}, {b})"));
+        args.push(Value::Int(*t));
+        args.push(Value::Text(id.clone()));
+        conds.push(format!("(o.start_at, o.id) > (?{}, ?{})", args.len() - 1, args.len()));
     }
-    let limit = arg(Value::Int(i64::from(q.limit)));
-    let filter = if conds.is_empty() { String::new() } else { format!("WHERE {}", conds.join(" AND ")) };
-    let sql =
-        format!("SELECT {MEDIA_COLUMNS} FROM originals o {join} {filter} ORDER BY o.start_at, o.id LIMIT {limit}");
+    args.push(Value::Int(i64::from(q.limit)));
+    let sql = format!(
+        "SELECT {MEDIA_COLUMNS} {from} WHERE {} ORDER BY o.start_at, o.id LIMIT ?{}",
+        conds.join(" AND "),
+        args.len()
+    );
     let mut rows: Vec<MediaRow> = c
         .prepare_cached(&sql)?
         .query_map(crate::index::db::params_from_iter(args), media_row)?
         .collect::<Result<_, _>>()?;
     attach_sightings(c, &mut rows)?;
     Ok(rows)
+}
+
+/// How many originals a media query matches in all (its keyset position
+/// and limit ignored), as its caller may see them: a case's "Recordings (N)".
+pub fn media_count(c: &Db, q: &MediaQuery) -> crate::index::db::Result<u64> {
+    let (from, conds, args) = media_filter(c, q)?;
+    let sql = format!("SELECT count(*) {from} WHERE {}", conds.join(" AND "));
+    let n: i64 = c.prepare_cached(&sql)?.query_row(crate::index::db::params_from_iter(args), |r| r.get(0))?;
+    Ok(u64::try_from(n).unwrap_or(0))
 }
 
 /// Originals by id, with their sightings, in the order given.
