@@ -338,6 +338,7 @@ fn a_reference_of_another_camera_setting_is_refused_and_a_file_without_samples_i
 
 const OPS: &str = "ops-token-for-recovery-tests";
 const CMS: &str = "cms-token-for-recovery-tests";
+const CHIEF: &str = "chief-token-for-recovery-tests";
 
 fn get_json(addr: std::net::SocketAddr, path: &str, token: &str) -> serde_json::Value {
     let r = call(addr, "GET", path, &format!("Bearer {token}"), None);
@@ -371,9 +372,11 @@ fn a_cut_recording_waits_for_its_camera_is_recovered_and_plays_in_a_browser() {
     let tokens = format!(
         "[renditions]\npreset = \"ultrafast\"\n\
          [[api.tokens]]\nname = \"ops\"\nrole = \"admin\"\ntoken_sha256 = \"{}\"\n\
-         [[api.tokens]]\nname = \"cms\"\nrole = \"case_system\"\ntoken_sha256 = \"{}\"\n",
+         [[api.tokens]]\nname = \"cms\"\nrole = \"case_system\"\ntoken_sha256 = \"{}\"\n\
+         [[api.tokens]]\nname = \"chief\"\nrole = \"admin\"\nrestricted = true\ntoken_sha256 = \"{}\"\n",
         sha256_hex(OPS),
-        sha256_hex(CMS)
+        sha256_hex(CMS),
+        sha256_hex(CHIEF)
     );
     let h = Harness::new("", &tokens);
     let cam = &CAMERAS[0];
@@ -519,7 +522,45 @@ fn a_cut_recording_waits_for_its_camera_is_recovered_and_plays_in_a_browser() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = h.cmd(&["media", "recover", &ref_id]).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "a complete recording has nothing to recover");
-    wait_until("the automatic recovery again", Duration::from_secs(60), || playable(addr, &cut_id)["state"] == "done");
+    wait_until("the automatic recovery again", Duration::from_secs(60), || {
+        let p = playable(addr, &cut_id);
+        p["state"] == "done" && p["recovered"]["reference"] == other_id.as_str()
+    });
+    // A restricted recording is never a reference, named or chosen: its id
+    // would show in the provenance to callers without the grant.
+    let r = call(
+        addr,
+        "PUT",
+        &format!("/api/v1/media/{other_id}/restriction"),
+        &ops,
+        Some(json!({"restricted": true, "reason": "internal affairs"})),
+    );
+    assert!(r.status < 300, "{r:?}");
+    let named = json!({"reference": other_id, "reason": "try the restricted one"});
+    let r = call(addr, "POST", &url, &ops, Some(named.clone()));
+    let text = String::from_utf8_lossy(&r.body).into_owned();
+    assert!(r.status == 422 && text.contains("no original"), "unknown to an admin without the grant: {text}");
+    let r = http(
+        addr,
+        "POST",
+        &url,
+        &[
+            ("Authorization", &format!("Bearer {CHIEF}")),
+            ("Content-Type", "application/json"),
+            ("X-Bodycamd-Reason", "internal affairs review"),
+        ],
+        Some(named.to_string().as_bytes()),
+    );
+    let text = String::from_utf8_lossy(&r.body).into_owned();
+    assert!(r.status == 422 && text.contains("is restricted"), "refused to an admin with the grant too: {text}");
+    let out = h.cmd(&["media", "recover", &cut_id]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_until("the recovery without the restricted recording", Duration::from_secs(60), || {
+        let p = playable(addr, &cut_id);
+        p["state"] == "done" && p["recovered"]["reference"] == ref_id.as_str()
+    });
+    let shown = serde_json::to_string(&get_json(addr, &format!("/api/v1/media/{cut_id}/renditions"), CMS)).unwrap();
+    assert!(!shown.contains(&other_id), "a case system without the grant never sees the restricted id: {shown}");
     let db = h.db();
     let recovers: Vec<(String, String, Option<String>)> = db
         .query_all("SELECT actor, outcome, details FROM audit WHERE action = 'media.recover' ORDER BY id", [], |r| {
