@@ -27,7 +27,7 @@ WORK=$(mktemp -d /tmp/bodycamd-fuzz-XXXXXX)
 PID=""
 cleanup() {
     [ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null || true
-    rm -rf "$WORK"
+    if [ -n "${API_FUZZ_KEEP:-}" ]; then echo "api-fuzz: kept $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT INT TERM
 
@@ -80,8 +80,8 @@ json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
 # The data operations need, so that they get past "no such id": the docked
 # originals, a case with one linked by hand, a hold, an export awaiting
-# approval and one approved (by another person than its requester), and the
-# alerts the corrupt file raised.
+# approval, one approved (by another person than its requester) and one
+# kept for `deny`, and the alerts the corrupt file raised.
 for _ in $(seq 1 200); do
     n=$(api GET "/media?limit=1000" fuzz-cms | json "len(d['media'])")
     [ "$n" -ge 4 ] && break
@@ -107,15 +107,42 @@ done
 HOLD=$(api POST "/media/$FIRST/holds" fuzz-ops '{"reason":"api-fuzz seed"}' | json "d['hold_id']")
 PENDING=$(api POST /exports fuzz-cms "{\"reason\":\"seed\",\"media\":[\"$FIRST\"]}" | json "d['id']")
 APPROVED=$(api POST /exports fuzz-cms "{\"reason\":\"seed\",\"case_id\":\"2026-0457\"}" | json "d['id']")
+UNDECIDED=$(api POST /exports fuzz-cms "{\"reason\":\"seed for deny\",\"media\":[\"$FIRST\"]}" | json "d['id']")
 api POST "/exports/$APPROVED/approve" fuzz-boss '{"note":"seed"}' >/dev/null
 api GET "/exports/$PENDING" fuzz-cms >/dev/null
 api GET "/exports/$APPROVED/download" fuzz-cms >/dev/null
 ALERTS=$(api GET "/alerts?state=all" fuzz-ops | json "' '.join(str(a['id']) for a in d)")
-python3 - "$WORK/seeds.json" "$MEDIA" "$HOLD" "$PENDING $APPROVED" "$ALERTS" "$RENDERED" <<'PY'
+# The recording the simulator cut short (a dead battery), recovered once
+# more by hand (200 only for an original that has something to recover),
+# and the complete H.264/H.265 recordings of its camera that may be named
+# as its reference: recoverMedia gets past 409 and 422 to its real work.
+api GET "/media?limit=1000" fuzz-cms > "$WORK/media.json"
+CUT=""
+for m in $(json "' '.join(m['id'] for m in d['media'] if m['probe_error'])" < "$WORK/media.json"); do
+    for _ in $(seq 1 100); do # 409 while its recovery runs: wait for it
+        code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer fuzz-ops" \
+            -H 'Content-Type: application/json' "$URL/media/$m/recover" -d '{"reason":"api-fuzz seed"}')
+        [ "$code" = 200 ] && { CUT="$CUT $m"; break; }
+        state=$(api GET "/media/$m/renditions" fuzz-cms |
+            json "next((r['state'] for r in d['renditions'] if r['kind'] == 'playable'), 'none')")
+        [ "$state" = running ] || [ "$state" = queued ] || break
+        sleep 0.1
+    done
+done
+[ -n "$CUT" ] || { echo "api-fuzz: the simulated dock has no recoverable recording" >&2; exit 1; }
+REFERENCES=$(python3 -c "
 import json, sys
-out, media, hold, exports, alerts, rendered = sys.argv[1:]
+media, cut = json.load(open(sys.argv[1]))['media'], sys.argv[2].split()
+devices = {m['device'] for m in media if m['id'] in cut}
+print(' '.join(m['id'] for m in media if m['device'] in devices and not m['probe_error']
+               and m['video_codec'] in ('h264', 'hevc')))" "$WORK/media.json" "$CUT")
+python3 - "$WORK/seeds.json" "$MEDIA" "$HOLD" "$PENDING $APPROVED" "$ALERTS" "$RENDERED" "$CUT" "$REFERENCES" \
+    "$UNDECIDED" <<'PY'
+import json, sys
+out, media, hold, exports, alerts, rendered, cut, references, undecided = sys.argv[1:]
 json.dump({"media": media.split(), "case": ["2026-0457"], "hold": [hold], "export": exports.split(),
-           "alert": alerts.split(), "station": ["dock-01"], "rendered": rendered.split()}, open(out, "w"))
+           "alert": alerts.split(), "station": ["dock-01"], "rendered": rendered.split(),
+           "cut": cut.split(), "reference": references.split(), "undecided": [undecided]}, open(out, "w"))
 PY
 
 # Each operation's roles come from the document itself (`x-roles`): every

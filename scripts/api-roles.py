@@ -20,6 +20,14 @@ SAMPLE = {"id": "0" * 64, "media_id": "0" * 64, "case_id": "K-1", "export_id": "
           "station": "dock-01", "hold_id": "1"}
 
 
+# Ids given as fixed values, not drawn: the only original with a recovery
+# to run, and an export kept undecided for `deny`. Every phase then reaches
+# the operation's work (the coverage phase draws ids from the responses it
+# has seen, not from dictionaries, and any other original is a 409 there,
+# any other export already decided or unknown).
+FIXED = {"cut", "undecided"}
+
+
 def operations(doc):
     for path, item in doc["paths"].items():
         for method, op in item.items():
@@ -45,8 +53,12 @@ def binding(path, location, name):
     if location == "path" and name == "id":
         if path.startswith("/api/v1/alerts"):
             return "alert"
+        if path.endswith("/recover"):
+            return "cut"
         return "rendered" if path.endswith(("/rendition", "/thumbnail")) else "media"
-    return {("path", "media_id"): "media", ("path", "case_id"): "case", ("path", "export_id"): "export",
+    if location == "path" and name == "export_id" and path.endswith("/deny"):
+        return "undecided"
+    return {("body", "reference"): "reference", ("path", "media_id"): "media", ("path", "case_id"): "case", ("path", "export_id"): "export",
             ("path", "hold_id"): "hold", ("path", "station"): "station", ("query", "case"): "case",
             ("query", "media"): "media", ("body", "media_id"): "media", ("body", "case_id"): "case",
             ("body", "media[*]"): "media"}.get((location, name))
@@ -85,7 +97,9 @@ def config(doc, seeds, tokens):
             names.append(("body", prop + "[*]" if prop == "media" else prop))
         for location, name in names:
             source = binding(path, location, name)
-            if source and seeds.get(source):
+            if source in FIXED and seeds.get(source):
+                params.append(f"{toml_str(location + '.' + name)} = {toml_str(seeds[source][0])}")
+            elif source and seeds.get(source):
                 params.append(f"{toml_str(location + '.' + name)} = {{ dictionary = {toml_str(source)}, probability = 0.9 }}")
         if params:
             out.append("parameters = { " + ", ".join(params) + " }")
