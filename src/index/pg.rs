@@ -25,6 +25,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0003_compliance.sql"),
     include_str!("migrations/postgres/0004_console_lists.sql"),
     include_str!("migrations/postgres/0005_recovery.sql"),
+    include_str!("migrations/postgres/0006_fewer_indexes.sql"),
 ];
 
 /// Connections in use at most (more requests wait for one).

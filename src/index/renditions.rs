@@ -315,7 +315,7 @@ pub fn reference_candidates(c: &Db, original: &str, limit: u32) -> crate::index:
         "SELECT o.id FROM originals cut JOIN originals o ON o.device = cut.device
          WHERE cut.id = ?1 AND o.id != cut.id AND o.kind = 'video' AND o.probe_error IS NULL
            AND o.video_codec IN ('h264', 'hevc') AND o.described_at IS NOT NULL AND NOT {}
-         ORDER BY o.recorded_start DESC, o.id LIMIT ?2",
+         ORDER BY o.start_at DESC, o.id LIMIT ?2",
         crate::index::query::RESTRICTED
     ))?
     .query_map(params![original, limit], |r| r.get(0))?

@@ -29,6 +29,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0009_compliance.sql"),
     include_str!("migrations/sqlite/0010_console_lists.sql"),
     include_str!("migrations/sqlite/0011_recovery.sql"),
+    include_str!("migrations/sqlite/0012_fewer_indexes.sql"),
 ];
 
 /// Requests per transaction at most.
