@@ -189,9 +189,7 @@ fn tighten_bodies(schemas: &mut Map<String, Value>) {
                 v
             };
             match prop.as_str() {
-                "media_id" | "reference" => {
-                    *s = string(json!({"pattern": MEDIA_ID, "minLength": 64, "maxLength": 64}))
-                }
+                "media_id" | "reference" => *s = string(json!({"pattern": MEDIA_ID, "minLength": 64, "maxLength": 64})),
                 "case_id" => *s = string(json!({"pattern": CASE_ID, "minLength": 1, "maxLength": 128})),
                 "reason" => *s = string(json!({"pattern": r"\S", "minLength": 1, "maxLength": 1000})),
                 "note" if name == "LinkBody" => *s = string(json!({"maxLength": 2000})),
