@@ -123,8 +123,14 @@ impl Browser {
             };
             match act(e).await {
                 Ok(()) => return,
+                // A live update replaced the element between finding and
+                // using it: ChromeDriver says so as a stale reference, or
+                // (when the node went during the command) as an inspector
+                // error that the node "does not belong to the document".
                 Err(fantoccini::error::CmdError::Standard(w))
-                    if w.error == fantoccini::error::ErrorStatus::StaleElementReference && tries < 20 =>
+                    if (w.error == fantoccini::error::ErrorStatus::StaleElementReference
+                        || w.message.contains("does not belong to the document"))
+                        && tries < 20 =>
                 {
                     tries += 1;
                     tokio::time::sleep(Duration::from_millis(100)).await;
