@@ -303,7 +303,7 @@ fn lists_are_paged_and_alerts_and_cases_show_their_history() {
 /// A case's recordings are a list like any other: 55 linked recordings show
 /// 50 and a next page with the other 5, each once, under a count of all of
 /// them; a person without the grant sees neither a restricted one nor it in
-/// the count.
+/// the count. The holds on them page the same way on the retention screen.
 #[test]
 fn a_cases_recordings_are_paged_and_counted_as_each_person_may_see_them() {
     let h = harness();
@@ -338,6 +338,9 @@ fn a_cases_recordings_are_paged_and_counted_as_each_person_may_see_them() {
     for id in &ids {
         let r = call(addr, "POST", "/api/v1/cases/K-55/media", &format!("Bearer {CMS}"), Some(json!({"media_id": id})));
         assert_eq!(r.status, 201, "{r:?}");
+        let hold = json!({"reason": "appeal pending"});
+        let r = call(addr, "POST", &format!("/api/v1/media/{id}/holds"), &format!("Bearer {OPS}"), Some(hold));
+        assert_eq!(r.status, 201, "{r:?}");
     }
     let secret = &ids[52];
     let r = call(
@@ -366,6 +369,30 @@ fn a_cases_recordings_are_paged_and_counted_as_each_person_may_see_them() {
             .collect();
         (first, shown)
     };
+    // The holds in force on the retention screen: the same, a page of
+    // them at a time beside the other lists of that screen.
+    let holds = |who: &str| -> Vec<String> {
+        let cookie = login(addr, who, PASSWORD).unwrap();
+        let (st, first) = page(addr, "/console/retention", &cookie);
+        assert_eq!(st, 200, "{first}");
+        let rows = rows_of(&first, "holds");
+        assert_eq!(rows.len(), 50, "{first}");
+        let at = first.find("data-list=\"holds_before\"").expect("a next page of holds");
+        let href = first[..at].rsplit("href=\"").next().unwrap().split('"').next().unwrap().replace("&amp;", "&");
+        let (st, second) = page(addr, &href, &cookie);
+        assert_eq!(st, 200, "{second}");
+        assert!(!second.contains("data-list=\"holds_before\""), "no third page of holds");
+        rows.iter()
+            .chain(&rows_of(&second, "holds"))
+            .map(|r| r.split("/console/media/").nth(1).unwrap()[..64].to_string())
+            .collect()
+    };
+    let ann_holds = holds("ann");
+    assert_eq!(ann_holds.len(), 54, "{ann_holds:?}");
+    assert!(!ann_holds.contains(secret), "a restricted recording's hold is as hidden as the recording");
+    let rex_holds: std::collections::BTreeSet<_> = holds("rex").into_iter().collect();
+    assert_eq!(rex_holds, ids.iter().cloned().collect(), "every hold once");
+
     let (first, shown) = walk("ann");
     assert!(first.contains("Recordings (54)"), "the count leaves the restricted one out: {first}");
     assert_eq!(shown.len(), 54);

@@ -142,6 +142,18 @@ pub fn bytes(n: u64) -> String {
 
 /// A link to the next page of a list, keeping the other parameters.
 pub fn next_link(path: &str, params: &[(&str, Option<String>)], after: Option<String>) -> Markup {
+    next_link_as(path, params, "after", after, "Next page →")
+}
+
+/// The same for one of several lists on a page: its cursor goes in `key`,
+/// and the link says which list it pages.
+pub fn next_link_as(
+    path: &str,
+    params: &[(&str, Option<String>)],
+    key: &str,
+    after: Option<String>,
+    label: &str,
+) -> Markup {
     let Some(after) = after else { return html! {} };
     let mut q = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in params {
@@ -149,8 +161,8 @@ pub fn next_link(path: &str, params: &[(&str, Option<String>)], after: Option<St
             q.append_pair(k, v);
         }
     }
-    q.append_pair("after", &after);
-    html! { p.pager { a rel="next" href={ (path) "?" (q.finish()) } { "Next page →" } } }
+    q.append_pair(key, &after);
+    html! { p.pager { a rel="next" href={ (path) "?" (q.finish()) } data-list=(key) { (label) } } }
 }
 
 /// A bar chart of percentages (inline SVG: no script, no library).

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Form};
 use maud::html;
 
-use super::html::{at, at_opt, bytes, csrf, next_link, page};
+use super::html::{at, at_opt, bytes, csrf, next_link, next_link_as, page};
 use super::{api_answer, cursor, done, opt, read, time, PageResult, Person, Problem};
 use crate::api::error::{JsonBody, PathParams};
 use crate::api::ApiState;
@@ -632,6 +632,10 @@ pub async fn unlink(
 pub struct RetentionQuery {
     msg: Option<String>,
     after: Option<String>,
+    /// The trash continues before this cursor (trashed_at,id).
+    trash_before: Option<String>,
+    /// Holds in force continue before this cursor (placed_at,id).
+    holds_before: Option<String>,
 }
 
 /// Retention: what expires first, the trash (restore), holds in force.
@@ -640,18 +644,32 @@ pub async fn retention(
     Extension(p): Extension<Person>,
     Query(q): Query<RetentionQuery>,
 ) -> PageResult {
+    const PAGE: u32 = 50;
     let after = cursor(&q.after)?;
+    let trash_before = cursor(&q.trash_before)?;
+    let holds_before = match cursor(&q.holds_before)? {
+        Some((t, id)) => Some((t, id.parse::<i64>().map_err(|_| Problem::bad("bad page cursor"))?)),
+        None => None,
+    };
     let see = p.restricted;
     let (expiring, trash, holds) = read(&s, move |c| {
-        Ok((screens::expiring(c, after, 50, see)?, screens::in_trash(c, 50, see)?, screens::active_holds(c, 50, see)?))
+        Ok((
+            screens::expiring(c, after, PAGE, see)?,
+            screens::in_trash(c, trash_before, PAGE, see)?,
+            screens::active_holds(c, holds_before, PAGE, see)?,
+        ))
     })
     .await?;
     let keep = s.retention_default.as_millis() as i64;
-    let next = (expiring.len() == 50).then(|| expiring.last().map(|e| format!("{},{}", e.retain_from, e.id))).flatten();
+    let full = |n: usize| n == PAGE as usize;
+    let next = full(expiring.len()).then(|| expiring.last().map(|e| format!("{},{}", e.retain_from, e.id))).flatten();
+    let next_trash =
+        full(trash.len()).then(|| trash.last().map(|e| format!("{},{}", e.trashed_at.unwrap_or(0), e.id))).flatten();
+    let next_holds = full(holds.len()).then(|| holds.last().map(|h| format!("{},{}", h.placed_at, h.id))).flatten();
     let body = html! {
         p.muted { "Ordinary recordings are kept " (humantime::format_duration(s.retention_default)) " from their recording; holds, case links and importance keep them longer. Expired recordings go to the trash first, and can be restored from it." }
         h2 { "Expiring first" }
-        table {
+        table #expiring {
             thead { tr { th { "Recording" } th { "Station" } th { "Officer" } th { "Retention from" } th { "Ordinary expiry" } } }
             tbody { @for e in &expiring { tr {
                 td { a href={ "/console/media/" (e.id) } { (e.id.get(..16).unwrap_or(&e.id)) } }
@@ -660,7 +678,7 @@ pub async fn retention(
         }
         (next_link("/console/retention", &[], next))
         h2 { "In the trash" }
-        table {
+        table #trash {
             thead { tr { th { "Recording" } th { "Station" } th { "Trashed" } th {} } }
             tbody { @for e in &trash { tr {
                 td { a href={ "/console/media/" (e.id) } { (e.id.get(..16).unwrap_or(&e.id)) } }
@@ -671,14 +689,16 @@ pub async fn retention(
             } } }
         }
         @if trash.is_empty() { p.muted { "The trash is empty." } }
+        (next_link_as("/console/retention", &[], "trash_before", next_trash, "More of the trash →"))
         h2 { "Holds in force" }
-        table {
+        table #holds {
             thead { tr { th { "#" } th { "Recording" } th { "Reason" } th { "Placed by" } th { "When" } } }
             tbody { @for h in &holds { tr {
                 td { (h.id) } td { a href={ "/console/media/" (h.media_id) } { (h.media_id.get(..16).unwrap_or(&h.media_id)) } }
                 td { (h.reason) } td { (h.placed_by) } td { (at(h.placed_at)) }
             } } }
         }
+        (next_link_as("/console/retention", &[], "holds_before", next_holds, "More holds →"))
     };
     Ok(page(&p, "retention", "Retention and holds", q.msg.as_deref(), body))
 }

@@ -254,14 +254,17 @@ fn expiring_row(r: &crate::index::db::Row) -> Result<Expiring> {
     })
 }
 
-/// Originals in the trash (not purged), most recently trashed first.
-pub fn in_trash(c: &Db, limit: u32, see_restricted: bool) -> Result<Vec<Expiring>> {
+/// Originals in the trash (not purged), most recently trashed first,
+/// before `(trashed_at, id)`.
+pub fn in_trash(c: &Db, before: Option<(i64, String)>, limit: u32, see_restricted: bool) -> Result<Vec<Expiring>> {
     let hide = hide(c, see_restricted)?;
+    let (t, id) = before.unwrap_or((i64::MAX, String::new()));
     c.prepare_cached(&format!(
         "SELECT o.id, o.station, o.officer, o.retain_from, o.trashed_at FROM originals o
-         WHERE o.trashed_at IS NOT NULL AND o.purged_at IS NULL {hide} ORDER BY o.trashed_at DESC LIMIT ?1"
+         WHERE o.trashed_at IS NOT NULL AND o.purged_at IS NULL AND (o.trashed_at, o.id) < (?1, ?2) {hide}
+         ORDER BY o.trashed_at DESC, o.id DESC LIMIT ?3"
     ))?
-    .query_map([i64::from(limit)], expiring_row)?
+    .query_map(params![t, id, i64::from(limit)], expiring_row)?
     .collect()
 }
 
@@ -275,13 +278,16 @@ pub struct HoldRow {
     pub placed_at: i64,
 }
 
-pub fn active_holds(c: &Db, limit: u32, see_restricted: bool) -> Result<Vec<HoldRow>> {
+/// Holds in force, most recently placed first, before `(placed_at, id)`.
+pub fn active_holds(c: &Db, before: Option<(i64, i64)>, limit: u32, see_restricted: bool) -> Result<Vec<HoldRow>> {
     let hide = hide(c, see_restricted)?;
+    let (t, id) = before.unwrap_or((i64::MAX, i64::MAX));
     c.prepare_cached(&format!(
         "SELECT h.id, h.media_id, h.reason, h.placed_by, h.placed_at FROM holds h JOIN originals o ON o.id = h.media_id
-         WHERE h.lifted_at IS NULL {hide} ORDER BY h.placed_at DESC, h.id DESC LIMIT ?1"
+         WHERE h.lifted_at IS NULL AND (h.placed_at, h.id) < (?1, ?2) {hide}
+         ORDER BY h.placed_at DESC, h.id DESC LIMIT ?3"
     ))?
-    .query_map([i64::from(limit)], hold_row)?
+    .query_map(params![t, id, i64::from(limit)], hold_row)?
     .collect()
 }
 
