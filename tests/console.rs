@@ -191,6 +191,13 @@ fn next_href(html: &str) -> Option<String> {
     Some(html[at..].split('"').next()?.replace("&amp;", "&"))
 }
 
+/// The `href` of the next-page link of one list of a page (`data-list`:
+/// `after`, or the key of a second list), unescaped.
+fn list_next(html: &str, key: &str) -> Option<String> {
+    let at = html.find(&format!("data-list=\"{key}\""))?;
+    Some(html[..at].rsplit("href=\"").next()?.split('"').next()?.replace("&amp;", "&"))
+}
+
 /// Every list is a page of an index: 130 files a station refuses (symbolic
 /// links) fill two pages of ingest problems and two of alerts, with no file
 /// shown twice; an alert's own page shows its history; a case's page shows
@@ -303,7 +310,8 @@ fn lists_are_paged_and_alerts_and_cases_show_their_history() {
 /// A case's recordings are a list like any other: 55 linked recordings show
 /// 50 and a next page with the other 5, each once, under a count of all of
 /// them; a person without the grant sees neither a restricted one nor it in
-/// the count. The holds on them page the same way on the retention screen.
+/// the count. The holds on them page the same way, on the case's page and
+/// on the retention screen.
 #[test]
 fn a_cases_recordings_are_paged_and_counted_as_each_person_may_see_them() {
     let h = harness();
@@ -358,10 +366,10 @@ fn a_cases_recordings_are_paged_and_counted_as_each_person_may_see_them() {
         assert_eq!(st, 200, "{first}");
         let rows = rows_of(&first, "case-media");
         assert_eq!(rows.len(), 50, "{first}");
-        let next = next_href(&first).expect("a next page of the case's recordings");
+        let next = list_next(&first, "after").expect("a next page of the case's recordings");
         let (st, second) = page(addr, &next, &cookie);
         assert_eq!(st, 200, "{second}");
-        assert!(next_href(&second).is_none(), "no third page");
+        assert!(list_next(&second, "after").is_none(), "no third page");
         let shown: Vec<String> = rows
             .iter()
             .chain(&rows_of(&second, "case-media"))
@@ -369,36 +377,38 @@ fn a_cases_recordings_are_paged_and_counted_as_each_person_may_see_them() {
             .collect();
         (first, shown)
     };
-    // The holds in force on the retention screen: the same, a page of
-    // them at a time beside the other lists of that screen.
-    let holds = |who: &str| -> Vec<String> {
+    // The holds in force, on the retention screen and on the case's page:
+    // the same, a page of them at a time beside the other lists there.
+    let holds = |who: &str, path: &str, table: &str| -> Vec<String> {
         let cookie = login(addr, who, PASSWORD).unwrap();
-        let (st, first) = page(addr, "/console/retention", &cookie);
+        let (st, first) = page(addr, path, &cookie);
         assert_eq!(st, 200, "{first}");
-        let rows = rows_of(&first, "holds");
+        let rows = rows_of(&first, table);
         assert_eq!(rows.len(), 50, "{first}");
-        let at = first.find("data-list=\"holds_before\"").expect("a next page of holds");
-        let href = first[..at].rsplit("href=\"").next().unwrap().split('"').next().unwrap().replace("&amp;", "&");
+        let href = list_next(&first, "holds_before").expect("a next page of holds");
         let (st, second) = page(addr, &href, &cookie);
         assert_eq!(st, 200, "{second}");
-        assert!(!second.contains("data-list=\"holds_before\""), "no third page of holds");
+        assert!(list_next(&second, "holds_before").is_none(), "no third page of holds");
         rows.iter()
-            .chain(&rows_of(&second, "holds"))
+            .chain(&rows_of(&second, table))
             .map(|r| r.split("/console/media/").nth(1).unwrap()[..64].to_string())
             .collect()
     };
-    let ann_holds = holds("ann");
-    assert_eq!(ann_holds.len(), 54, "{ann_holds:?}");
-    assert!(!ann_holds.contains(secret), "a restricted recording's hold is as hidden as the recording");
-    let rex_holds: std::collections::BTreeSet<_> = holds("rex").into_iter().collect();
-    assert_eq!(rex_holds, ids.iter().cloned().collect(), "every hold once");
+    for (path, table) in [("/console/retention", "holds"), ("/console/cases/K-55", "case-holds")] {
+        let ann_holds = holds("ann", path, table);
+        assert_eq!(ann_holds.len(), 54, "{path}: {ann_holds:?}");
+        assert!(!ann_holds.contains(secret), "{path}: a restricted recording's hold is as hidden as the recording");
+        let rex_holds: std::collections::BTreeSet<_> = holds("rex", path, table).into_iter().collect();
+        assert_eq!(rex_holds, ids.iter().cloned().collect(), "{path}: every hold once");
+    }
 
     let (first, shown) = walk("ann");
     assert!(first.contains("Recordings (54)"), "the count leaves the restricted one out: {first}");
+    assert!(first.contains("Holds on its recordings (54)"), "{first}");
     assert_eq!(shown.len(), 54);
     assert!(!shown.contains(secret), "ann has no grant");
     let (first, shown) = walk("rex");
-    assert!(first.contains("Recordings (55)"), "{first}");
+    assert!(first.contains("Recordings (55)") && first.contains("Holds on its recordings (55)"), "{first}");
     let unique: std::collections::BTreeSet<_> = shown.iter().collect();
     assert_eq!((shown.len(), unique.len()), (55, 55), "each recording once");
     assert_eq!(unique, ids.iter().collect(), "every linked recording");

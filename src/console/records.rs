@@ -138,6 +138,8 @@ pub struct OneQuery {
     reason: Option<String>,
     /// A case's recordings continue after this cursor.
     after: Option<String>,
+    /// The holds on a case's recordings continue before this cursor.
+    holds_before: Option<String>,
 }
 
 /// Whether a person may see an original: `Err(not found)` when it is
@@ -486,27 +488,27 @@ pub async fn case_one(
         Some(c) => Some(crate::api::media::decode_cursor(&c).map_err(Problem::from)?),
         None => None,
     };
+    let holds_before = hold_cursor(&q.holds_before)?;
     let mq = MediaQuery { case: Some(id.clone()), after, limit: PAGE, restricted: p.restricted, ..Default::default() };
     let (id2, see) = (id.clone(), p.restricted);
-    let (case, line, rows, total, links, holds) = read(&s, move |c| {
+    let (case, line, rows, total, links, (holds, hold_count)) = read(&s, move |c| {
         let rows = query::media_page(c, &mq)?;
         let ids: Vec<String> = rows.iter().map(|m| m.id.clone()).collect();
         let links = ixcases::media_links_many(c, &ids)?;
-        // Holds on recordings this person may see (a restricted
-        // recording's hold is as invisible as the recording).
-        let hidden = if see { Default::default() } else { query::restricted_in_case(c, &id2)? };
-        let mut holds = screens::holds_of_case(c, &id2)?;
-        holds.retain(|h| !hidden.contains(&h.media_id));
         Ok((
             ixcases::get_case(c, &id2)?,
             screens::case_line_of(c, &id2)?,
             rows,
             query::media_count(c, &MediaQuery { after: None, ..mq })?,
             links,
-            holds,
+            // Holds on recordings this person may see (a restricted
+            // recording's hold is as invisible as the recording).
+            (screens::holds_of_case(c, &id2, holds_before, PAGE, see)?, screens::holds_of_case_count(c, &id2, see)?),
         ))
     })
     .await?;
+    let next_holds =
+        (holds.len() == PAGE as usize).then(|| holds.last().map(|h| format!("{},{}", h.placed_at, h.id))).flatten();
     let (Some(case), Some(line)) = (case, line) else { return Err(Problem::not_found(format!("no case {id:?}"))) };
     let next = (rows.len() as u32 == PAGE)
         .then(|| rows.last().map(|r| crate::api::media::encode_cursor(r.start_at, &r.id)))
@@ -549,7 +551,7 @@ pub async fn case_one(
             }
         }
         (next_link(&format!("/console/cases/{}", url_part(&id)), &[("reason", reason.clone())], next))
-        h2 { "Holds on its recordings (" (holds.len()) ")" }
+        h2 { "Holds on its recordings (" (hold_count) ")" }
         @if holds.is_empty() { p.muted { "No legal hold is in force on this case's recordings." } }
         @else {
             table #case-holds {
@@ -559,6 +561,7 @@ pub async fn case_one(
                     td { (h.reason) } td { (at(h.placed_at)) } td { (h.placed_by) }
                 } } }
             }
+            (next_link_as(&format!("/console/cases/{}", url_part(&id)), &[("reason", reason.clone())], "holds_before", next_holds, "More holds →"))
         }
         @if admin {
             form.filters method="post" action={ "/console/cases/" (url_part(&id)) "/link" } {
@@ -638,6 +641,14 @@ pub struct RetentionQuery {
     holds_before: Option<String>,
 }
 
+/// A cursor into a list of holds: `placed_at,id`, both integers.
+fn hold_cursor(v: &Option<String>) -> Result<Option<(i64, i64)>, Problem> {
+    match cursor(v)? {
+        Some((t, id)) => Ok(Some((t, id.parse::<i64>().map_err(|_| Problem::bad("bad page cursor"))?))),
+        None => Ok(None),
+    }
+}
+
 /// Retention: what expires first, the trash (restore), holds in force.
 pub async fn retention(
     State(s): State<ApiState>,
@@ -647,10 +658,7 @@ pub async fn retention(
     const PAGE: u32 = 50;
     let after = cursor(&q.after)?;
     let trash_before = cursor(&q.trash_before)?;
-    let holds_before = match cursor(&q.holds_before)? {
-        Some((t, id)) => Some((t, id.parse::<i64>().map_err(|_| Problem::bad("bad page cursor"))?)),
-        None => None,
-    };
+    let holds_before = hold_cursor(&q.holds_before)?;
     let see = p.restricted;
     let (expiring, trash, holds) = read(&s, move |c| {
         Ok((

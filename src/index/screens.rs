@@ -349,14 +349,37 @@ pub fn case_line_of(c: &Db, id: &str) -> Result<Option<CaseLine>> {
 }
 
 /// Holds in force on the recordings linked to a case, newest first.
-pub fn holds_of_case(c: &Db, case_id: &str) -> Result<Vec<HoldRow>> {
-    c.prepare_cached(
+pub fn holds_of_case(
+    c: &Db,
+    case_id: &str,
+    before: Option<(i64, i64)>,
+    limit: u32,
+    see_restricted: bool,
+) -> Result<Vec<HoldRow>> {
+    let hide = hide(c, see_restricted)?;
+    let (t, id) = before.unwrap_or((i64::MAX, i64::MAX));
+    c.prepare_cached(&format!(
         "SELECT h.id, h.media_id, h.reason, h.placed_by, h.placed_at FROM case_links l
-         JOIN holds h ON h.media_id = l.media_id AND h.lifted_at IS NULL
-         WHERE l.case_id = ?1 AND l.state = 'linked' ORDER BY h.placed_at DESC, h.id DESC",
-    )?
-    .query_map([case_id], hold_row)?
+         JOIN holds h ON h.media_id = l.media_id AND h.lifted_at IS NULL JOIN originals o ON o.id = h.media_id
+         WHERE l.case_id = ?1 AND l.state = 'linked' AND (h.placed_at, h.id) < (?2, ?3) {hide}
+         ORDER BY h.placed_at DESC, h.id DESC LIMIT ?4"
+    ))?
+    .query_map(params![case_id, t, id, i64::from(limit)], hold_row)?
     .collect()
+}
+
+/// How many holds are in force on a case's recordings, as [`holds_of_case`]
+/// shows them.
+pub fn holds_of_case_count(c: &Db, case_id: &str, see_restricted: bool) -> Result<u64> {
+    let hide = hide(c, see_restricted)?;
+    let n: i64 = c
+        .prepare_cached(&format!(
+            "SELECT count(*) FROM case_links l
+             JOIN holds h ON h.media_id = l.media_id AND h.lifted_at IS NULL JOIN originals o ON o.id = h.media_id
+             WHERE l.case_id = ?1 AND l.state = 'linked' {hide}"
+        ))?
+        .query_row([case_id], |r| r.get(0))?;
+    Ok(u64::try_from(n).unwrap_or(0))
 }
 
 /// Exports, newest first (only those awaiting a decision with
