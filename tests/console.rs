@@ -351,14 +351,7 @@ fn a_cases_recordings_are_paged_and_counted_as_each_person_may_see_them() {
         assert_eq!(r.status, 201, "{r:?}");
     }
     let secret = &ids[52];
-    let r = call(
-        addr,
-        "PUT",
-        &format!("/api/v1/media/{secret}/restriction"),
-        &format!("Bearer {OPS}"),
-        Some(json!({"restricted": true, "reason": "internal affairs"})),
-    );
-    assert!(r.status < 300, "{r:?}");
+    restrict_media(addr, &format!("Bearer {OPS}"), secret);
 
     let walk = |who: &str| -> (String, Vec<String>) {
         let cookie = login(addr, who, PASSWORD).unwrap();
@@ -569,14 +562,7 @@ fn the_console_works_in_a_real_browser() {
         let secret = blake3_hex(&other);
         b.until("the second file", "/console/media?officer=004711", Duration::from_secs(60), |s| s.contains(&secret))
             .await;
-        let r = call(
-            addr,
-            "PUT",
-            &format!("/api/v1/media/{secret}/restriction"),
-            &format!("Bearer {OPS}"),
-            Some(json!({"restricted": true, "reason": "internal affairs"})),
-        );
-        assert!(r.status < 300, "{r:?}");
+        restrict_media(addr, &format!("Bearer {OPS}"), &secret);
         b.logout().await;
         b.login("ann").await;
         for path in [

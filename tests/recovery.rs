@@ -528,14 +528,7 @@ fn a_cut_recording_waits_for_its_camera_is_recovered_and_plays_in_a_browser() {
     });
     // A restricted recording is never a reference, named or chosen: its id
     // would show in the provenance to callers without the grant.
-    let r = call(
-        addr,
-        "PUT",
-        &format!("/api/v1/media/{other_id}/restriction"),
-        &ops,
-        Some(json!({"restricted": true, "reason": "internal affairs"})),
-    );
-    assert!(r.status < 300, "{r:?}");
+    restrict_media(addr, &ops, &other_id);
     let named = json!({"reference": other_id, "reason": "try the restricted one"});
     let r = call(addr, "POST", &url, &ops, Some(named.clone()));
     let text = String::from_utf8_lossy(&r.body).into_owned();

@@ -348,6 +348,13 @@ pub fn case_line_of(c: &Db, id: &str) -> Result<Option<CaseLine>> {
     c.prepare_cached(&format!("SELECT {CASE_LINE} FROM cases WHERE id = ?1"))?.query_row([id], case_line).optional()
 }
 
+/// The holds in force on the recordings linked to case `?1` (with the
+/// original as `o`, for the restricted filter): one FROM and WHERE for the
+/// page and its count.
+const CASE_HOLDS: &str = "FROM case_links l
+    JOIN holds h ON h.media_id = l.media_id AND h.lifted_at IS NULL JOIN originals o ON o.id = h.media_id
+    WHERE l.case_id = ?1 AND l.state = 'linked'";
+
 /// Holds in force on the recordings linked to a case, newest first.
 pub fn holds_of_case(
     c: &Db,
@@ -359,10 +366,8 @@ pub fn holds_of_case(
     let hide = hide(c, see_restricted)?;
     let (t, id) = before.unwrap_or((i64::MAX, i64::MAX));
     c.prepare_cached(&format!(
-        "SELECT h.id, h.media_id, h.reason, h.placed_by, h.placed_at FROM case_links l
-         JOIN holds h ON h.media_id = l.media_id AND h.lifted_at IS NULL JOIN originals o ON o.id = h.media_id
-         WHERE l.case_id = ?1 AND l.state = 'linked' AND (h.placed_at, h.id) < (?2, ?3) {hide}
-         ORDER BY h.placed_at DESC, h.id DESC LIMIT ?4"
+        "SELECT h.id, h.media_id, h.reason, h.placed_by, h.placed_at {CASE_HOLDS}
+         AND (h.placed_at, h.id) < (?2, ?3) {hide} ORDER BY h.placed_at DESC, h.id DESC LIMIT ?4"
     ))?
     .query_map(params![case_id, t, id, i64::from(limit)], hold_row)?
     .collect()
@@ -372,13 +377,8 @@ pub fn holds_of_case(
 /// shows them.
 pub fn holds_of_case_count(c: &Db, case_id: &str, see_restricted: bool) -> Result<u64> {
     let hide = hide(c, see_restricted)?;
-    let n: i64 = c
-        .prepare_cached(&format!(
-            "SELECT count(*) FROM case_links l
-             JOIN holds h ON h.media_id = l.media_id AND h.lifted_at IS NULL JOIN originals o ON o.id = h.media_id
-             WHERE l.case_id = ?1 AND l.state = 'linked' {hide}"
-        ))?
-        .query_row([case_id], |r| r.get(0))?;
+    let n: i64 =
+        c.prepare_cached(&format!("SELECT count(*) {CASE_HOLDS} {hide}"))?.query_row([case_id], |r| r.get(0))?;
     Ok(u64::try_from(n).unwrap_or(0))
 }
 

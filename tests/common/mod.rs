@@ -467,6 +467,14 @@ pub fn call(addr: std::net::SocketAddr, method: &str, path: &str, auth: &str, bo
     http(addr, method, path, &headers, body.as_deref().map(str::as_bytes))
 }
 
+/// Restrict an original through the API as `auth` (an admin's bearer
+/// header), with a reason; panics unless the API agrees.
+pub fn restrict_media(addr: std::net::SocketAddr, auth: &str, id: &str) {
+    let body = serde_json::json!({"restricted": true, "reason": "internal affairs"});
+    let r = call(addr, "PUT", &format!("/api/v1/media/{id}/restriction"), auth, Some(body));
+    assert!(r.status < 300, "restricting {id}: {r:?}");
+}
+
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
